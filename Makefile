@@ -1,0 +1,30 @@
+# The README's commands. Both work on a fresh machine with Python 3.11+ and the package registries.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-long bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/datagen plan --show plans/example.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent tests bench
+
+test: lint
+	$(BIN)/pytest -q
+
+test-long: $(STAMP)
+	$(BIN)/pytest -q -m long
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,177 @@
+"""The Plan: what to generate, in which exact proportions. Loaded from and saved to plans/<name>.yaml.
+
+Quotas are derived, never trusted from the file: every load recomputes them from the shares and the
+total (largest remainder method), so a person can edit a share or the total by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.yamlfile import dump_yaml, load_model, write_atomic
+
+OutputFormat = Literal["openai", "alpaca", "sharegpt", "dpo", "kto"]
+SpecialFormat = Literal["code", "lists", "tables", "json"]
+# How the auditor decides which category an example really belongs to.
+Measure = Literal["trusted", "response_words", "input_words", "turns", "code", "typos", "format"]
+
+SHARE_TOLERANCE = 1e-6
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Category(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    share: float = Field(ge=0, le=1)
+    quota: int | None = Field(default=None, description="derived from share and total on every load")
+    description: str = ""
+    min_words: int | None = Field(default=None, ge=0)
+    max_words: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _word_range(self) -> Category:
+        if self.min_words is not None and self.max_words is not None and self.min_words > self.max_words:
+            raise ValueError(f"min_words {self.min_words} is above max_words {self.max_words}")
+        return self
+
+
+class Dimension(Strict):
+    description: str = ""
+    measure: Measure = "trusted"
+    categories: list[Category] = Field(min_length=1)
+
+    @field_validator("categories")
+    @classmethod
+    def _shares(cls, cats: list[Category]) -> list[Category]:
+        names = [c.name for c in cats]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ValueError(f"category {dup!r} appears twice")
+        total = math.fsum(c.share for c in cats)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ValueError(f"shares sum to {total:.6g}, they must sum to 1 (change a share so they do)")
+        return cats
+
+    def category(self, name: str) -> Category | None:
+        return next((c for c in self.categories if c.name == name), None)
+
+
+class Generation(Strict):
+    provider: Literal["simulated", "openai", "anthropic"] = "simulated"
+    model: str = "simulated-1"
+    base_url: str | None = None
+    temperature: float = Field(default=0.8, ge=0, le=2)
+    batch_size: int = Field(default=50, ge=50, le=100)
+    examples_per_call: int = Field(default=5, ge=1, le=20)
+    concurrency: int = Field(default=32, ge=1, le=1024, description="upper bound; adapts down on 429s")
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    input_tokens_per_minute: int | None = Field(default=None, ge=1)
+    output_tokens_per_minute: int | None = Field(default=None, ge=1)
+    timeout_seconds: float = Field(default=120, gt=0)
+    max_output_tokens: int = Field(default=8000, ge=256)
+    seed: int = 0
+
+
+class Quality(Strict):
+    dedup_threshold: float = Field(default=0.85, gt=0, le=1)
+    allow_pii: bool = False
+    preference_length_ratio: float = Field(default=1.5, ge=1)
+    min_chars: int = Field(default=10, ge=0)
+    max_chars: int = Field(default=10000, ge=1)
+
+
+class Audit(Strict):
+    judge: bool = False
+    max_attempts_per_category: int = Field(default=6, ge=1, description="misses in a row before a category is reported unfillable")
+
+
+class Plan(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    task: str = Field(min_length=1)
+    domain: str = ""
+    persona: str = ""
+    system_prompts: list[str] = Field(min_length=1)
+    total: int = Field(ge=1, le=10_000_000)
+    validation_split: float = Field(default=0.1, ge=0, le=0.5)
+    output_format: OutputFormat = "openai"
+    special_formats: list[SpecialFormat] = Field(default_factory=list)
+    generation: Generation = Field(default_factory=Generation)
+    quality: Quality = Field(default_factory=Quality)
+    audit: Audit = Field(default_factory=Audit)
+    # pairs "dimension=category" that should not be drawn together (a 600-word refusal, say)
+    exclusions: list[tuple[str, str]] = Field(default_factory=list)
+    topics: dict[str, list[str]] = Field(default_factory=dict, description="domain category -> concrete topics")
+    dimensions: dict[str, Dimension] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Plan:
+        for dim in self.dimensions.values():
+            for cat, q in zip(dim.categories, quotas([c.share for c in dim.categories], self.total), strict=True):
+                cat.quota = q
+        for pair in self.exclusions:
+            for item in pair:
+                dim_name, _, cat_name = item.partition("=")
+                dim = self.dimensions.get(dim_name)
+                if dim is None or dim.category(cat_name) is None:
+                    raise ValueError(f"exclusion {item!r} names no dimension=category of this plan")
+        return self
+
+    @property
+    def record_shape(self) -> Literal["chat", "preference", "kto"]:
+        return {"dpo": "preference", "kto": "kto"}.get(self.output_format, "chat")  # type: ignore[return-value]
+
+    def quota_table(self) -> dict[str, dict[str, int]]:
+        return {d: {c.name: c.quota or 0 for c in dim.categories} for d, dim in self.dimensions.items()}
+
+    def structure(self) -> dict[str, list[str]]:
+        """The names a run's ledger depends on: renaming or removing one breaks resume."""
+        return {d: [c.name for c in dim.categories] for d, dim in self.dimensions.items()}
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def quotas(shares: list[float], total: int) -> list[int]:
+    """Integer quotas summing exactly to `total`, by the largest remainder method.
+
+    Deterministic: ties go to the earlier category. A zero share always gets zero.
+    Shares are normalised by their sum first, so the 1e-6 tolerance never loses or adds an example.
+    """
+    s = math.fsum(shares)
+    if total <= 0 or s <= 0:
+        return [0] * len(shares)
+    exact = [round(share / s * total, 9) for share in shares]
+    base = [math.floor(x) for x in exact]
+    left = total - sum(base)
+    order = sorted(
+        (i for i, share in enumerate(shares) if share > 0),
+        key=lambda i: (-(exact[i] - base[i]), i),
+    )
+    for i in order[:left]:
+        base[i] += 1
+    return base
+
+
+def load_plan(path: str | Path) -> Plan:
+    return load_model(Path(path), Plan, "plan")
+
+
+def plan_yaml(plan: Plan) -> str:
+    header = (
+        f"# datagen plan '{plan.name}'. Edit shares or the total freely: quotas are recomputed on every load.\n"
+        "# Check it with: datagen plan --show <this file>\n"
+    )
+    return header + dump_yaml(plan.model_dump(mode="json", exclude_none=True))
+
+
+def save_plan(plan: Plan, path: str | Path) -> None:
+    write_atomic(Path(path), plan_yaml(plan))

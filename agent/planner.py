@@ -1,0 +1,226 @@
+"""Requirements -> Plan. Every default share and word range here is the seed's (shared/seeds/000)."""
+
+from __future__ import annotations
+
+from agent.plan import Category, Dimension, Generation, Plan
+from agent.requirements import Requirements, slug
+
+# (name, share, description[, min_words, max_words]); descriptions tell the model what makes an
+# example belong to the category, and are quoted into the prompts.
+QUESTION_TYPES = [
+    ("factual", 0.35, "Factual/informational: a direct question with a clear, specific answer ('What is X?', 'What are the specs of Y?')."),
+    ("instructional", 0.28, "Instructional/how-to: step-by-step guidance, a process or a configuration ('How do I deploy ...?')."),
+    ("comparative", 0.12, "Comparative: side-by-side comparison or trade-off analysis ('Which is better for X?', 'A vs B')."),
+    ("troubleshooting", 0.18, "Troubleshooting/debugging: an error, a failure or a performance problem to diagnose and fix."),
+    ("multi_step", 0.07, "Multi-step/complex: needs several pieces of information; a workflow, a pipeline or a system design."),
+]
+BEHAVIOURS = [
+    ("standard", 0.72, "Standard: a clear, answerable, in-scope question; the assistant answers it fully."),
+    ("ambiguous", 0.08, "Ambiguous: vague or open to several readings ('How do I train faster?'); the assistant asks a clarifying question instead of assuming."),
+    ("adversarial", 0.08, "Adversarial/edge case: a trick question, contradiction, impossible scenario or dangerous setting; the assistant spots the problem and says so instead of answering confidently."),
+    ("negative", 0.12, "Negative: out of scope, unethical, outdated or unknowable; the assistant declines or says it does not know, gives the reason briefly and redirects to legitimate help."),
+]
+COMPANY_DOMAINS = [
+    ("product_features", 0.20, "Product features: core capabilities, what the product can and cannot do."),
+    ("api_integration", 0.15, "API/technical integration: endpoints, parameters, integration patterns, SDK usage."),
+    ("pricing_billing", 0.10, "Pricing/billing: cost structures, pricing models, budget estimation."),
+    ("setup_configuration", 0.15, "Setup/configuration: installation, environment setup, configuration options."),
+    ("best_practices", 0.10, "Best practices: recommended workflows, optimization tips, common patterns."),
+    ("limitations", 0.10, "Limitations/constraints: known issues, boundaries, unsupported features."),
+    ("use_cases", 0.10, "Use cases/workflows: real-world scenarios, end-to-end examples, industry applications."),
+    ("company_policies", 0.10, "Company policies: terms of service, data handling, support channels."),
+]
+DIFFICULTY = [
+    ("easy", 0.40, "Easy: single fact retrieval."),
+    ("medium", 0.40, "Medium: multi-step reasoning."),
+    ("hard", 0.20, "Hard: complex analysis and trade-offs."),
+]
+RESPONSE_LENGTH = [
+    ("short", 0.30, "Short answer of 50-150 words: a quick fact or a simple how-to.", 50, 150),
+    ("medium", 0.50, "Medium answer of 151-400 words: a standard explanation with examples.", 151, 400),
+    ("long", 0.20, "Long answer of 401-800 words: a complex topic or a comprehensive guide.", 401, 1200),
+]
+INPUT_LENGTH = [
+    ("short", 0.40, "Short user message of 5-20 words.", 1, 20),
+    ("medium", 0.40, "Medium user message of 21-100 words, with some context.", 21, 100),
+    ("long", 0.20, "Long user message of 101-200 words: detailed context, logs or constraints.", 101, 400),
+]
+TONES = [
+    ("professional", 0.40, "Professional/technical: precise terminology, formal."),
+    ("conversational", 0.40, "Conversational: friendly, accessible, encouraging."),
+    ("mixed", 0.20, "Mixed: technical content in approachable language."),
+]
+EXAMPLES = [
+    ("with_examples", 0.60, "With code or a concrete example: practical and actionable (a code block, a command or a worked example)."),
+    ("conceptual", 0.40, "Conceptual only: theory, explanation and principles, no code block."),
+]
+OPENNESS = [
+    ("open", 0.60, "Open-ended: exploratory, several approaches, context-dependent."),
+    ("closed", 0.40, "Closed: yes/no, a specific value or a definite answer."),
+]
+TURNS = [
+    ("single_turn", 0.90, "Single turn: one user message and one assistant reply."),
+    ("multi_turn", 0.10, "Multi-turn: 2-3 user turns with follow-ups, clarifications or progressive refinement."),
+]
+TYPOS = [
+    ("clean", 0.95, "Clean user language: correct spelling and grammar."),
+    ("typos", 0.05, "Real user language: typos, misspellings, informal phrasing (e.g. 'pls', 'dont', 'teh')."),
+]
+KTO_LABELS = [
+    ("desirable", 0.50, "Desirable (label true): the completion is correct, helpful and on-tone."),
+    ("undesirable", 0.50, "Undesirable (label false): the completion is plausible but flawed: wrong, unhelpful, off-tone or assuming."),
+]
+FORMAT_NAMES = {"lists": "list", "tables": "table", "json": "json"}
+FORMAT_DESCRIPTIONS = {
+    "plain": "Plain prose paragraphs (no list, table or JSON block).",
+    "list": "Contains a bulleted or numbered list.",
+    "table": "Contains a Markdown table.",
+    "json": "Contains a JSON block in a ```json fence.",
+}
+FOCUS_SHARE = 0.7  # a user's stated focus gets 70%; the rest keep the seed's proportions among themselves
+
+DEFAULT_EXCLUSIONS = [
+    ("behaviour=negative", "response_length=long"),
+    ("behaviour=ambiguous", "response_length=long"),
+    ("question_type=multi_step", "response_length=short"),
+]
+
+
+def _dim(rows, description: str, measure: str = "trusted", shares: dict[str, float] | None = None) -> Dimension:
+    cats = []
+    for row in rows:
+        name, share, desc, *words = row
+        cats.append(
+            Category(
+                name=name,
+                share=round((shares or {}).get(name, share), 10),
+                description=desc,
+                min_words=words[0] if words else None,
+                max_words=words[1] if words else None,
+            )
+        )
+    return Dimension(description=description, measure=measure, categories=cats)
+
+
+def renormalise(shares: dict[str, float], zero: set[str] = frozenset()) -> dict[str, float]:
+    kept = {k: (0.0 if k in zero else v) for k, v in shares.items()}
+    s = sum(kept.values())
+    return {k: v / s for k, v in kept.items()}
+
+
+def focus(rows, choice: str) -> dict[str, float] | None:
+    """'mixed'/'varied' keep the seed's shares; naming one category gives it FOCUS_SHARE."""
+    names = [r[0] for r in rows]
+    if choice not in names:
+        return None
+    rest = {r[0]: r[1] for r in rows if r[0] != choice}
+    s = sum(rest.values())
+    return {choice: FOCUS_SHARE, **{k: v / s * (1 - FOCUS_SHARE) for k, v in rest.items()}}
+
+
+def domain_dimension(req: Requirements) -> Dimension:
+    if not req.subject_areas:
+        return _dim(COMPANY_DOMAINS, "Company-data domains (seed 000)")
+    if req.distribution == "weighted" and req.area_weights:
+        weights = {a: req.area_weights.get(a, 0.0) for a in req.subject_areas}
+    else:
+        weights = {a: 1.0 for a in req.subject_areas}
+    shares = renormalise(weights)
+    rows = [(slug(a) or f"area_{i}", shares[a], f"{a}: questions about this subject area of {req.domain}.")
+            for i, a in enumerate(req.subject_areas)]
+    return _dim(rows, f"The subject areas of {req.domain}")
+
+
+def format_dimension(req: Requirements) -> Dimension | None:
+    chosen = [FORMAT_NAMES[f] for f in req.special_formats if f in FORMAT_NAMES]
+    if not chosen:
+        return None
+    rows = [("plain", 0.5, FORMAT_DESCRIPTIONS["plain"])]
+    rows += [(name, 0.5 / len(chosen), FORMAT_DESCRIPTIONS[name]) for name in chosen]
+    return _dim(rows, "Response formats the user asked for", measure="format")
+
+
+def system_prompts(req: Requirements) -> list[str]:
+    persona = req.persona.strip() or f"You are a helpful assistant for {req.domain}."
+    base = f"{persona} Your job: {req.task}."
+    if req.style_notes:
+        base += f" Style: {req.style_notes}."
+    if req.system_prompt_mode == "consistent" or req.system_prompt_variants == 1:
+        return [base]
+    variants = [
+        base,
+        f"{persona} Help users with {req.domain}: {req.task}. Be accurate; ask when a question is unclear.",
+        f"{persona} Answer questions about {req.domain}. Say so when something is out of scope or unknown.",
+        f"{persona} Support users of {req.domain} ({req.task}). Prefer concrete steps and examples.",
+    ]
+    out = variants[: req.system_prompt_variants]
+    while len(out) < req.system_prompt_variants:
+        out.append(f"{base} (variant {len(out) + 1})")
+    return out
+
+
+def build_plan(req: Requirements) -> Plan:
+    behaviour_zero = set()
+    if not req.edge_cases:
+        behaviour_zero |= {"ambiguous", "adversarial"}
+    if not req.negatives:
+        behaviour_zero.add("negative")
+    behaviour = renormalise({r[0]: r[1] for r in BEHAVIOURS}, behaviour_zero)
+
+    dims: dict[str, Dimension] = {
+        "question_type": _dim(QUESTION_TYPES, "What kind of question the user asks (seed 000)"),
+        "behaviour": _dim(BEHAVIOURS, "Quality elements: how the assistant must behave", shares=behaviour),
+        "domain": domain_dimension(req),
+        "difficulty": _dim(DIFFICULTY, "Difficulty level", shares=focus(DIFFICULTY, req.complexity)),
+        "response_length": _dim(RESPONSE_LENGTH, "Assistant response length in words (measured)",
+                                "response_words", shares=focus(RESPONSE_LENGTH, req.response_length)),
+        "input_length": _dim(INPUT_LENGTH, "User message length in words (measured)", "input_words"),
+        "tone": _dim(TONES, "The assistant's tone", shares=focus(TONES, req.tone)),
+        "examples": _dim(EXAMPLES, "With or without code/examples (measured)", "code"),
+        "openness": _dim(OPENNESS, "Open-ended or closed question"),
+        "turns": _dim(TURNS, "Single or multi-turn conversation (measured)", "turns",
+                      shares=None if req.multi_turn else {"single_turn": 1.0, "multi_turn": 0.0}),
+        "typos": _dim(TYPOS, "Real user language (measured)", "typos",
+                      shares=None if req.typos else {"clean": 1.0, "typos": 0.0}),
+    }
+    fmt = format_dimension(req)
+    if fmt is not None:
+        dims["format"] = fmt
+    if req.output_format == "kto":
+        dims["kto_label"] = _dim(KTO_LABELS, "KTO desirable/undesirable balance (seed 002: about 50/50)")
+    if req.output_format in ("dpo", "kto"):
+        # preference and KTO records are single-turn prompt/response pairs
+        dims["turns"] = _dim(TURNS, dims["turns"].description, "turns", shares={"single_turn": 1.0, "multi_turn": 0.0})
+
+    provider = req.provider
+    generation = Generation(provider=provider, model=req.model or default_model(provider))
+    exclusions = [pair for pair in DEFAULT_EXCLUSIONS if all(_has(dims, item) for item in pair)]
+    return Plan(
+        name=req.plan_name,
+        task=req.task,
+        domain=req.domain,
+        persona=req.persona,
+        system_prompts=system_prompts(req),
+        total=req.num_examples,
+        validation_split=req.validation_split,
+        output_format=req.output_format,
+        special_formats=req.special_formats,
+        generation=generation,
+        exclusions=exclusions,
+        dimensions=dims,
+    )
+
+
+def default_model(provider: str) -> str:
+    return {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "simulated": "simulated-1"}[provider]
+
+
+def _has(dims: dict[str, Dimension], item: str) -> bool:
+    d, _, c = item.partition("=")
+    return d in dims and dims[d].category(c) is not None and (dims[d].category(c).share or 0) > 0
+
+
+SIZE_GUIDANCE = (
+    "Seed guidance: simple tasks 100-500 examples, medium 500-2,000, complex 2,000-10,000+, "
+    "domain adaptation 1,000-5,000; company Q&A: 1,000 minimum, 5,000-10,000 recommended."
+)
