@@ -40,8 +40,10 @@ def tty_ask(prompt: str, default: str | None) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def cli(verbose: bool) -> None:
     """datagen: plan, generate, audit and export synthetic fine-tuning datasets."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)  # the run log file gets INFO
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
 
 
 @cli.command()
@@ -86,6 +88,97 @@ def plan(source: Path, out: Path | None, show: bool, force: bool) -> None:
         raise DatagenError(f"cannot write {target}: {e.strerror}; choose a writable -o path") from None
     say(f"Wrote {target} ({built.total:,} examples, {len(built.dimensions)} dimensions). "
         f"Check it with: datagen plan --show {target}")
+
+
+def run_options(f):
+    for option in reversed([
+        click.option("--plan", "plan_path", type=PlanPath, required=True, help="The plan file (plans/<name>.yaml)."),
+        click.option("--outputs", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs"),
+                     show_default=True, help="Folder that holds one run folder per plan."),
+    ]):
+        f = option(f)
+    return f
+
+
+def open_run(plan_path: Path, outputs: Path):
+    """The plan and its existing ledger (read-only use); a clear error when there is no run yet."""
+    from agent.ledger import Ledger
+    from agent.plan import load_plan
+
+    loaded = load_plan(plan_path)
+    db = outputs / loaded.name / "ledger.sqlite"
+    if not db.exists():
+        raise DatagenError(f"no run yet for plan {loaded.name!r} in {outputs}; start one with: "
+                           f"datagen generate --plan {plan_path}")
+    return loaded, Ledger(db)
+
+
+@cli.command()
+@run_options
+@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="Override the plan's provider.")
+@click.option("--model", help="Override the plan's model.")
+@click.option("--base-url", help="OpenAI-compatible server URL (vLLM, Ollama, llama.cpp, LM Studio).")
+@click.option("--api-key", help="API key (better: OPENAI_API_KEY / ANTHROPIC_API_KEY). Never written anywhere.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="Stop cleanly once this many USD are spent.")
+@click.option("--restart", is_flag=True, help="Discard this plan's run and start over.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--no-drift", is_flag=True, help="Simulated provider only: follow every spec exactly.")
+@click.option("--no-export", is_flag=True, help="Do not export when the plan is filled.")
+@click.option("--prices", type=PlanPath, help="YAML price table merged over the built-in one.")
+def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key, max_cost, restart, quiet,
+             no_drift, no_export, prices) -> None:
+    """Fill the plan's quotas (re-running resumes); export when done."""
+    from agent.plan import load_plan
+    from agent.progress import make_progress
+    from agent.runner import GenerateOptions
+    from agent.runner import generate as run_generate
+
+    opts = GenerateOptions(provider=provider, model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
+                           restart=restart, quiet=quiet, drift=not no_drift, export=not no_export, prices=prices,
+                           outputs=outputs)
+    result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
+    tag = " (SIMULATED provider: not training data)" if result.simulated else ""
+    say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run, "
+        f"{result.calls:,} calls, ${result.cost:.4f} spent{tag}")
+    for u in result.unfillable:
+        say(f"unfillable: {u['dimension']}.{u['category']} short by {u['short_by']} after repeated misses")
+    if not result.complete:
+        sys.exit(4)
+
+
+@cli.command()
+@click.option("--plan", "plan_path", type=PlanPath, required=True)
+@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]))
+@click.option("--model")
+def estimate(plan_path: Path, provider, model) -> None:
+    """Tokens, cost and time for the whole plan, before spending anything."""
+    from agent.estimate import estimate_lines
+    from agent.plan import load_plan
+    from agent.runner import GenerateOptions, with_overrides
+
+    loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model))
+    for line in estimate_lines(loaded):
+        click.echo(line)
+
+
+@cli.command()
+@run_options
+def status(plan_path: Path, outputs: Path) -> None:
+    """Quotas filled and remaining, rejections and cost so far."""
+    from agent.show import status as show_status
+
+    loaded, ledger = open_run(plan_path, outputs)
+    show_status(loaded, ledger, stdout_console())
+
+
+@cli.command()
+@run_options
+def audit(plan_path: Path, outputs: Path) -> None:
+    """The audit of everything accepted so far: per batch, diversity, rebalancing."""
+    from agent.show import audit as show_audit
+
+    loaded, ledger = open_run(plan_path, outputs)
+    show_audit(loaded, ledger, stdout_console())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,3 +32,63 @@ def plan_tables(plan: Plan, console: Console) -> None:
     if plan.topics:
         n = sum(len(v) for v in plan.topics.values())
         console.print(f"Topics: {n} across {len(plan.topics)} domain categories")
+
+
+def fill_tables(plan: Plan, counts: dict[str, dict[str, int]], console: Console) -> None:
+    """target / accepted / remaining per category of every dimension."""
+    for name, dim in plan.dimensions.items():
+        table = Table(title=name, title_justify="left")
+        for col in ("category", "target", "accepted", "remaining"):
+            table.add_column(col, justify="left" if col == "category" else "right")
+        for c in dim.categories:
+            got = counts.get(name, {}).get(c.name, 0)
+            table.add_row(c.name, f"{c.quota:,}", f"{got:,}", f"{max(0, (c.quota or 0) - got):,}")
+        console.print(table)
+
+
+def status(plan: Plan, ledger, console: Console) -> None:
+    usage = ledger.usage()
+    accepted = ledger.accepted_count()
+    console.print(f"[bold]{plan.name}[/bold]: {accepted:,} of {plan.total:,} accepted "
+                  f"({accepted / plan.total:.0%}); {usage['calls']:,} calls, "
+                  f"{usage['input_tokens']:,} input + {usage['output_tokens']:,} output tokens, ${usage['cost']:.4f}"
+                  + ("  [SIMULATED: not training data]" if ledger.simulated else ""))
+    rejections = ledger.rejection_counts()
+    if rejections:
+        console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
+    if usage["faults"]:
+        console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
+    fill_tables(plan, ledger.label_counts(), console)
+
+
+def audit(plan: Plan, ledger, console: Console) -> None:
+    batches = ledger.batches()
+    if not batches:
+        console.print("No batch has been audited yet.")
+        return
+    table = Table(title="Batches", title_justify="left")
+    for col in ("batch", "accepted", "rejected", "duplicates", "top rejection reasons", "mean TTR", "overlap", "verbs", "topics"):
+        table.add_column(col, justify="left" if "reason" in col else "right")
+    for b in batches:
+        cum = b.get("diversity", {}).get("cumulative", {})
+        top = ", ".join(f"{k} {v}" for k, v in list(b.get("rejections", {}).items())[:3])
+        table.add_row(str(b["batch"]), str(b["accepted"]), str(b["rejected"]), str(b.get("duplicates", 0)), top,
+                      _num(cum.get("mean_ttr")), _pct(cum.get("ngram_overlap")), _num(cum.get("unique_verbs"), 0),
+                      _num(cum.get("unique_topics"), 0))
+    console.print(table)
+    last = batches[-1]
+    for s in last.get("shortfalls", []):
+        console.print(f"[yellow]below threshold[/yellow]: {s}")
+    for u in last.get("unfillable", []):
+        console.print(f"[red]unfillable[/red]: {u['dimension']}.{u['category']} short by {u['short_by']}")
+    if last.get("steering"):
+        console.print(f"next batches steered with: {last['steering']}")
+    fill_tables(plan, ledger.label_counts(), console)
+
+
+def _num(x, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.0%}"

@@ -1,0 +1,186 @@
+"""The auditor: decides what every returned example really is, and whether it is accepted.
+
+For each example: structural and content checks -> measured labels -> near-duplicate check -> room in
+every category it really belongs to. Accepted examples count under their AUDITED labels; an example is
+never counted where it does not belong. Categories that keep coming out wrong get stronger instructions,
+and after a bounded number of misses in a row are reported unfillable instead of looped on forever.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from typing import Any
+
+from agent.audit.checks import check_record
+from agent.audit.dedup import NearDupIndex
+from agent.audit.diversity import DiversityTracker, shortfalls, steering
+from agent.audit.labels import measure
+from agent.example import Spec, response_text, user_text
+from agent.ledger import ExampleRow, Ledger
+from agent.plan import Plan
+
+Counts = dict[str, dict[str, int]]
+
+
+def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
+    """A parsed reply item -> the canonical record (the system prompt is ours, never the model's)."""
+    if shape == "chat":
+        messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
+        messages += [{"role": m.role, "content": m.content} for m in item.messages]
+        return {"messages": messages}
+    if shape == "preference":
+        return {"system": spec.system_prompt, "prompt": item.prompt, "chosen": item.chosen, "rejected": item.rejected}
+    return {"system": spec.system_prompt, "prompt": item.prompt, "completion": item.completion,
+            "label": spec.labels.get("kto_label", "desirable") == "desirable"}
+
+
+class Auditor:
+    def __init__(self, plan: Plan, ledger: Ledger):
+        self.plan = plan
+        self.shape = plan.record_shape
+        self.accepted: Counts = {d: {c.name: 0 for c in dim.categories} for d, dim in plan.dimensions.items()}
+        for d, cats in ledger.label_counts().items():
+            for c, n in cats.items():
+                self.accepted.setdefault(d, {})[c] = n
+        self.n_accepted = ledger.accepted_count()
+        self.index = NearDupIndex(plan.quality.dedup_threshold)
+        self.index.extend(ledger.accepted_texts())
+        self.measured_dims = [d for d, dim in plan.dimensions.items() if dim.measure != "trusted"]
+        self.misses: Counter[tuple[str, str]] = Counter()
+        self.unfillable: dict[tuple[str, str], int] = {}
+        self.tracker, upto = self._restore_tracker(ledger)
+        self._pending_diversity: list[dict[str, Any]] = [self._div_item(r["record"], r["audited"])
+                                                         for r in ledger.iter_accepted(after_id=upto)]
+        self.last_id = upto
+        self.batch_reasons: Counter[str] = Counter()
+        self.batch_processed = 0
+        self.batch_accepted = 0
+
+    # -- quotas -------------------------------------------------------------------------------------
+    def quota(self, dim: str, cat: str) -> int:
+        c = self.plan.dimensions[dim].category(cat)
+        return (c.quota or 0) if c else 0
+
+    def remaining(self) -> Counts:
+        """What is left to fill, per category; unfillable categories count as nothing left to draw."""
+        return {d: {c.name: 0 if (d, c.name) in self.unfillable else max(0, (c.quota or 0) - self.accepted[d].get(c.name, 0))
+                    for c in dim.categories} for d, dim in self.plan.dimensions.items()}
+
+    def shortfall(self) -> int:
+        return self.plan.total - self.n_accepted
+
+    # -- one example ----------------------------------------------------------------------------------
+    def judge(self, spec: Spec, item: Any) -> ExampleRow:
+        record = to_record(item, spec, self.shape)
+        text = user_text(record)
+        row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,
+                         topic=spec.topic, user_text=text)
+        issues = check_record(record, self.shape, self.plan.quality, requested=spec.labels)
+        if issues:
+            return self._reject(row, f"check:{issues[0].code}", "; ".join(i.message for i in issues[:3]))
+        measured = measure(record, self.plan, requested=spec.labels)
+        audited = {**spec.labels, **{d: c for d, c in measured.items() if d in spec.labels}}
+        row.audited = audited
+        self._count_misses(spec.labels, measured)
+        off = next((d for d, c in measured.items() if c is None), None)
+        if off is not None:
+            return self._reject(row, f"off_spec:{off}", f"fits no {off} category")
+        dup = self.index.find(text)
+        if dup is not None:
+            return self._reject(row, "near_duplicate", f"ratio {dup[1]:.3f} with accepted example {dup[0]}")
+        full = next((d for d, c in audited.items() if self.accepted[d].get(c, 0) >= self.quota(d, c)), None)
+        if full is not None:
+            how = f"came out as {full}={audited[full]}" + (
+                f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")
+            return self._reject(row, f"no_room:{full}", f"{how}, which is already full")
+        row.status = "accepted"
+        for d, c in audited.items():
+            self.accepted[d][c] = self.accepted[d].get(c, 0) + 1
+        self.n_accepted += 1
+        self.index.add(spec.id, text)
+        self.batch_accepted += 1
+        self.batch_processed += 1
+        self._pending_diversity.append(self._div_item(record, audited))
+        return row
+
+    def reject_spec(self, spec: Spec, reason: str, detail: str) -> ExampleRow:
+        row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), topic=spec.topic)
+        return self._reject(row, reason, detail)
+
+    def _reject(self, row: ExampleRow, reason: str, detail: str) -> ExampleRow:
+        row.status, row.reason, row.detail = "rejected", reason, detail
+        self.batch_reasons[reason] += 1
+        self.batch_processed += 1
+        return row
+
+    def _count_misses(self, requested: dict[str, str], measured: dict[str, str | None]) -> None:
+        for d, got in measured.items():
+            want = requested.get(d)
+            if want is None:
+                continue
+            if got == want:
+                self.misses[(d, want)] = 0
+                continue
+            self.misses[(d, want)] += 1
+            if self.misses[(d, want)] >= self.plan.audit.max_attempts_per_category:
+                self.unfillable[(d, want)] = max(0, self.quota(d, want) - self.accepted[d].get(want, 0))
+
+    # -- steering the next draws ------------------------------------------------------------------------
+    def instructions(self) -> list[str]:
+        """Stronger instructions for categories the model keeps missing."""
+        out = []
+        for (d, c), n in self.misses.most_common():
+            if n < 2 or (d, c) in self.unfillable:
+                continue
+            cat = self.plan.dimensions[d].category(c)
+            out.append(f"Examples with {d}={c} keep coming out wrong ({n} in a row): make them exactly "
+                       f"'{cat.description}'" + (f" Count the words: {cat.min_words}-{cat.max_words}." if cat.min_words else ""))
+        return out[:6]
+
+    # -- batch audit ------------------------------------------------------------------------------------
+    def close_batch(self, number: int, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        items = self._pending_diversity
+        self._pending_diversity = []
+        metrics = self.tracker.add_batch(items)
+        found = shortfalls(metrics.cumulative, self.n_accepted, self.plan.total)
+        steer = steering(found, self.tracker.used_verbs)
+        if steer.get("avoid_list_size"):
+            steer["avoid_phrases"] = self.tracker.common_phrases(int(steer["avoid_list_size"]))
+        summary = {
+            "batch": number,
+            "processed": self.batch_processed,
+            "accepted": self.batch_accepted,
+            "rejected": self.batch_processed - self.batch_accepted,
+            "rejections": dict(self.batch_reasons.most_common()),
+            "duplicates": self.batch_reasons.get("near_duplicate", 0),
+            "total_accepted": self.n_accepted,
+            "table": {d: {c.name: {"target": c.quota, "accepted": self.accepted[d].get(c.name, 0),
+                                   "remaining": max(0, (c.quota or 0) - self.accepted[d].get(c.name, 0))}
+                          for c in dim.categories} for d, dim in self.plan.dimensions.items()},
+            "diversity": metrics.to_dict(),
+            "shortfalls": [s.to_dict() for s in found],
+            "steering": steer,
+            "missing": [{"dimension": d, "category": c, "misses": n} for (d, c), n in self.misses.items() if n >= 2],
+            "unfillable": [{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.unfillable.items()],
+            **extra,
+        }
+        self.batch_reasons.clear()
+        self.batch_processed = self.batch_accepted = 0
+        return summary, {"diversity": pickle.dumps(self.tracker)}
+
+    def snapshot_upto(self, last_accepted_id: int) -> dict[str, bytes]:
+        return {"diversity_upto": str(last_accepted_id).encode()}
+
+    def _div_item(self, record: dict[str, Any], audited: dict[str, str]) -> dict[str, Any]:
+        return {"user": user_text(record), "response": response_text(record), "labels": audited}
+
+    def _restore_tracker(self, ledger: Ledger) -> tuple[DiversityTracker, int]:
+        blob = ledger.state("diversity")
+        upto = int(ledger.state("diversity_upto") or 0)
+        if blob is not None:
+            try:
+                return pickle.loads(blob), upto
+            except Exception:  # noqa: BLE001 - a snapshot from another version: rebuild instead
+                pass
+        return DiversityTracker(self.plan.structure()), 0

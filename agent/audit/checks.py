@@ -1,0 +1,340 @@
+"""Per-example quality checks: structure, lengths, tone traps, refusals, PII (seed 003's validation script,
+made stricter where it lets bad records through and looser where it flags good ones).
+
+check_record(record, shape, quality, requested) -> [Issue, ...]; an empty list means the record passes.
+Rules that look at "the reply" apply to every assistant turn (chat), to `chosen` (preference) and to a
+desirable completion (kto, label true): the responses a trainer is taught to imitate.
+
+Refusals. Seed 003 flags "I cannot" without the word "help"; that misses "I can't" / "I'm unable to", lets
+"I cannot help with that." pass (the "help" is the refusal itself) and flags "I cannot stress enough ...".
+Here a refusal is one of REFUSAL's phrases (I/we can't, cannot, won't, will not, am unable to, am not
+able to), idioms excluded; the clause holding it is cut out, and the rest of the reply must hold a
+REDIRECT (an offer of help, an alternative, a support channel or the docs, or a question).
+Behaviour "negative" (requested["behaviour"]) expects a decline: it must decline or say it doesn't know,
+give a REASON and a REDIRECT (seed 003's refusal example). Behaviour "ambiguous" expects a clarifying
+question: a "?" outside code in some assistant turn.
+
+PII (skipped when quality.allow_pii): e-mail addresses, phone numbers (Google's libphonenumber, region US
+first, written with separators or a "+"), payment card numbers (Luhn-valid, card-like prefix and grouping),
+US SSNs (python-stdnum's validity rules) and IBANs (checksum). Allowed as placeholders, not personal data:
+addresses at RFC 2606 domains (example.com/.org/.net, *.example, *.test, *.invalid, *.localhost) and at
+domain.com / yourdomain.com / yourcompany.com, role mailboxes (support@, billing@, ...), NANP's fictional
+555-0100..0199 numbers, the public sandbox card numbers and the advertising SSN 123-45-6789.
+Version numbers, IP addresses, ports, dates, prices and GPU names never match these patterns (tested).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+from stdnum import iban, luhn
+from stdnum.us import ssn
+
+from agent.plan import Quality
+
+
+@dataclass(frozen=True)
+class Issue:
+    code: str       # stable short id: "empty_turn", "as_an_ai", "pii_email", ...
+    message: str    # for a person; names the turn or field
+
+
+ROLES = ("system", "user", "assistant")
+_APOS = "['’]"
+
+AS_AN_AI = re.compile(
+    r"(?:^|[.!?]\s+|\n)\s*[\"'“]?as an? (?:ai|artificial intelligence|(?:large )?language model|llm)\b", re.I
+)
+REFUSAL = re.compile(
+    rf"\b(?:I|we)(?:\s+(?:can(?:no|{_APOS})?t|can not|won{_APOS}t|will not|am unable to|are unable to"
+    rf"|am not able to|are not able to)|{_APOS}(?:m|re) (?:unable to|not able to))"
+    r"(?!\s+(?:stress|emphasi[sz]e|overstate|wait|thank|believe|imagine|recommend \w+ enough))",
+    re.I,
+)
+# a hedge is not a refusal in an ordinary answer ("I can't guarantee the price"), but counts as a decline
+HEDGE = re.compile(r"\s+(?:guarantee|promise|predict|speak for|confirm|say for sure)\b", re.I)
+DONT_KNOW = re.compile(
+    rf"\bI(?: do not| don{_APOS}?t) (?:know|have)\b|\bI{_APOS}?m not sure\b|\bI am not sure\b|\bI have no "
+    r"(?:information|access|way|data|details|visibility)\b|\bnot (?:something|anything) (?:I|we) can\b"
+    rf"|\b(?:out of|outside(?: of)?|beyond) (?:my|our|the) (?:scope|expertise|knowledge)\b|\bout of scope\b"
+    rf"|\bI{_APOS}?m (?:afraid|sorry,? but)\b|\bunfortunately\b",
+    re.I,
+)
+# where the refused clause ends: what follows may be the redirect ("..., but I can help you ...")
+CLAUSE_END = re.compile(r"[,.;:!?\n]|\b(?:but|however|instead)\b", re.I)
+REDIRECT = re.compile(
+    r"\?|\bhelp|\bassist|\b(?:happy|glad) to\b|\b(?:I|we) can (?:walk|show|guide|explain|point|send|set up|check|look)\b"
+    r"|\bif you (?:need|want|would like|'d like|prefer)\b|\byou (?:can|could|may|might)\b|\binstead\b|\balternatively\b"
+    r"|\b(?:try|consider|recommend|suggest)|\b(?:contact|reach out|support|help ?cent(?:er|re)|documentation"
+    r"|docs|guide|ticket|consult)\b|\blet me know\b|\bfeel free\b|\bhere(?:'s| is| are) (?:how|what)\b"
+    r"|\b(?:a|an|your) (?:lawyer|attorney|doctor|physician|professional|specialist|administrator|admin"
+    r"|account manager)\b",
+    re.I,
+)
+REASON = re.compile(
+    rf"\b(?:because|since|due to|as (?:it|this|that|these|those|doing so|sharing|they|we|I|the)\b"
+    r"|would (?:violate|breach|be|require|put|expose|compromise)|violat\w+|against (?:our|the|their)"
+    r"|out(?:side)? (?:of )?(?:my |our |the )?scope|not (?:supported|available|allowed|permitted|possible"
+    r"|public\w*|disclosed|announced|released|something|within|designed|authori[sz]ed)"
+    rf"|(?:is|are|was|has|have)n{_APOS}?t (?:supported|available|allowed|possible|public\w*|disclosed"
+    rf"|announced|released|been)|(?:don{_APOS}?t|do not|doesn{_APOS}?t|does not) (?:have|share|provide"
+    r"|offer|support|store|keep|disclose|allow|know)|no (?:access|information|data|way|record|visibility)"
+    r"|polic(?:y|ies)|privacy|terms of (?:service|use)|confidential|illegal|unlawful|unsafe|dangerous"
+    r"|unethical|harm\w*|security|outdated|no longer|deprecated|end of life|unknow\w*|speculat\w*|future"
+    r"|only (?:help|assist|answer|support|discuss|handle))\b",
+    re.I,
+)
+CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.S)
+
+# Regexes find candidates in prose; libphonenumber and python-stdnum decide whether they are real numbers.
+EMAIL = re.compile(r"(?<![\w.+-])([A-Za-z0-9._%+-]+)@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b(?![:@])")
+CARD = re.compile(r"(?<![\d-])(?:\d{4}([ -]?)\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ -]?)\d{6}\2\d{5}|\d{13,19})(?![\d-])")
+SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+PHONE_HINT = re.compile(r"(?:\d[\s().-]{0,3}){7}")   # 7+ digits in a phone-like run: worth libphonenumber's time
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+PLACEHOLDER_DOMAINS = {"example.com", "example.org", "example.net", "domain.com", "yourdomain.com",
+                       "yourcompany.com", "company.com", "mycompany.com"}
+RESERVED_TLDS = {"example", "test", "invalid", "localhost"}
+ROLE_MAILBOXES = {"support", "help", "helpdesk", "billing", "sales", "info", "contact", "security", "privacy",
+                  "abuse", "noreply", "no-reply", "donotreply", "admin", "team", "hello", "feedback", "legal",
+                  "compliance", "dpo", "press", "careers", "jobs", "accounts", "service", "customerservice"}
+TEST_CARDS = {"4242424242424242", "4111111111111111", "4000056655665556", "5555555555554444",
+              "5105105105105100", "378282246310005", "371449635398431", "6011111111111117", "4012888888881881"}
+PLACEHOLDER_SSNS = {"123-45-6789"}
+
+
+def check_record(record: dict[str, Any], shape: str, quality: Quality,
+                 requested: dict[str, str] | None = None) -> list[Issue]:
+    """Every rule the record breaks; [] when it passes."""
+    if shape == "chat":
+        issues, texts, replies = _chat(record, quality)
+    elif shape == "preference":
+        issues, texts, replies = _preference(record, quality)
+    elif shape == "kto":
+        issues, texts, replies = _kto(record, quality)
+    else:
+        raise ValueError(f"unknown record shape {shape!r}: expected chat, preference or kto")
+    if texts is None:           # structure too broken to read further
+        return issues
+    behaviour = (requested or {}).get("behaviour", (requested or {}).get("behavior"))
+    issues += reply_issues(replies, behaviour)
+    if not quality.allow_pii:
+        issues += [Issue(code, f"{where} contains {what}") for where, text in texts for code, what in find_pii(text)]
+    return issues
+
+
+Texts = list[tuple[str, str]]   # (where, text): "user turn 1", "chosen", ...
+
+
+def _chat(record: dict[str, Any], quality: Quality) -> tuple[list[Issue], Texts | None, Texts]:
+    messages = record.get("messages") if isinstance(record, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return [Issue("no_messages", "the record has no 'messages' list")], None, []
+    bad = [i for i, m in enumerate(messages, 1)
+           if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str)]
+    if bad:
+        return [Issue("bad_message", f"message {i} is not an object with string 'role' and 'content'") for i in bad], None, []
+    issues: list[Issue] = []
+    roles = [m["role"] for m in messages]
+    for i, role in enumerate(roles, 1):
+        if role not in ROLES:
+            issues.append(Issue("bad_role", f"message {i} has role {role!r}; allowed: system, user, assistant"))
+    if roles.count("system") > 1 or ("system" in roles and roles[0] != "system"):
+        issues.append(Issue("system_not_first", "a conversation may have one system message, and only first"))
+    if "user" not in roles:
+        issues.append(Issue("no_user", "the conversation has no user turn"))
+    if "assistant" not in roles:
+        issues.append(Issue("no_assistant", "the conversation has no assistant turn"))
+    if roles[-1] != "assistant":
+        issues.append(Issue("ends_not_assistant", f"the conversation ends with a {roles[-1]!r} message, not the assistant"))
+    turns = [r for r in roles if r != "system"]
+    for i, role in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected and role in ROLES:
+            issues.append(Issue("roles_not_alternating",
+                                f"turn {i + 1} is {role!r} where {expected!r} was due: roles must alternate user/assistant"))
+            break
+    texts: Texts = []
+    seen: dict[str, int] = {}
+    count = {"system": 0, "user": 0, "assistant": 0}
+    for m in messages:
+        role, content = m["role"], m["content"]
+        if role not in ROLES:
+            continue
+        count[role] += 1
+        where = "system message" if role == "system" else f"{role} turn {count[role]}"
+        texts.append((where, content))
+        if role == "system":
+            if not content.strip():
+                issues.append(Issue("empty_turn", "the system message is empty"))
+            continue
+        issues += length_issues(where, content, quality)
+        key = " ".join(content.split()).casefold()
+        if role == "user" and key:
+            if key in seen:
+                issues.append(Issue("duplicate_user_turn", f"{where} repeats user turn {seen[key]}"))
+            seen.setdefault(key, count["user"])
+    replies = [(w, t) for w, t in texts if w.startswith("assistant")]
+    return issues, texts, replies
+
+
+def _fields(record: Any, names: tuple[str, ...], quality: Quality) -> tuple[list[Issue], Texts | None]:
+    if not isinstance(record, dict):
+        return [Issue("missing_field", "the record is not a JSON object")], None
+    issues = [Issue("missing_field", f"'{n}' must be a string, got {type(record.get(n)).__name__}")
+              for n in names if not isinstance(record.get(n), str)]
+    if "system" in record and not isinstance(record["system"], str):
+        issues.append(Issue("missing_field", "'system' must be a string"))
+    if issues:
+        return issues, None
+    for n in names:
+        issues += length_issues(n, record[n], quality)
+    texts = [(n, record[n]) for n in names]
+    if record.get("system"):
+        texts.insert(0, ("system message", record["system"]))
+    return issues, texts
+
+
+def _preference(record: Any, quality: Quality) -> tuple[list[Issue], Texts | None, Texts]:
+    issues, texts = _fields(record, ("prompt", "chosen", "rejected"), quality)
+    if texts is None:
+        return issues, None, []
+    chosen, rejected = record["chosen"].strip(), record["rejected"].strip()
+    if " ".join(chosen.split()).casefold() == " ".join(rejected.split()).casefold():
+        issues.append(Issue("chosen_equals_rejected", "chosen and rejected are the same text"))
+    elif chosen and rejected:
+        longer, shorter = max(len(chosen), len(rejected)), min(len(chosen), len(rejected))
+        if longer / shorter > quality.preference_length_ratio:
+            which = "chosen" if len(chosen) > len(rejected) else "rejected"
+            issues.append(Issue("length_bias", f"{which} is {longer / shorter:.1f}x the other's length "
+                                               f"(limit {quality.preference_length_ratio:g}x): a length bias"))
+    return issues, texts, [("chosen", record["chosen"])]
+
+
+def _kto(record: Any, quality: Quality) -> tuple[list[Issue], Texts | None, Texts]:
+    issues, texts = _fields(record, ("prompt", "completion"), quality)
+    label = record.get("label") if isinstance(record, dict) else None
+    if not isinstance(label, bool):     # 1 and "true" are not labels a KTO trainer reads reliably
+        issues.append(Issue("label_not_bool", f"'label' must be true or false, got {label!r}"))
+    if texts is None:
+        return issues, None, []
+    return issues, texts, ([("completion", record["completion"])] if label is True else [])
+
+
+def length_issues(where: str, text: str, quality: Quality) -> list[Issue]:
+    n = len(text.strip())
+    if n == 0:
+        return [Issue("empty_turn", f"{where} is empty")]
+    if n < quality.min_chars:
+        return [Issue("too_short", f"{where} is {n} chars, below the {quality.min_chars}-char minimum")]
+    if n > quality.max_chars:
+        return [Issue("too_long", f"{where} is {n} chars, above the {quality.max_chars}-char maximum")]
+    return []
+
+
+def reply_issues(replies: Texts, behaviour: str | None) -> list[Issue]:
+    """Tone and behaviour rules over the replies a trainer imitates."""
+    issues = [Issue("as_an_ai", f"{where} uses an 'As an AI ...' phrase") for where, text in replies
+              if AS_AN_AI.search(text)]
+    if behaviour == "negative":
+        issues += _negative(replies)
+    else:
+        issues += [Issue("refusal_without_help", f"{where} refuses without offering help, an alternative or a question")
+                   for where, text in replies if is_refusal(text) and not has_redirect(text)]
+    if behaviour == "ambiguous" and replies and not any("?" in CODE.sub("", t) for _, t in replies):
+        issues.append(Issue("ambiguous_no_clarification",
+                            "the request is ambiguous but no reply asks a clarifying question"))
+    return issues
+
+
+def _negative(replies: Texts) -> list[Issue]:
+    declining = [(w, t) for w, t in replies if is_decline(t)]
+    if not declining:
+        return [Issue("negative_not_declined", "a negative example must decline or say it doesn't know; no reply does")] if replies else []
+    where, text = declining[-1]
+    issues = []
+    if not REASON.search(text):
+        issues.append(Issue("negative_no_reason", f"{where} declines without a reason (because, out of scope, policy, ...)"))
+    if not has_redirect(text):
+        issues.append(Issue("negative_no_redirect", f"{where} declines without redirecting to legitimate help"))
+    return issues
+
+
+def is_refusal(text: str) -> bool:
+    """A refusal phrase that is neither an idiom nor a hedge ("I can't guarantee ...")."""
+    return any(not HEDGE.match(text, m.end()) for m in REFUSAL.finditer(text))
+
+
+def is_decline(text: str) -> bool:
+    return bool(REFUSAL.search(text) or DONT_KNOW.search(text))
+
+
+def has_redirect(text: str) -> bool:
+    """REDIRECT anywhere outside the refused clauses themselves."""
+    return bool(REDIRECT.search(_without_refused_clauses(CODE.sub(" ", text))))
+
+
+def _without_refused_clauses(text: str) -> str:
+    parts, pos = [], 0
+    for m in REFUSAL.finditer(text):
+        if m.start() < pos:
+            continue
+        parts.append(text[pos:m.start()])
+        end = CLAUSE_END.search(text, m.end())
+        pos = end.start() if end else len(text)
+    parts.append(text[pos:])
+    return " ".join(parts)
+
+
+def find_pii(text: str) -> list[tuple[str, str]]:
+    """(code, masked description) for each kind of personal data found, one per kind."""
+    found: dict[str, str] = {}
+    for code, value in _pii_candidates(text):
+        found.setdefault(code, value)
+    names = {"pii_email": "an e-mail address", "pii_phone": "a phone number", "pii_card": "a payment card number",
+             "pii_national_id": "a national id number", "pii_iban": "an IBAN"}
+    return [(code, f"{names[code]} ({_mask(value)})") for code, value in found.items()]
+
+
+def _pii_candidates(text: str) -> Iterator[tuple[str, str]]:
+    for m in EMAIL.finditer(text):
+        local, domain = m.group(1).lower(), m.group(2).lower()
+        tld = domain.rsplit(".", 1)[-1]
+        if domain in PLACEHOLDER_DOMAINS or tld in RESERVED_TLDS or _is_example(domain) or local in ROLE_MAILBOXES:
+            continue
+        yield "pii_email", m.group(0)
+    for m in CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group(0))
+        if digits[0] in "3456" and luhn.is_valid(digits) and digits not in TEST_CARDS:
+            yield "pii_card", m.group(0)
+    for m in SSN.finditer(text):
+        if ssn.is_valid(m.group(0)) and m.group(0) not in PLACEHOLDER_SSNS:
+            yield "pii_national_id", m.group(0)
+    for m in IBAN.finditer(text):
+        if iban.is_valid(m.group(0)):
+            yield "pii_iban", m.group(0)
+    if not PHONE_HINT.search(text):
+        return
+    for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
+        raw = match.raw_string
+        # a bare digit run is more often an order id or a timestamp than a phone number
+        if not (raw.startswith("+") or re.search(r"[\s().-]", raw)):
+            continue
+        national = str(match.number.national_number)
+        if match.number.country_code == 1 and national[3:6] == "555" and "0100" <= national[6:] <= "0199":
+            continue    # NANP reserves 555-0100..0199 for fiction
+        yield "pii_phone", raw
+
+
+def _is_example(domain: str) -> bool:
+    return any(domain.endswith("." + d) for d in ("example.com", "example.org", "example.net"))
+
+
+def _mask(value: str) -> str:
+    """Enough to find it in the record, not enough to copy it out of a log."""
+    keep = max(2, len(value) // 4)
+    return value[:keep] + "…" + value[-2:] if len(value) > 6 else "…"

@@ -1,0 +1,270 @@
+"""Measured labels: what can be measured is measured, not trusted.
+
+measure(record, plan) gives, for every dimension whose `measure` is not "trusted", the category the record
+really belongs to, or None when it fits none (a 20-word reply when the shortest bucket starts at 50): the
+auditor compares that with the requested label and rejects off-spec examples.
+
+  response_words  words of the (last) assistant reply / chosen / completion, bucketed by min..max_words
+  input_words     words of the first user message / prompt, bucketed the same way
+  turns           user turns: 1 -> the category without "multi" in its name, 2+ -> the one with it
+  code            with_examples when the reply has a fenced or indented code block, an inline code span of
+                  2+ tokens or a call/assignment (`pip install x`, `f(x)`, `a=b`), or a worked example:
+                  "for example" / "for instance" / "e.g." followed in the same sentence by a digit, a
+                  quoted value or code; conceptual otherwise
+  typos           a spelling and register check over the user turns (see typo_signals)
+  format          json (a fenced block that parses to an object/array), table (header + separator row),
+                  list (a list of 2+ items), else plain; when several are present the requested one wins,
+                  else the first of json, table, list
+A word is a whitespace-separated token holding a letter or digit (so list numbers count, "-" and "|" don't).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from typing import Any
+
+from markdown_it import MarkdownIt
+from spellchecker import SpellChecker
+
+from agent.example import response_text, user_text, user_turns
+from agent.plan import Category, Dimension, Plan
+
+FORMAT_ORDER = ("json", "table", "list")
+_MD = MarkdownIt("commonmark").enable("table")   # parses what a reader sees: lists inside fences don't count
+WORKED_EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.)[,:]?\s[^.!?\n]*?(?:\d|[\"'“`])", re.I)
+
+
+def word_count(text: str) -> int:
+    return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
+
+
+def bucket(words: int, dimension: Dimension) -> str | None:
+    """The first category whose [min_words, max_words] holds `words` (inclusive; a missing bound is open)."""
+    for cat in dimension.categories:
+        if cat.min_words is None and cat.max_words is None:
+            continue
+        if (cat.min_words is None or words >= cat.min_words) and (cat.max_words is None or words <= cat.max_words):
+            return cat.name
+    return None
+
+
+def measure(record: dict[str, Any], plan: Plan, requested: dict[str, str] | None = None) -> dict[str, str | None]:
+    reply = response_text(record)
+    out: dict[str, str | None] = {}
+    for name, dim in plan.dimensions.items():
+        if dim.measure == "trusted":
+            continue
+        if dim.measure == "response_words":
+            out[name] = bucket(word_count(reply), dim)
+        elif dim.measure == "input_words":
+            out[name] = bucket(word_count(user_text(record)), dim)
+        elif dim.measure == "turns":
+            out[name] = _pick(dim, r"multi", user_turns(record) >= 2) if user_turns(record) >= 1 else None
+        elif dim.measure == "code":
+            out[name] = _pick(dim, r"^(?!without|no_).*(?:with|example|code)", has_example(reply))
+        elif dim.measure == "typos":
+            out[name] = _pick(dim, r"typo|informal|noisy|misspel", has_typos(_user_texts(record)))
+        elif dim.measure == "format":
+            out[name] = _format(dim, formats_found(reply), (requested or {}).get(name))
+    return out
+
+
+def _pick(dim: Dimension, positive: str, flag: bool) -> str | None:
+    """Two-way dimensions: the first category whose name matches `positive` when flag, else the first other."""
+    matches = [c.name for c in dim.categories if re.search(positive, c.name, re.I)]
+    others = [c.name for c in dim.categories if c.name not in matches]
+    pool = matches if flag else others
+    return pool[0] if pool else None
+
+
+def _format(dim: Dimension, found: list[str], requested: str | None) -> str | None:
+    names = {_format_name(c): c.name for c in dim.categories}
+    if not found:
+        return names.get("plain")
+    want = _format_name(dim.category(requested)) if requested and dim.category(requested) else None
+    chosen = want if want in found else found[0]
+    return names.get(chosen)
+
+
+def _format_name(cat: Category | None) -> str:
+    return cat.name.lower().removesuffix("s") if cat else ""     # the plan may say "lists" / "tables"
+
+
+def _user_texts(record: dict[str, Any]) -> list[str]:
+    if "messages" in record:
+        return [m.get("content", "") for m in record["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+    return [str(record.get("prompt", ""))]
+
+
+@lru_cache(maxsize=256)
+def _parse(text: str) -> tuple:
+    """Markdown tokens, parsed once for has_example and formats_found (read-only)."""
+    return tuple(_MD.parse(text))
+
+
+def has_example(text: str) -> bool:
+    for tok in _parse(text):
+        if tok.type in ("fence", "code_block") and tok.content.strip():
+            return True
+        for child in tok.children or []:
+            if child.type == "code_inline" and (len(child.content.split()) >= 2 or re.search(r"\w\(|=", child.content)):
+                return True
+    return bool(WORKED_EXAMPLE.search(CODE_SPANS.sub("`", text)))
+
+
+def formats_found(text: str) -> list[str]:
+    """Which of json / table / list the text holds, in FORMAT_ORDER."""
+    tokens = _parse(text)
+    found = set()
+    for i, tok in enumerate(tokens):
+        if tok.type == "fence" and _parses_as_json(tok.content, tok.info):
+            found.add("json")
+        elif tok.type == "table_open":
+            found.add("table")
+        elif tok.type in ("bullet_list_open", "ordered_list_open"):
+            items = 0
+            for t in tokens[i + 1:]:
+                if t.level == tok.level and t.type == tok.type.replace("_open", "_close"):
+                    break
+                items += t.type == "list_item_open" and t.level == tok.level + 1
+            if items >= 2:
+                found.add("list")
+    return [f for f in FORMAT_ORDER if f in found]
+
+
+def _parses_as_json(content: str, info: str) -> bool:
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(value, dict | list) or info.strip().lower().startswith("json")
+
+
+# --- typos -------------------------------------------------------------------------------------------
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Only all-lowercase alphabetic words are spell-checked: capitalised words are names or sentence starts,
+# and anything with a digit, an inner capital, "_", "/", ".", "@", "=" or a leading "-" is a technical
+# token (A100, PyTorch, snake_case, --flag, v1.2, URLs). pyspellchecker's 160k-word English list is the
+# dictionary (TextBlob's en-spelling.txt has 29k book words and lacks "password", "latency", "configure";
+# its tagger lexicon accepts "occured", "adn"). General dictionaries lack software jargon, hence TECH_WORDS.
+TECH_WORDS = _word_set("""
+api sdk cli gui gpu cpu tpu vram vcpu nvme ssd hdd ram os ui ux io ide repo config env async runtime
+workflow dataset dataloader tokenizer tokenize tokenized hyperparameter finetune finetuning finetuned
+checkpointing quantize quantized quantization lora qlora llm rlhf dpo sft gpt bert embedding backend frontend
+webhook endpoint localhost hostname signup logout autoscaling autoscaler autoscale preemptible serverless
+namespace middleware plugin app cron crontab sudo systemd systemctl journalctl stdout stderr stdin regex
+kubernetes kubectl docker dockerfile podman containerd helm nginx apache linux ubuntu debian centos rhel
+macos wsl bash zsh ssh scp rsync sftp http https tcp udp dns vpn vpc subnet cidr json yaml yml toml csv xml
+html css url uri uuid utf jwt oauth saml sso mfa totp pytorch tensorflow keras jax onnx tensorrt triton vllm
+cuda cudnn nccl rocm nvidia amd jupyter conda pip pipx npm npx yarn pnpm nodejs git github gitlab
+bitbucket postgres postgresql mysql sqlite redis mongodb kafka aws gcp azure iam terraform ansible grafana
+prometheus javascript typescript golang kotlin deepspeed fsdp huggingface wandb mlflow streamlit gradio
+fastapi django numpy pandas scipy matplotlib sklearn colab kaggle runpod vultr paperspace coreweave hetzner
+keypair passphrase gb tb mb kb gbps mbps ghz mhz hrs mins secs vs etc eg ie approx inference multi
+spot ondemand uptime downtime failover devops mlops sla gdpr hipaa soc fp bf int nvlink infiniband pcie
+sxm hbm tflops teraflops petaflops ok okay
+""")
+# informal spellings that a dictionary accepts or a user writes on purpose ("cant", "wont" are words too,
+# but in a support question they are missing apostrophes)
+INFORMAL = _word_set("""
+pls plz u ur thx thnx tnx ty idk wanna gonna gotta dont cant wont doesnt isnt didnt im ive youre thats
+whats hows theres couldnt wouldnt shouldnt lol btw omg cuz coz kinda sorta gimme lemme dunno aint tho thru
+wat r y ya nvm imo tbh
+""")
+ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "approx", "incl", "min", "max", "sec", "no", "fig", "mr", "dr"})
+CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.S)
+URLS = re.compile(r"\b(?:https?://|www\.)\S+|\S+@\S+")
+REPEATED_PUNCT = re.compile(r"[?!]{2,}")
+SENTENCE_BREAK = re.compile(r"(\S+)[.!?]\s+(?=(\S+))")
+TECHNICAL = re.compile(r"[\d_/\\.:@=<>$#~|{}\[\]()*+&%^]|^-|.[A-Z]")
+STRIP = ".,;:!?()[]{}\"'“”‘’«»*"
+APOSTROPHE_SUFFIXES = ("'s", "'t", "'re", "'ll", "'ve", "'d", "'m")
+
+
+@dataclass
+class TypoSignals:
+    informal: list[str] = field(default_factory=list)    # INFORMAL words, lower-case "i", "??"
+    unknown: list[str] = field(default_factory=list)     # lower-case non-technical words not in the dictionary
+    lowercase_starts: int = 0                             # sentences starting with a lower-case dictionary word
+
+    @property
+    def score(self) -> int:
+        return 2 * len(self.informal) + len(self.unknown) + self.lowercase_starts
+
+    @property
+    def has_typos(self) -> bool:
+        """Threshold: 1 informal marker, or 2 unknown words, or 1 unknown word plus 1 lower-case start.
+        A single unknown word alone is tolerated: it is more often unlisted jargon than a typo."""
+        return self.score >= 2
+
+
+def has_typos(texts: list[str]) -> bool:
+    return sum(typo_signals(t).score for t in texts) >= 2
+
+
+@cache
+def _dictionary() -> SpellChecker:
+    return SpellChecker(language="en")
+
+
+def known_word(word: str) -> bool:
+    word = word.replace("’", "'").lower()
+    spell = _dictionary()
+    if word in spell or word in TECH_WORDS or word.removesuffix("s") in TECH_WORDS or word.removesuffix("es") in TECH_WORDS:
+        return True
+    for suffix in APOSTROPHE_SUFFIXES:
+        if word.endswith(suffix) and (word[: -len(suffix)] in spell or word in ("won't", "can't", "shan't")):
+            return True
+    # British spellings: the dictionary is American ("optimise" -> "optimize", "behaviour" -> "behavior")
+    american = re.sub(r"is(e|ed|es|ing|ation|ations)$", r"iz\1", word).replace("our", "or")
+    return american != word and american in spell
+
+
+def typo_signals(text: str) -> TypoSignals:
+    sig = TypoSignals()
+    prose = URLS.sub(" ", CODE_SPANS.sub(" ", text))
+    sig.informal += REPEATED_PUNCT.findall(prose)
+    for raw in prose.split():
+        token = raw.strip(STRIP)
+        if not token:
+            continue
+        lower = token.lower().replace("’", "'")
+        if _is_informal(token, lower):
+            sig.informal.append(token)
+        else:
+            parts = token.split("-")
+            if len(parts) > 1 and any(p.lower() in TECH_WORDS for p in parts):
+                continue    # nvidia-smi, multi-gpu: a command or a compound built on jargon
+            sig.unknown += [p for p in parts if _checkable(p) and not known_word(p)]
+    starts = [prose.lstrip().split(maxsplit=1)[0]] if prose.strip() else []
+    starts += [m.group(2) for m in SENTENCE_BREAK.finditer(prose) if _ends_sentence(m.group(1))]
+    sig.lowercase_starts = sum(1 for w in starts if _lowercase_dictionary_word(w.strip(STRIP)))
+    return sig
+
+
+def _is_informal(token: str, lower: str) -> bool:
+    """A lower-case pronoun "i" ("i'm", "i've"), or an INFORMAL word not written as an acronym ("IM")."""
+    if token == "i" or (token[0] == "i" and lower.startswith(("i'm", "i've", "i'd", "i'll"))):
+        return True
+    return lower in INFORMAL and not (token.isupper() and len(token) > 1)
+
+
+def _checkable(part: str) -> bool:
+    return bool(part) and part.replace("'", "").replace("’", "").isalpha() and part.islower() and not TECHNICAL.search(part)
+
+
+def _ends_sentence(prev: str) -> bool:
+    word = prev.strip(STRIP).lower()
+    return word.isalpha() and word not in ABBREVIATIONS
+
+
+def _lowercase_dictionary_word(word: str) -> bool:
+    lower = word.lower()
+    return (word.isalpha() and word.islower() and lower in _dictionary() and lower not in TECH_WORDS
+            and lower not in INFORMAL and lower != "i")

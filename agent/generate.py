@@ -1,0 +1,271 @@
+"""The async batch engine: draw specs from what remains, call the provider, audit, record, rebalance.
+
+Calls stay in flight continuously (the rate limit, not a batch barrier, sets the pace): a batch is the set
+of specs drawn together from the remaining quotas, and its audit record is written when its last call is
+done. Every completed call is audited and committed at once, so rebalancing follows every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.audit.auditor import Auditor
+from agent.draw import draw
+from agent.errors import BudgetExceeded, ProviderError
+from agent.example import Spec
+from agent.ledger import CallRow, ExampleRow, Ledger
+from agent.limits import Attempt, Limiter, call_with_retries
+from agent.plan import Plan
+from agent.prompts import build_request, reask_request
+from agent.providers.base import Completion, Provider
+from agent.reply import Parsed, parse_reply
+from agent.tokens import PriceTable
+
+log = logging.getLogger(__name__)
+MAX_FAILED_CALLS_IN_A_ROW = 8
+FATAL_KINDS = {"auth"}
+
+
+@dataclass
+class Outcome:
+    batch: int
+    specs: list[Spec]
+    completions: list[Completion] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    parsed: Parsed | None = None
+    error: ProviderError | None = None
+    latency: float = 0.0
+
+
+@dataclass
+class RunResult:
+    accepted: int
+    total: int
+    rejected: int
+    cost: float
+    calls: int
+    unfillable: list[dict[str, Any]]
+    simulated: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.accepted >= self.total
+
+
+class Engine:
+    def __init__(self, plan: Plan, ledger: Ledger, provider: Provider, limiter: Limiter, prices: PriceTable,
+                 *, max_cost: float | None = None, progress=None):
+        self.plan = plan
+        self.ledger = ledger
+        self.provider = provider
+        self.limiter = limiter
+        self.prices = prices
+        self.max_cost = max_cost
+        self.progress = progress
+        self.auditor = Auditor(plan, ledger)
+        self.run_no = ledger.next_run_number()
+        self.rng = random.Random(plan.generation.seed * 1_000_003 + self.run_no)
+        self.batch_no = ledger.last_call_batch()
+        self.reserved: dict[str, Counter[str]] = {d: Counter() for d in plan.dimensions}
+        self.open_calls: Counter[int] = Counter()
+        self.topic_use: Counter[str] = Counter(ledger.topic_usage())
+        self.prompt_turn = 0
+        self.spent = ledger.spent()
+        self.calls_this_run = 0
+        self.cost_this_run = 0.0
+        self.failed_in_a_row = 0
+        self.rejected_this_run = 0
+        self.steer: dict[str, Any] = {}
+        self.avoid: list[str] = ledger.recent_user_texts(20)
+        self.started = time.monotonic()
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def available(self) -> dict[str, dict[str, int]]:
+        return {d: {c: max(0, n - self.reserved[d][c]) for c, n in cats.items()}
+                for d, cats in self.auditor.remaining().items()}
+
+    def draw_batch(self) -> list[list[Spec]]:
+        labels = draw(self.available(), self.plan.generation.batch_size, self.rng, self.plan.exclusions)
+        if not labels:
+            return []
+        self.batch_no += 1
+        specs = []
+        for i, lab in enumerate(labels):
+            for d, c in lab.items():
+                self.reserved[d][c] += 1
+            specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=self.topic(lab),
+                              system_prompt=self.system_prompt()))
+        k = self.plan.generation.examples_per_call
+        calls = [specs[i:i + k] for i in range(0, len(specs), k)]
+        self.open_calls[self.batch_no] = len(calls)
+        return calls
+
+    def topic(self, labels: dict[str, str]) -> str:
+        topics = self.plan.topics.get(labels.get("domain", ""), [])
+        if not topics:
+            return labels.get("domain", "").replace("_", " ")
+        least = min(self.topic_use[t] for t in topics)
+        choice = self.rng.choice([t for t in topics if self.topic_use[t] == least])
+        self.topic_use[choice] += 1
+        return choice
+
+    def system_prompt(self) -> str:
+        prompts = self.plan.system_prompts
+        self.prompt_turn += 1
+        return prompts[(self.prompt_turn - 1) % len(prompts)]
+
+    # -- one call -----------------------------------------------------------------------------------
+    async def call(self, batch: int, specs: list[Spec]) -> Outcome:
+        out = Outcome(batch, specs)
+        started = time.monotonic()
+        instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
+        temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
+        avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
+        request = build_request(self.plan, specs, avoid=avoid,
+                                steering={"instructions": instructions}, temperature=temperature)
+        ids = [s.id for s in specs]
+        try:
+            completion = await call_with_retries(self.provider, request, self.limiter, out.attempts.append)
+            out.completions.append(completion)
+            out.parsed = parse_reply(completion, self.plan.record_shape, ids)
+            if not out.parsed.ok:  # one re-ask that quotes what was wrong
+                again = reask_request(request, completion.text, out.parsed.errors)
+                completion = await call_with_retries(self.provider, again, self.limiter, out.attempts.append)
+                out.completions.append(completion)
+                reparsed = parse_reply(completion, self.plan.record_shape, ids)
+                out.parsed = reparsed if reparsed.ok else Parsed(errors=out.parsed.errors + reparsed.errors)
+        except ProviderError as e:
+            out.error = e
+        out.latency = time.monotonic() - started
+        return out
+
+    # -- recording ----------------------------------------------------------------------------------
+    def record(self, out: Outcome) -> None:
+        """Audit a finished call and commit it with its examples in one transaction."""
+        for spec in out.specs:
+            for d, c in spec.labels.items():
+                self.reserved[d][c] -= 1
+        rows: list[ExampleRow] = []
+        if out.error is not None:
+            rows = [self.auditor.reject_spec(s, f"call_failed:{out.error.kind}", str(out.error)) for s in out.specs]
+        elif not out.parsed.ok:
+            detail = "; ".join(out.parsed.errors)[:500]
+            rows = [self.auditor.reject_spec(s, "invalid_reply", detail) for s in out.specs]
+        else:
+            for s in out.specs:
+                item = out.parsed.items.get(s.id)
+                if item is not None:
+                    rows.append(self.auditor.judge(s, item))
+                elif s.id in out.parsed.item_errors:
+                    rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
+                else:
+                    rows.append(self.auditor.reject_spec(s, "missing_from_reply", "the reply had no example with this id"))
+        calls = []
+        for i, c in enumerate(out.completions):
+            cost = self.prices.cost(c.model or self.plan.generation.model, c.input_tokens, c.output_tokens, c.cached_tokens)
+            calls.append(CallRow(batch=out.batch, purpose="generate" if i == 0 else "reask", provider=self.provider.name,
+                                 model=c.model or self.plan.generation.model, status="ok", input_tokens=c.input_tokens,
+                                 output_tokens=c.output_tokens, cached_tokens=c.cached_tokens, cost=cost,
+                                 latency=out.latency, mode=c.mode))
+        if out.error is not None:
+            calls.append(CallRow(batch=out.batch, purpose="generate", provider=self.provider.name,
+                                 model=self.plan.generation.model, status="error", kind=out.error.kind,
+                                 attempts=len(out.attempts), latency=out.latency, error=str(out.error)[:500]))
+        elif calls and not out.parsed.ok:
+            calls[-1].status, calls[-1].kind = "invalid", "invalid_reply"
+        faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
+        self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated)
+        cost = sum(c.cost for c in calls)
+        self.spent += cost
+        self.cost_this_run += cost
+        self.calls_this_run += len(calls)
+        self.rejected_this_run += sum(r.status == "rejected" for r in rows)
+        self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
+        self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
+        self.open_calls[out.batch] -= 1
+        if self.open_calls[out.batch] == 0:
+            self.close_batch(out.batch)
+
+    def avoid_size(self) -> int:
+        return int(self.steer.get("avoid_list_size", 20))
+
+    def close_batch(self, batch: int) -> None:
+        del self.open_calls[batch]
+        extra = {"cost_total": round(self.spent, 6), "calls_this_run": self.calls_this_run,
+                 "elapsed_s": round(time.monotonic() - self.started, 2), "run": self.run_no,
+                 "remaining_total": self.auditor.shortfall()}
+        summary, state = self.auditor.close_batch(batch, extra)
+        state.update(self.auditor.snapshot_upto(self.ledger.last_accepted_id()))
+        self.ledger.record_batch(summary, state)
+        self.steer = summary.get("steering") or {}
+        if self.progress:
+            self.progress.batch(summary)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def over_budget(self, in_flight: int) -> bool:
+        if self.max_cost is None:
+            return False
+        per_call = self.cost_this_run / self.calls_this_run if self.calls_this_run else 0.0
+        return self.spent + in_flight * per_call >= self.max_cost
+
+    async def run(self) -> RunResult:
+        queue: deque[tuple[int, list[Spec]]] = deque()
+        in_flight: set[asyncio.Task] = set()
+        cap = self.plan.generation.concurrency
+        budget_hit = False
+        self.update_progress()
+        try:
+            while self.auditor.n_accepted < self.plan.total:
+                if not queue:
+                    queue.extend((self.batch_no, c) for c in self.draw_batch())
+                while queue and len(in_flight) < cap and not budget_hit:
+                    if self.over_budget(len(in_flight)):
+                        budget_hit = True
+                        break
+                    batch, specs = queue.popleft()
+                    in_flight.add(asyncio.ensure_future(self.call(batch, specs)))
+                if not in_flight:
+                    break  # nothing left to draw (unfillable categories) or the budget is spent
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    out = task.result()
+                    self.record(out)
+                    if out.error is not None and (out.error.kind in FATAL_KINDS or not out.error.retryable
+                                                  and self.failed_in_a_row >= 2):
+                        raise out.error
+                    if self.failed_in_a_row >= MAX_FAILED_CALLS_IN_A_ROW:
+                        raise ProviderError(f"stopping: {self.failed_in_a_row} calls in a row failed; last: {out.error}",
+                                            retryable=False, kind=out.error.kind)
+                self.update_progress()
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            for batch in [b for b, n in self.open_calls.items() if n > 0]:
+                self.open_calls[batch] = 0
+            self.update_progress(final=True)
+        if budget_hit and self.auditor.n_accepted < self.plan.total:
+            raise BudgetExceeded(
+                f"stopped at ${self.spent:.4f} of the ${self.max_cost:.4f} budget with {self.auditor.n_accepted:,} of "
+                f"{self.plan.total:,} examples accepted; everything is saved: re-run with a higher --max-cost to continue")
+        return self.result()
+
+    def result(self) -> RunResult:
+        return RunResult(
+            accepted=self.auditor.n_accepted, total=self.plan.total, rejected=self.rejected_this_run,
+            cost=self.spent, calls=self.calls_this_run,
+            unfillable=[{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.auditor.unfillable.items()],
+            simulated=self.provider.simulated)
+
+    def update_progress(self, final: bool = False) -> None:
+        if self.progress:
+            self.progress.update(accepted=self.auditor.n_accepted, total=self.plan.total,
+                                 rejected=self.rejected_this_run, cost=self.spent, fill=self.auditor.accepted,
+                                 plan=self.plan, final=final)

@@ -1,0 +1,288 @@
+"""The run ledger: one SQLite database per plan, the single source of truth of a run.
+
+Every call, every accepted and rejected example, and every batch audit is stored here. Counts, remaining
+quotas, spend and progress are derived from it, never kept anywhere else. A call's examples are written in
+one transaction, so a kill -9 at any instant loses at most the calls in flight and never tears a row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from agent.errors import LockError, ResumeError
+from agent.plan import Plan
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY, batch INTEGER, purpose TEXT, provider TEXT, model TEXT,
+    status TEXT NOT NULL,            -- ok | error | invalid
+    kind TEXT,                       -- the fault: rate_limit, server, overloaded, timeout, connection, malformed, ...
+    attempts INTEGER DEFAULT 1, input_tokens INTEGER DEFAULT 0, output_tokens INTEGER DEFAULT 0,
+    cached_tokens INTEGER DEFAULT 0, cost REAL DEFAULT 0, latency REAL DEFAULT 0, mode TEXT,
+    error TEXT, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faults (
+    id INTEGER PRIMARY KEY, call_id INTEGER, kind TEXT NOT NULL, message TEXT, latency REAL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS examples (
+    id INTEGER PRIMARY KEY, spec_id TEXT NOT NULL, call_id INTEGER, batch INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
+    reason TEXT, detail TEXT, topic TEXT, requested TEXT NOT NULL, audited TEXT,
+    record TEXT, user_text TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS examples_status ON examples (status);
+CREATE TABLE IF NOT EXISTS labels (
+    example_id INTEGER NOT NULL, dimension TEXT NOT NULL, category TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_dim ON labels (dimension, category);
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+@dataclass
+class ExampleRow:
+    spec_id: str
+    status: str                       # accepted | rejected
+    requested: dict[str, str]
+    record: dict[str, Any] | None = None
+    audited: dict[str, str] | None = None
+    reason: str | None = None         # rejection reason code, e.g. "near_duplicate", "check:as_an_ai"
+    detail: str | None = None
+    topic: str = ""
+    user_text: str = ""
+
+
+@dataclass
+class CallRow:
+    batch: int
+    purpose: str
+    provider: str
+    model: str
+    status: str
+    kind: str | None = None
+    attempts: int = 1
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+    mode: str | None = None
+    error: str | None = None
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process kills
+        self.db.executescript(SCHEMA)
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, out_dir: Path, plan: Plan, *, simulated: bool, restart: bool = False) -> Ledger:
+        """Open (or create) the ledger of `plan` in out_dir, checking the plan still fits the run."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "ledger.sqlite"
+        if restart and path.exists():
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        ledger = cls(path)
+        old = ledger.meta("plan")
+        if old is None:
+            ledger.set_meta("created_at", str(time.time()))
+        else:
+            check_compatible(Plan.model_validate_json(old), plan, ledger)
+        ledger.set_meta("plan", plan.model_dump_json())
+        ledger.set_meta("plan_hash", plan.content_hash())
+        if simulated:
+            ledger.set_meta("simulated", "1")
+        return ledger
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta and state ---------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def state(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def simulated(self) -> bool:
+        return self.meta("simulated") == "1"
+
+    # -- writing ------------------------------------------------------------------------------------
+    def record_call(self, calls: list[CallRow], examples: list[ExampleRow],
+                    faults: list[tuple[str, str, float]] = (), simulated: bool = False) -> int:
+        """One transaction: a call (and its re-ask), its faults, and all its examples with their labels."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            call_ids = []
+            for call in calls:
+                cur = self.db.execute(
+                    "INSERT INTO calls (batch, purpose, provider, model, status, kind, attempts, input_tokens,"
+                    " output_tokens, cached_tokens, cost, latency, mode, error, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (call.batch, call.purpose, call.provider, call.model, call.status, call.kind, call.attempts,
+                     call.input_tokens, call.output_tokens, call.cached_tokens, call.cost, call.latency,
+                     call.mode, call.error, now),
+                )
+                call_ids.append(cur.lastrowid)
+            call_id = call_ids[-1] if call_ids else None
+            self.db.executemany(
+                "INSERT INTO faults (call_id, kind, message, latency, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(call_ids[0] if call_ids else None, kind, (msg or "")[:500], lat, now) for kind, msg, lat in faults],
+            )
+            for ex in examples:
+                cur = self.db.execute(
+                    "INSERT INTO examples (spec_id, call_id, batch, status, reason, detail, topic, requested,"
+                    " audited, record, user_text, simulated, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ex.spec_id, call_id, calls[0].batch if calls else None, ex.status, ex.reason, ex.detail,
+                     ex.topic, json.dumps(ex.requested), json.dumps(ex.audited) if ex.audited is not None else None,
+                     json.dumps(ex.record, ensure_ascii=False) if ex.record is not None else None,
+                     ex.user_text, int(simulated), now),
+                )
+                if ex.status == "accepted":
+                    self.db.executemany(
+                        "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
+                        [(cur.lastrowid, d, c) for d, c in (ex.audited or {}).items()],
+                    )
+        return call_id
+
+    def last_accepted_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM examples WHERE status = 'accepted'").fetchone()[0]
+
+    def next_run_number(self) -> int:
+        n = int(self.meta("runs") or 0) + 1
+        self.set_meta("runs", str(n))
+        return n
+
+    def record_batch(self, summary: dict[str, Any], state: dict[str, bytes] | None = None) -> int:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute("INSERT INTO batches (summary, created_at) VALUES (?, ?)",
+                                  (json.dumps(summary), time.time()))
+            for key, value in (state or {}).items():
+                self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+        return cur.lastrowid
+
+    # -- reading (everything derived) -------------------------------------------------------------
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for dim, cat, n in self.db.execute("SELECT dimension, category, COUNT(*) FROM labels GROUP BY 1, 2"):
+            counts.setdefault(dim, {})[cat] = n
+        return counts
+
+    def accepted_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM examples WHERE status = 'accepted'").fetchone()[0]
+
+    def rejection_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT reason, COUNT(*) FROM examples WHERE status = 'rejected' GROUP BY 1 ORDER BY 2 DESC")
+        return {reason or "unknown": n for reason, n in rows}
+
+    def usage(self) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0),"
+            " COALESCE(SUM(cached_tokens),0), COALESCE(SUM(cost),0), COALESCE(SUM(attempts),0) FROM calls"
+        ).fetchone()
+        models = [r[0] for r in self.db.execute("SELECT DISTINCT provider || '/' || model FROM calls")]
+        faults = dict(self.db.execute("SELECT kind, COUNT(*) FROM faults GROUP BY 1").fetchall())
+        return {"calls": row[0], "input_tokens": row[1], "output_tokens": row[2], "cached_tokens": row[3],
+                "cost": row[4], "attempts": row[5], "models": models, "faults": faults}
+
+    def spent(self) -> float:
+        return self.db.execute("SELECT COALESCE(SUM(cost), 0) FROM calls").fetchone()[0]
+
+    def topic_usage(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT topic, COUNT(*) FROM examples WHERE status='accepted' GROUP BY 1"))
+
+    def accepted_texts(self) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT spec_id, user_text FROM examples WHERE status = 'accepted' ORDER BY id").fetchall()
+
+    def iter_accepted(self, after_id: int = 0) -> Iterator[dict[str, Any]]:
+        """Accepted examples in insertion order, streamed (constant memory)."""
+        cur = self.db.execute(
+            "SELECT id, spec_id, batch, topic, requested, audited, record, user_text FROM examples"
+            " WHERE status = 'accepted' AND id > ? ORDER BY id", (after_id,))
+        for row in cur:
+            yield {"id": row[0], "spec_id": row[1], "batch": row[2], "topic": row[3],
+                   "requested": json.loads(row[4]), "audited": json.loads(row[5]),
+                   "record": json.loads(row[6]), "user_text": row[7]}
+
+    def batches(self) -> list[dict[str, Any]]:
+        return [json.loads(s) for (s,) in self.db.execute("SELECT summary FROM batches ORDER BY id")]
+
+    def batch_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+
+    def last_call_batch(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(batch), 0) FROM calls").fetchone()[0]
+
+    def recent_user_texts(self, n: int) -> list[str]:
+        rows = self.db.execute("SELECT user_text FROM examples WHERE status='accepted' ORDER BY id DESC LIMIT ?", (n,))
+        return [r[0] for r in rows]
+
+
+def check_compatible(old: Plan, new: Plan, ledger: Ledger) -> None:
+    """A resumed run may change totals and shares, not the names its rows are filed under."""
+    old_s, new_s = old.structure(), new.structure()
+    for dim, cats in old_s.items():
+        if dim not in new_s:
+            raise ResumeError(f"dimension {dim!r} was removed or renamed since this run began; put it back, "
+                              f"or pass --restart to discard the run and start over")
+        for cat in cats:
+            if cat not in new_s[dim]:
+                raise ResumeError(f"category {dim}.{cat} was removed or renamed since this run began; put it "
+                                  f"back, or pass --restart to discard the run and start over")
+    added = [d for d in new_s if d not in old_s]
+    if added and ledger.accepted_count():
+        raise ResumeError(f"dimension {added[0]!r} was added since this run began, and accepted examples have no "
+                          f"label for it; pass --restart to start over with it")
+    counts = ledger.label_counts()
+    for dim, d in new.dimensions.items():
+        for c in d.categories:
+            have = counts.get(dim, {}).get(c.name, 0)
+            if have > (c.quota or 0):
+                raise ResumeError(f"{dim}.{c.name} already has {have} accepted examples, more than its new quota "
+                                  f"{c.quota}; raise the total or that share, or pass --restart")
+    if old.record_shape != new.record_shape:
+        raise ResumeError(f"output_format changed from {old.output_format} to {new.output_format}, which needs "
+                          f"different records; export to another format with `datagen export --format`, or --restart")
+
+
+class RunLock:
+    """One generate per run at a time: a lock file beside the ledger (released on any exit, even kill -9)."""
+
+    def __init__(self, out_dir: Path):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / ".lock"
+        self.lock = FileLock(self.path)
+
+    def __enter__(self) -> RunLock:
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise LockError(f"another datagen process is already working on {self.path.parent}; wait for it to "
+                            f"finish (or stop it) and run again") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()

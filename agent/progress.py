@@ -1,0 +1,94 @@
+"""Progress for people: a rich display on a terminal, plain periodic lines otherwise, nothing with --quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+def make_progress(quiet: bool = False, stream=None):
+    stream = stream or sys.stderr
+    if quiet:
+        return None
+    if stream.isatty():
+        return RichProgress(Console(file=stream))
+    return PlainProgress(stream)
+
+
+def fill_line(fill: dict[str, dict[str, int]], plan, limit: int = 4) -> str:
+    """The dimensions furthest from done, e.g. 'response_length 80% · behaviour 92%'."""
+    parts = []
+    for d, dim in plan.dimensions.items():
+        target = sum(c.quota or 0 for c in dim.categories)
+        got = sum(min(fill.get(d, {}).get(c.name, 0), c.quota or 0) for c in dim.categories)
+        parts.append((got / target if target else 1.0, d))
+    parts.sort()
+    return " · ".join(f"{d} {share:.0%}" for share, d in parts[:limit])
+
+
+class RichProgress:
+    def __init__(self, console: Console):
+        self.console = console
+        self.bar = Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, transient=False)
+        self.task = None
+
+    def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False) -> None:
+        info = f"rejected {rejected} · ${cost:.4f} · {fill_line(fill, plan, 2)}"
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("gen", total=total, completed=accepted, info=info)
+        self.bar.update(self.task, completed=accepted, info=info)
+        if final:
+            self.bar.stop()
+
+    def batch(self, summary: dict[str, Any]) -> None:
+        self.console.print(headline(summary))
+
+
+class PlainProgress:
+    """One line every few seconds: readable in CI logs and `nohup` files."""
+
+    def __init__(self, stream, every: float = 5.0):
+        self.stream = stream
+        self.every = every
+        self.last = 0.0
+
+    def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.every:
+            self.last = now
+            print(f"[datagen] {accepted}/{total} accepted, {rejected} rejected, ${cost:.4f}; "
+                  f"{fill_line(fill, plan)}", file=self.stream, flush=True)
+
+    def batch(self, summary: dict[str, Any]) -> None:
+        print(headline(summary), file=self.stream, flush=True)
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The audit's headline for one batch."""
+    div = summary.get("diversity", {})
+    cum = div.get("cumulative", div)
+    reasons = ", ".join(f"{k} {v}" for k, v in list(summary.get("rejections", {}).items())[:3]) or "none"
+    ttr = cum.get("mean_ttr")
+    overlap = cum.get("ngram_overlap")
+    bits = [f"batch {summary['batch']}: +{summary['accepted']} accepted, {summary['rejected']} rejected ({reasons})"]
+    if ttr is not None:
+        bits.append(f"TTR {ttr:.2f}")
+    if overlap is not None:
+        bits.append(f"overlap {overlap:.0%}")
+    if summary.get("unfillable"):
+        bits.append("unfillable: " + ", ".join(f"{u['dimension']}.{u['category']}" for u in summary["unfillable"]))
+    return "[audit] " + "; ".join(bits)

@@ -1,0 +1,133 @@
+"""The offline `simulated` provider: deterministic from a seed, no network, and it drifts like a real model.
+
+With drift on (the default) about 15% of examples miss a measured part of their spec (mostly the length
+bucket, sometimes the code/format/typo request), about 5% are near-copies of earlier questions, and about 3%
+of replies are malformed or truncated. The auditor and rebalancer have real work to do on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import zlib
+
+from agent import tokens
+from agent.example import Spec
+from agent.providers import simulated_text as text
+from agent.providers.base import Completion, Provider, Request
+
+DRIFT_OFF_SPEC = 0.15
+DRIFT_NEAR_COPY = 0.05
+DRIFT_BAD_REPLY = 0.03
+
+RESPONSE_WORDS = {"short": (50, 150), "medium": (151, 400), "long": (401, 800)}
+INPUT_WORDS = {"short": (5, 20), "medium": (21, 100), "long": (101, 200)}
+NEIGHBOUR = {"short": "medium", "medium": "short", "long": "medium"}
+
+
+class SimulatedProvider(Provider):
+    name = "simulated"
+    simulated = True
+
+    def __init__(self, model: str = "simulated-1", api_key: str | None = None, base_url: str | None = None,
+                 seed: int = 0, drift: bool = True, latency: float | None = None, **_: object):
+        self.model = model
+        self.seed = seed
+        self.drift = drift
+        # DATAGEN_SIMULATED_LATENCY (seconds per call) makes demos and crash tests behave like a slow API
+        self.latency = latency if latency is not None else float(os.environ.get("DATAGEN_SIMULATED_LATENCY", "0"))
+        self.calls = 0
+        self.asked: list[str] = []   # earlier user messages, for planted near-copies
+
+    def _rng(self, request: Request) -> random.Random:
+        key = f"{self.seed}|{request.purpose}|{','.join(s.id for s in request.specs)}|{len(request.user)}"
+        return random.Random(zlib.crc32(key.encode()))
+
+    async def complete(self, request: Request) -> Completion:
+        self.calls += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        rng = self._rng(request)
+        if request.purpose == "brainstorm":
+            return self._finish(request, json.dumps({"topics": brainstorm(rng, request.user)}))
+        shape = "chat"
+        props = request.schema.get("properties", {}).get("examples", {}).get("items", {}).get("properties", {})
+        if "chosen" in props:
+            shape = "preference"
+        elif "completion" in props:
+            shape = "kto"
+        items = [self._example(rng, spec, shape, request.purpose) for spec in request.specs]
+        body = json.dumps({"examples": items}, ensure_ascii=False)
+        if self.drift and request.purpose == "generate" and rng.random() < DRIFT_BAD_REPLY:
+            if rng.random() < 0.5:  # truncated mid-reply, as when max_tokens runs out
+                return self._finish(request, body[: len(body) // 2], finish_reason="length")
+            return self._finish(request, body.replace('"examples"', "examples", 1))  # malformed JSON
+        return self._finish(request, body)
+
+    def _finish(self, request: Request, body: str, finish_reason: str = "stop") -> Completion:
+        return Completion(text=body, input_tokens=tokens.count(request.system) + tokens.count(request.user),
+                          output_tokens=tokens.count(body), finish_reason=finish_reason, model=self.model,
+                          mode="json_schema")
+
+    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str) -> dict:
+        labels = dict(spec.labels)
+        if self.drift and purpose == "generate" and rng.random() < DRIFT_OFF_SPEC:
+            labels = miss(rng, labels)
+        lo, hi = RESPONSE_WORDS.get(labels.get("response_length", "medium"), (151, 400))
+        ilo, ihi = INPUT_WORDS.get(labels.get("input_length", "short"), (5, 20))
+        question = text.user_message(rng, labels, spec.topic, ilo, ihi)
+        if self.drift and purpose == "generate" and self.asked and rng.random() < DRIFT_NEAR_COPY:
+            question = near_copy(rng, rng.choice(self.asked))
+        self.asked.append(question)
+        if shape == "preference":
+            chosen = text.assistant_message(rng, labels, spec.topic, lo, hi)
+            rejected = text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=True)
+            return {"id": spec.id, "prompt": question, "chosen": chosen, "rejected": rejected}
+        if shape == "kto":
+            bad = labels.get("kto_label") == "undesirable"
+            return {"id": spec.id, "prompt": question,
+                    "completion": text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=bad)}
+        messages = [{"role": "user", "content": question},
+                    {"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi)}]
+        if labels.get("turns") == "multi_turn":
+            for _ in range(rng.randint(1, 2)):
+                follow = text._fill(rng, rng.choice(text.FOLLOW_UPS), spec.topic)
+                if labels.get("typos") == "typos":
+                    follow = text.add_typos(rng, follow)
+                messages.append({"role": "user", "content": follow})
+                messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi)})
+        return {"id": spec.id, "messages": messages}
+
+
+def miss(rng: random.Random, labels: dict[str, str]) -> dict[str, str]:
+    """Drift: get one measured part of the spec wrong, the way real models do (mostly length)."""
+    out = dict(labels)
+    roll = rng.random()
+    if roll < 0.6 and "response_length" in out:
+        out["response_length"] = NEIGHBOUR.get(out["response_length"], "medium")
+    elif roll < 0.75 and "examples" in out:
+        out["examples"] = "conceptual" if out["examples"] == "with_examples" else "with_examples"
+    elif roll < 0.85 and "input_length" in out:
+        out["input_length"] = NEIGHBOUR.get(out["input_length"], "short")
+    elif roll < 0.95 and out.get("typos") == "typos":
+        out["typos"] = "clean"
+    elif "format" in out:
+        out["format"] = "plain" if out["format"] != "plain" else "list"
+    return out
+
+
+def near_copy(rng: random.Random, question: str) -> str:
+    """One small edit: the kind of copy the auditor's SequenceMatcher > 0.85 rule exists to catch."""
+    words = question.split()
+    i = rng.randrange(len(words) + 1)
+    return " ".join(words[:i] + [rng.choice(["really", "actually", "also", "now", "still"])] + words[i:])
+
+
+def brainstorm(rng: random.Random, prompt: str) -> list[str]:
+    count = 12
+    seen: set[str] = set()
+    while len(seen) < count:
+        seen.add(f"{rng.choice(text.ADJECTIVES)} {rng.choice(text.NOUNS)} {rng.choice(['limits', 'setup', 'errors', 'costs', 'migration', 'monitoring'])}")
+    return sorted(seen)

@@ -1,0 +1,201 @@
+"""Text composition for the simulated provider: plausible, varied support conversations from word banks.
+
+Deterministic for a given random.Random. Nothing here is meant as training data; it exists so that demos,
+tests and CI exercise every stage (lengths, formats, typos, refusals, multi-turn) without a network.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+VERBS = ["configure", "deploy", "monitor", "resize", "migrate", "debug", "benchmark", "schedule", "attach",
+         "detach", "rotate", "restore", "export", "import", "provision", "scale", "pause", "resume", "tag",
+         "audit", "upgrade", "downgrade", "encrypt", "mount", "inspect", "optimize", "profile", "cache",
+         "throttle", "validate", "replicate", "snapshot", "authorize", "revoke", "estimate", "compare",
+         "tune", "reserve", "release", "limit", "invoice", "forward", "isolate", "preload", "checkpoint",
+         "stream", "archive", "recover", "notify", "trace"]
+NOUNS = ["instance", "volume", "snapshot", "image", "container", "driver", "kernel", "node", "cluster",
+         "checkpoint", "dataset", "token", "endpoint", "webhook", "quota", "invoice", "region", "bucket",
+         "template", "firewall", "port", "key", "tunnel", "scheduler", "job", "budget", "alert", "log",
+         "metric", "dashboard", "runtime", "library", "framework", "pipeline", "workspace", "project",
+         "policy", "role", "credential", "session", "reservation", "backup", "mirror", "cache", "gateway",
+         "allocation", "partition", "replica", "manifest", "profile"]
+ADJECTIVES = ["persistent", "ephemeral", "shared", "dedicated", "preemptible", "regional", "private",
+              "default", "custom", "encrypted", "idle", "stale", "large", "small", "parallel", "nightly",
+              "hourly", "isolated", "managed", "legacy", "current", "secondary", "primary", "temporary"]
+ADVERBS = ["quickly", "safely", "automatically", "manually", "gradually", "immediately", "carefully",
+           "reliably", "cheaply", "incrementally", "explicitly", "periodically"]
+CONTEXTS = ["for a fine-tuning run", "before a long training job", "for a team of five", "during a demo",
+            "on a tight budget", "for an overnight experiment", "across two regions", "for a client project",
+            "in our staging setup", "while a job is running", "after the last update", "for a research paper",
+            "for our inference service", "with a 70B model", "with mixed precision", "for batch inference"]
+CONNECTORS = ["Also,", "In practice,", "Keep in mind that", "Note that", "Beyond that,", "As a rule,",
+              "Importantly,", "On top of this,", "Separately,", "Where possible,", "Typically,", "Then"]
+OPENERS = {
+    "professional": ["Here is how this works.", "The short answer is below.", "This is handled as follows.",
+                     "Let me outline the relevant details.", "The recommended approach is as follows."],
+    "conversational": ["Great question!", "Happy to help with that!", "Good news: this is doable.",
+                       "Sure thing, let's sort it out.", "Thanks for asking, here's the scoop."],
+    "mixed": ["Good question, and the details matter here.", "Sure, here's the practical picture.",
+              "Let's walk through it.", "Here's what you need to know.", "Fair question; here's the gist."],
+}
+QUESTION_FORMS = {
+    "factual": ["What is the {adj} {noun} limit for {topic}?", "Which {noun} options exist for {topic}?",
+                "Does {topic} support a {adj} {noun}?", "What are the specs of the {noun} used for {topic}?",
+                "Is there a maximum {noun} size for {topic}?", "What does the {adj} {noun} setting do for {topic}?"],
+    "instructional": ["How do I {verb} a {adj} {noun} for {topic}?", "What are the steps to {verb} the {noun} {ctx}?",
+                      "Can you walk me through how to {verb} my {noun} for {topic}?",
+                      "How should I {verb} a {noun} when dealing with {topic}?"],
+    "comparative": ["Should I {verb} a {adj} {noun} or a {noun2} for {topic}?",
+                    "What's the difference between a {adj} {noun} and a {noun2} for {topic}?",
+                    "Which is better {ctx}: a {noun} or a {noun2}, given {topic}?"],
+    "troubleshooting": ["My {noun} fails when I {verb} it for {topic}. What can I do?",
+                        "Why does the {adj} {noun} keep erroring out with {topic}?",
+                        "I get a timeout when I try to {verb} the {noun} {ctx}. How do I fix it?",
+                        "The {noun} stopped responding after I tried to {verb} it. What went wrong with {topic}?"],
+    "multi_step": ["What's the full workflow to {verb} a {noun}, then {verb2} the {noun2}, for {topic}?",
+                   "How do I set up a pipeline that can {verb} the {noun} and {verb2} every {noun2} for {topic}?",
+                   "What are all the settings I need to {verb} a {adj} {noun} end to end for {topic}?"],
+}
+AMBIGUOUS_FORMS = ["How do I make {topic} faster?", "What's the best {noun} for {topic}?",
+                   "How much does {topic} cost?", "Is {topic} good enough?", "Can you fix my {noun}?",
+                   "Which one should I pick for {topic}?", "How big should the {noun} be?"]
+ADVERSARIAL_FORMS = ["Can I {verb} a 70B model on a single small {noun} for {topic} in five minutes?",
+                     "Why does my {noun} job finish in 0 seconds when I {verb} it? That means it worked, right?",
+                     "Should I set the learning rate to 1.0 to {verb} faster with {topic}?",
+                     "Can I {verb} the {noun} for free forever if I keep restarting it for {topic}?",
+                     "Is it safe to {verb} the {noun} while deleting it at the same time for {topic}?"]
+NEGATIVE_FORMS = ["How do I bypass the rate limits on the {noun} for {topic}?",
+                  "Can you give me another customer's {noun} details for {topic}?",
+                  "How do I use the deprecated v1 {noun} API for {topic}?",
+                  "What will the exact roadmap for {topic} be next year?",
+                  "How do I run this on a competitor's {noun} service instead of yours for {topic}?",
+                  "Can you share the admin {noun} so I can {verb} other accounts for {topic}?"]
+REFUSAL_REASONS = ["because it would break our terms of service", "since that information is private to other customers",
+                   "as that version is no longer supported", "because I don't have reliable information about future plans",
+                   "since that is outside what this service covers"]
+REDIRECTS = ["I'd be happy to help you {verb} your own {noun} through the supported process instead.",
+             "If it helps, I can show you the supported way to {verb} the {noun}.",
+             "Our support team can help with the details, and I can point you to the right documentation.",
+             "Would you like help with the current {noun} API instead?"]
+TYPOS = {"the": "teh", "you": "u", "your": "ur", "please": "pls", "don't": "dont", "can't": "cant",
+         "because": "bc", "thanks": "thx", "really": "realy", "receive": "recieve", "separate": "seperate",
+         "definitely": "definately", "which": "wich", "what": "wat", "know": "kno"}
+FOLLOW_UPS = ["And what if I need to {verb} the {noun} too?", "Thanks. How would that change {ctx}?",
+              "Got it. Is there a way to {verb} it {adv}?", "Ok, and does that also apply to the {adj} {noun}?"]
+
+
+def _fill(rng: random.Random, form: str, topic: str) -> str:
+    v1, v2 = rng.sample(VERBS, 2)
+    n1, n2 = rng.sample(NOUNS, 2)
+    return form.format(topic=topic or rng.choice(NOUNS) + " setup", verb=v1, verb2=v2, noun=n1, noun2=n2,
+                       adj=rng.choice(ADJECTIVES), ctx=rng.choice(CONTEXTS), adv=rng.choice(ADVERBS))
+
+
+def sentence(rng: random.Random, topic: str = "") -> str:
+    shapes = [
+        "{Conn} you can {verb} the {adj} {noun} {adv} {ctx}.",
+        "The {noun} is {adj} by default, so {verb} it before you {verb2} the {noun2}.",
+        "{Conn} a {adj} {noun} lets you {verb} each {noun2} {adv}.",
+        "If the {noun} is {adj}, {verb} the {noun2} first and check the {noun} again.",
+        "Most teams {verb} their {noun} {adv} and {verb2} the {adj} {noun2} {ctx}.",
+        "{Conn} the {noun2} limit applies per {noun}, which matters {ctx}.",
+        "You will see the {adj} {noun} in the dashboard once you {verb} it.",
+        "{Conn} {verb} the {noun} only after the {noun2} reports a {adj} state.",
+    ]
+    s = _fill(rng, rng.choice(shapes).replace("{Conn}", rng.choice(CONNECTORS)), topic)
+    return s[0].upper() + s[1:]
+
+
+def words(text: str) -> int:
+    return len(re.findall(r"\S+", text))
+
+
+def pad_to(rng: random.Random, parts: list[str], lo: int, hi: int, topic: str) -> list[str]:
+    """Add sentences until the word count lands inside [lo, hi] (aiming at a random point in it)."""
+    target = rng.randint(lo, max(lo, min(hi, lo + (hi - lo) * 3 // 4)))
+    while words(" ".join(parts)) < target:
+        parts.append(sentence(rng, topic))
+    while words(" ".join(parts)) > hi and len(parts) > 1:
+        parts.pop()
+    return parts
+
+
+def user_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int, hi: int) -> str:
+    behaviour = labels.get("behaviour", "standard")
+    forms = {"ambiguous": AMBIGUOUS_FORMS, "adversarial": ADVERSARIAL_FORMS, "negative": NEGATIVE_FORMS}.get(
+        behaviour, QUESTION_FORMS.get(labels.get("question_type", "factual"), QUESTION_FORMS["factual"]))
+    question = _fill(rng, rng.choice(forms), topic)
+    context: list[str] = []
+    if words(question) < lo:
+        context = pad_to(rng, [f"I'm working {rng.choice(CONTEXTS)}."], lo - words(question), hi - words(question), topic)
+    text = " ".join(context + [question])
+    while words(text) > hi:  # trim context for tight short ranges
+        text = " ".join(text.split()[-hi:])
+    if labels.get("typos") == "typos":
+        text = add_typos(rng, text)
+    return text
+
+
+def add_typos(rng: random.Random, text: str) -> str:
+    out = []
+    for w in text.split():
+        low = w.lower().strip("?,.")
+        if low in TYPOS and rng.random() < 0.8:
+            w = w.lower().replace(low, TYPOS[low])
+        out.append(w)
+    text = " ".join(out)
+    if text == " ".join(text.split()) and not any(t in text.split() for t in TYPOS.values()):
+        text = "pls help, " + text[0].lower() + text[1:]
+    return text.rstrip("?") + "??" if rng.random() < 0.5 else text
+
+
+def code_block(rng: random.Random) -> str:
+    noun, verb = rng.choice(NOUNS), rng.choice(VERBS)
+    if rng.random() < 0.5:
+        return f"```bash\ncloudgpu {noun} {verb} --name my-{noun} --{rng.choice(ADJECTIVES)}\n```"
+    return (f"```python\nclient = Client()\n{noun} = client.{noun}s.get(\"my-{noun}\")\n"
+            f"{noun}.{verb}(wait=True)\n```")
+
+
+def formatted(rng: random.Random, fmt: str, topic: str) -> str:
+    if fmt == "list":
+        return "\n".join(f"{i}. {sentence(rng, topic)}" for i in range(1, rng.randint(3, 5) + 1))
+    if fmt == "table":
+        rows = [f"| {rng.choice(NOUNS)} | {rng.choice(ADJECTIVES)} | {rng.randint(1, 64)} |" for _ in range(3)]
+        return "| item | mode | count |\n|---|---|---|\n" + "\n".join(rows)
+    if fmt == "json":
+        return "```json\n" + json.dumps({rng.choice(NOUNS): rng.choice(ADJECTIVES), "count": rng.randint(1, 9)}) + "\n```"
+    return ""
+
+
+def assistant_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int, hi: int,
+                      undesirable: bool = False) -> str:
+    behaviour = labels.get("behaviour", "standard")
+    tone = labels.get("tone", "professional")
+    head: list[str] = [rng.choice(OPENERS.get(tone, OPENERS["professional"]))]
+    if behaviour == "negative":
+        head = [f"I can't help with that, {rng.choice(REFUSAL_REASONS)}.", _fill(rng, rng.choice(REDIRECTS), topic)]
+    elif behaviour == "ambiguous":
+        head.append(_fill(rng, "Could you tell me whether you mean the {noun} or the {noun2}, and what you "
+                               "are optimizing for {ctx}?", topic))
+    elif behaviour == "adversarial":
+        head.append(_fill(rng, "There is a problem with that premise: the {noun} cannot {verb} that way, so "
+                               "the result would be misleading.", topic))
+    if undesirable:
+        head = ["Just try restarting it and see what happens.", "It probably works, don't worry about the details."]
+    extras = []
+    if labels.get("examples") == "with_examples":
+        extras.append(code_block(rng))
+    fmt = labels.get("format", "plain")
+    if fmt != "plain":
+        extras.append(formatted(rng, fmt, topic))
+    budget_lo = max(1, lo - sum(words(e) for e in extras))
+    budget_hi = max(budget_lo, hi - sum(words(e) for e in extras))
+    body = pad_to(rng, head, budget_lo, budget_hi, topic)
+    paragraphs = [" ".join(body[i:i + 4]) for i in range(0, len(body), 4)]
+    if behaviour == "ambiguous" and not paragraphs[-1].rstrip().endswith("?"):
+        paragraphs.append("Which of these fits your case?")
+    return "\n\n".join(paragraphs[:1] + extras + paragraphs[1:])
