@@ -66,13 +66,37 @@ def interview(answers: Path | None, out_dir: Path, force: bool, approve: bool | 
 @click.option("-o", "--out", type=PlanPath, help="Where to write the plan (default plans/<name>.yaml).")
 @click.option("--show", is_flag=True, help="SOURCE is a plan: show it as tables (quotas recomputed).")
 @click.option("--force", is_flag=True, help="Overwrite an existing plan file.")
-def plan(source: Path, out: Path | None, show: bool, force: bool) -> None:
-    """Turn a requirements file into a plan, or --show a plan."""
+@click.option("--brainstorm", is_flag=True, help="SOURCE is a plan: ask its provider for topics per domain category.")
+@click.option("--per-category", type=click.IntRange(1, 500), help="Topics to ask for per category (default: 120 in all).")
+@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="With --brainstorm.")
+@click.option("--model", help="With --brainstorm.")
+@click.option("--api-key", help="With --brainstorm (better: the provider's environment variable).")
+def plan(source: Path, out: Path | None, show: bool, force: bool, brainstorm: bool, per_category, provider, model,
+         api_key) -> None:
+    """Turn a requirements file into a plan, --show a plan, or --brainstorm its topics."""
     from agent.plan import load_plan, save_plan
     from agent.show import plan_tables
 
     if show:
         plan_tables(load_plan(source), stdout_console())
+        return
+    if brainstorm:
+        import asyncio
+
+        from agent.brainstorm import brainstorm as run_brainstorm
+        from agent.brainstorm import per_category_default
+        from agent.providers import create
+        from agent.runner import GenerateOptions, with_overrides
+
+        loaded = with_overrides(load_plan(source), GenerateOptions(provider=provider, model=model))
+        g = loaded.generation
+        llm = create(g.provider, model=g.model, api_key=api_key, base_url=g.base_url, seed=g.seed)
+        before = sum(len(v) for v in loaded.topics.values())
+        topics = asyncio.run(run_brainstorm(loaded, llm, per_category or per_category_default(loaded)))
+        original = load_plan(source)  # provider overrides are for this call only, not saved
+        save_plan(original.model_copy(update={"topics": topics}), out or source)
+        total = sum(len(v) for v in topics.values())
+        say(f"{total - before} new topics ({total} in all across {len(topics)} categories) written to {out or source}")
         return
     from agent.planner import build_plan
     from agent.requirements import Requirements

@@ -15,16 +15,16 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.audit.auditor import Auditor
+from agent.audit.auditor import Auditor, to_record
 from agent.draw import draw
 from agent.errors import BudgetExceeded, ProviderError
-from agent.example import Spec
+from agent.example import Spec, response_text, user_text
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.limits import Attempt, Limiter, call_with_retries
 from agent.plan import Plan
-from agent.prompts import build_request, reask_request
+from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
-from agent.reply import Parsed, parse_reply
+from agent.reply import Parsed, parse_judgement, parse_reply
 from agent.tokens import PriceTable
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class Outcome:
     completions: list[Completion] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     parsed: Parsed | None = None
+    judged: dict[str, dict[str, str]] = field(default_factory=dict)   # spec id -> the judge's labels
+    purposes: list[str] = field(default_factory=list)                 # one per completion
     error: ProviderError | None = None
     latency: float = 0.0
 
@@ -133,17 +135,39 @@ class Engine:
         try:
             completion = await call_with_retries(self.provider, request, self.limiter, out.attempts.append)
             out.completions.append(completion)
+            out.purposes.append("generate")
             out.parsed = parse_reply(completion, self.plan.record_shape, ids)
             if not out.parsed.ok:  # one re-ask that quotes what was wrong
                 again = reask_request(request, completion.text, out.parsed.errors)
                 completion = await call_with_retries(self.provider, again, self.limiter, out.attempts.append)
                 out.completions.append(completion)
+                out.purposes.append("reask")
                 reparsed = parse_reply(completion, self.plan.record_shape, ids)
                 out.parsed = reparsed if reparsed.ok else Parsed(errors=out.parsed.errors + reparsed.errors)
         except ProviderError as e:
             out.error = e
+        if out.error is None and out.parsed.ok and self.plan.audit.judge and out.parsed.items:
+            await self.judge(out, specs)
         out.latency = time.monotonic() - started
         return out
+
+    async def judge(self, out: Outcome, specs: list[Spec]) -> None:
+        """One judge call classifies the call's examples; if it fails, the requested labels stand."""
+        texts = {}
+        for s in specs:
+            item = out.parsed.items.get(s.id)
+            if item is not None:
+                record = to_record(item, s, self.plan.record_shape)
+                texts[s.id] = (user_text(record), response_text(record))
+        request = judge_request(self.plan, specs, texts)
+        try:
+            completion = await call_with_retries(self.provider, request, self.limiter, out.attempts.append)
+        except ProviderError as e:
+            log.warning("judge call failed (%s); requested labels kept for %d examples", e.kind, len(texts))
+            return
+        out.completions.append(completion)
+        out.purposes.append("judge")
+        out.judged = parse_judgement(completion, self.plan)
 
     # -- recording ----------------------------------------------------------------------------------
     def record(self, out: Outcome) -> None:
@@ -161,7 +185,7 @@ class Engine:
             for s in out.specs:
                 item = out.parsed.items.get(s.id)
                 if item is not None:
-                    rows.append(self.auditor.judge(s, item))
+                    rows.append(self.auditor.judge(s, item, judged=out.judged.get(s.id)))
                 elif s.id in out.parsed.item_errors:
                     rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
                 else:
@@ -169,7 +193,7 @@ class Engine:
         calls = []
         for i, c in enumerate(out.completions):
             cost = self.prices.cost(c.model or self.plan.generation.model, c.input_tokens, c.output_tokens, c.cached_tokens)
-            calls.append(CallRow(batch=out.batch, purpose="generate" if i == 0 else "reask", provider=self.provider.name,
+            calls.append(CallRow(batch=out.batch, purpose=out.purposes[i], provider=self.provider.name,
                                  model=c.model or self.plan.generation.model, status="ok", input_tokens=c.input_tokens,
                                  output_tokens=c.output_tokens, cached_tokens=c.cached_tokens, cost=cost,
                                  latency=out.latency, mode=c.mode))
@@ -179,6 +203,8 @@ class Engine:
                                  attempts=len(out.attempts), latency=out.latency, error=str(out.error)[:500]))
         elif calls and not out.parsed.ok:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_reply"
+        elif "judge" in out.purposes and not out.judged:
+            calls[-1].status, calls[-1].kind = "invalid", "invalid_judgement"
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
         self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated)
         cost = sum(c.cost for c in calls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,25 @@ def spec_lines(plan: Plan, specs: list[Spec]) -> list[str]:
     return lines
 
 
+SPEC_LINE = re.compile(r"^\[(?P<id>[^\]]+)\] (?P<body>.*)$", re.M)
+
+
+def parse_spec_lines(user: str) -> list[Spec]:
+    """The inverse of spec_lines: read the requested specs back from a rendered batch prompt."""
+    specs = []
+    for m in SPEC_LINE.finditer(user):
+        labels: dict[str, str] = {}
+        topic = ""
+        for part in m.group("body").split("; "):
+            if part.startswith("topic: "):
+                topic = part[len("topic: "):]
+            elif "=" in part:
+                dim, _, rest = part.partition("=")
+                labels[dim] = rest.split(" (", 1)[0]
+        specs.append(Spec(id=m.group("id"), labels=labels, topic=topic))
+    return specs
+
+
 @functools.lru_cache(maxsize=8)
 def _system(plan_json: str, shape: str) -> str:
     return render("system.j2", plan=Plan.model_validate_json(plan_json), shape=shape)
@@ -115,3 +135,36 @@ def sample_request(plan: Plan) -> Request:
 
 def parse_json_reply(text: str) -> Any:
     return json.loads(text)
+
+
+def judged_dimensions(plan: Plan) -> list[str]:
+    """What an LLM judge classifies: the dimensions that cannot be measured cheaply."""
+    return [d for d, dim in plan.dimensions.items() if dim.measure == "trusted" and d != "kto_label"]
+
+
+def judge_request(plan: Plan, specs: list[Spec], texts: dict[str, tuple[str, str]]) -> Request:
+    """One call that classifies many examples. texts: spec id -> (user message, assistant reply)."""
+    dims = judged_dimensions(plan)
+    examples = [{"id": s.id, "user": texts[s.id][0][:2000], "response": texts[s.id][1][:3000]}
+                for s in specs if s.id in texts]
+    item = {"type": "object", "additionalProperties": False, "required": ["id", *dims],
+            "properties": {"id": {"type": "string"},
+                           **{d: {"type": "string", "enum": [c.name for c in plan.dimensions[d].categories]}
+                              for d in dims}}}
+    schema = {"type": "object", "additionalProperties": False, "required": ["labels"],
+              "properties": {"labels": {"type": "array", "items": item}}}
+    g = plan.generation
+    return Request(system="You classify synthetic training examples exactly and consistently. Reply with JSON only.",
+                   user=render("judge.j2", plan=plan, dims=dims, examples=examples), schema=schema,
+                   schema_name="labels", model=g.model, temperature=0.0, max_tokens=2000, timeout=g.timeout_seconds,
+                   seed=g.seed, specs=tuple(s for s in specs if s.id in texts), purpose="judge")
+
+
+def brainstorm_request(plan: Plan, category, count: int) -> Request:
+    schema = {"type": "object", "additionalProperties": False, "required": ["topics"],
+              "properties": {"topics": {"type": "array", "items": {"type": "string"}}}}
+    g = plan.generation
+    return Request(system="You help plan diverse synthetic datasets. Reply with JSON only.",
+                   user=render("brainstorm.j2", plan=plan, category=category, count=count), schema=schema,
+                   schema_name="topics", model=g.model, temperature=1.0, max_tokens=2000, timeout=g.timeout_seconds,
+                   seed=g.seed, purpose="brainstorm")

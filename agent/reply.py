@@ -100,3 +100,19 @@ def parse_reply(completion: Completion, shape: str, spec_ids: list[str]) -> Pars
     if not out.items and not out.item_errors:
         out.errors.append(f"none of the requested ids ({', '.join(spec_ids)}) came back")
     return out
+
+
+def parse_judgement(completion: Completion, plan) -> dict[str, dict[str, str]]:
+    """The judge's labels per spec id, keeping only known dimension/category names ({} when unusable)."""
+    try:
+        data = completion.data if completion.data is not None else extract_json(completion.text)
+    except (json.JSONDecodeError, ValueError):
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for row in (data.get("labels") if isinstance(data, dict) else None) or []:
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            continue
+        labels = {d: c for d, c in row.items() if d in plan.dimensions and isinstance(c, str)
+                  and plan.dimensions[d].category(c) is not None}
+        out[row["id"]] = labels
+    return out

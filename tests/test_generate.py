@@ -197,3 +197,40 @@ def test_preference_and_kto_shapes_fill_exactly(tmp_path, run_cli, shape_format)
         assert all(r["chosen"] != r["rejected"] for r in records)
     else:
         assert sum(r["label"] is True for r in records) == 30  # seed 002: about half desirable, exactly here
+
+
+def test_llm_judge_relabels_trusted_dimensions_and_its_cost_is_counted(tmp_path, run_cli):
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    data["total"] = 80
+    data["audit"] = {"judge": True}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    r = run_cli("generate", "--plan", str(path), "--outputs", str(out), "--quiet")
+    assert r.code == 0, r.err
+    db = out / "example" / "ledger.sqlite"
+    con = assert_exact(load_plan(path), db)
+    judge_calls = con.execute("SELECT COUNT(*) FROM calls WHERE purpose='judge'").fetchone()[0]
+    generate_calls = con.execute("SELECT COUNT(*) FROM calls WHERE purpose='generate'").fetchone()[0]
+    assert judge_calls > 0 and judge_calls <= generate_calls
+    # the simulated judge disagrees ~10% of the time on a trusted dimension: those examples were filed
+    # under the judge's label (or rejected for lack of room), never under the requested one
+    trusted = {"question_type", "behaviour", "domain", "difficulty", "tone", "openness"}
+    moved = [(json.loads(q), json.loads(a)) for q, a in
+             con.execute("SELECT requested, audited FROM examples WHERE audited IS NOT NULL")]
+    assert any(q[d] != a[d] for q, a in moved for d in trusted)
+
+
+def test_brainstorm_adds_distinct_topics_to_the_plan(tmp_path, run_cli):
+    path = tmp_path / "plan.yaml"
+    path.write_text(EXAMPLE_PLAN.read_text())
+    before = load_plan(path)
+    r = run_cli("plan", "--brainstorm", str(path), "--per-category", "8")
+    assert r.code == 0, r.err
+    after = load_plan(path)
+    for cat, topics in after.topics.items():
+        assert topics[: len(before.topics.get(cat, []))] == before.topics.get(cat, [])  # kept, in order
+        assert len({t.lower() for t in topics}) == len(topics)
+    added = sum(map(len, after.topics.values())) - sum(map(len, before.topics.values()))
+    assert 0 < added <= 8 * len(after.topics)
+    assert after.dimensions == before.dimensions and after.total == before.total

@@ -71,7 +71,7 @@ class Auditor:
         return self.plan.total - self.n_accepted
 
     # -- one example ----------------------------------------------------------------------------------
-    def judge(self, spec: Spec, item: Any) -> ExampleRow:
+    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None) -> ExampleRow:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
         row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,
@@ -80,9 +80,10 @@ class Auditor:
         if issues:
             return self._reject(row, f"check:{issues[0].code}", "; ".join(i.message for i in issues[:3]))
         measured = measure(record, self.plan, requested=spec.labels)
-        audited = {**spec.labels, **{d: c for d, c in measured.items() if d in spec.labels}}
+        # requested labels, overridden by an LLM judge's where the plan asks for one, then by measurement
+        audited = {**spec.labels, **(judged or {}), **{d: c for d, c in measured.items() if d in spec.labels}}
         row.audited = audited
-        self._count_misses(spec.labels, measured)
+        self._count_misses(spec.labels, {**(judged or {}), **measured})
         off = next((d for d, c in measured.items() if c is None), None)
         if off is not None:
             return self._reject(row, f"off_spec:{off}", f"fits no {off} category")

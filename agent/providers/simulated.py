@@ -11,10 +11,12 @@ import asyncio
 import json
 import os
 import random
+import re
 import zlib
 
 from agent import tokens
 from agent.example import Spec
+from agent.prompts import parse_spec_lines
 from agent.providers import simulated_text as text
 from agent.providers.base import Completion, Provider, Request
 
@@ -46,19 +48,27 @@ class SimulatedProvider(Provider):
         return random.Random(zlib.crc32(key.encode()))
 
     async def complete(self, request: Request) -> Completion:
-        self.calls += 1
         if self.latency:
             await asyncio.sleep(self.latency)
+        return self.reply(request)
+
+    def reply(self, request: Request) -> Completion:
+        """The whole reply, synchronously (a loopback test server calls this from its own thread)."""
+        self.calls += 1
         rng = self._rng(request)
         if request.purpose == "brainstorm":
             return self._finish(request, json.dumps({"topics": brainstorm(rng, request.user)}))
+        if request.purpose == "judge":
+            return self._finish(request, json.dumps({"labels": self._judge(rng, request)}))
         shape = "chat"
         props = request.schema.get("properties", {}).get("examples", {}).get("items", {}).get("properties", {})
         if "chosen" in props:
             shape = "preference"
         elif "completion" in props:
             shape = "kto"
-        items = [self._example(rng, spec, shape, request.purpose) for spec in request.specs]
+        # the specs are read from the prompt text itself, as a model would; request.specs is the fallback
+        specs = parse_spec_lines(request.user) or list(request.specs)
+        items = [self._example(rng, spec, shape, request.purpose) for spec in specs]
         body = json.dumps({"examples": items}, ensure_ascii=False)
         if self.drift and request.purpose == "generate" and rng.random() < DRIFT_BAD_REPLY:
             if rng.random() < 0.5:  # truncated mid-reply, as when max_tokens runs out
@@ -70,6 +80,18 @@ class SimulatedProvider(Provider):
         return Completion(text=body, input_tokens=tokens.count(request.system) + tokens.count(request.user),
                           output_tokens=tokens.count(body), finish_reason=finish_reason, model=self.model,
                           mode="json_schema")
+
+    def _judge(self, rng: random.Random, request: Request) -> list[dict]:
+        """Labels as requested, except that with drift ~10% of one label disagrees, as a real judge would."""
+        props = request.schema["properties"]["labels"]["items"]["properties"]
+        out = []
+        for spec in request.specs:
+            labels = {d: spec.labels[d] for d in props if d in spec.labels}
+            if self.drift and labels and rng.random() < 0.10:
+                d = rng.choice(sorted(labels))
+                labels[d] = rng.choice(props[d]["enum"])
+            out.append({"id": spec.id, **labels})
+        return out
 
     def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str) -> dict:
         labels = dict(spec.labels)
@@ -126,7 +148,8 @@ def near_copy(rng: random.Random, question: str) -> str:
 
 
 def brainstorm(rng: random.Random, prompt: str) -> list[str]:
-    count = 12
+    found = re.search(r"List (\d+) distinct", prompt)
+    count = int(found.group(1)) if found else 12
     seen: set[str] = set()
     while len(seen) < count:
         seen.add(f"{rng.choice(text.ADJECTIVES)} {rng.choice(text.NOUNS)} {rng.choice(['limits', 'setup', 'errors', 'costs', 'migration', 'monitoring'])}")
