@@ -117,12 +117,12 @@ class Plan(Strict):
         for dim in self.dimensions.values():
             for cat, q in zip(dim.categories, quotas([c.share for c in dim.categories], self.total), strict=True):
                 cat.quota = q
-        for pair in self.exclusions:
+        for i, pair in enumerate(self.exclusions):
             for item in pair:
                 dim_name, _, cat_name = item.partition("=")
                 dim = self.dimensions.get(dim_name)
                 if dim is None or dim.category(cat_name) is None:
-                    raise ValueError(f"exclusion {item!r} names no dimension=category of this plan")
+                    raise ValueError(f"exclusions[{i}]: {item!r} names no dimension=category of this plan")
         return self
 
     @property

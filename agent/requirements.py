@@ -61,13 +61,13 @@ class Requirements(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Requirements:
         if self.name and not re.match(NAME_PATTERN, self.name):
-            raise ValueError(f"name {self.name!r} may only hold letters, digits, '_', '-' and '.'")
+            raise ValueError(f"name: {self.name!r} may only hold letters, digits, '_', '-' and '.'")
         if self.distribution == "weighted" and self.area_weights:
             unknown = set(self.area_weights) - set(self.subject_areas)
             if unknown:
-                raise ValueError(f"area_weights names {sorted(unknown)[0]!r}, which is not in subject_areas")
+                raise ValueError(f"area_weights: {sorted(unknown)[0]!r} is not one of the subject_areas")
             if sum(self.area_weights.values()) <= 0:
-                raise ValueError("area_weights must not all be 0")
+                raise ValueError("area_weights: the weights must not all be 0")
         return self
 
     @property

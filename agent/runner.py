@@ -62,6 +62,11 @@ def open_log(out_dir: Path) -> logging.Handler:
 
 def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
     plan = with_overrides(plan, opts)
+    # everything that can be wrong with the input is checked before anything is created on disk
+    g = plan.generation
+    prices = load_prices(opts.prices)
+    provider = create(g.provider, model=g.model, api_key=opts.api_key, base_url=g.base_url, seed=g.seed,
+                      **({"drift": opts.drift} if g.provider == "simulated" else {}))
     out_dir = run_dir(plan, opts.outputs)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -70,10 +75,6 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write the run folder {out_dir}: {e.strerror}; choose a writable --outputs folder") from None
-    g = plan.generation
-    provider = create(g.provider, model=g.model, api_key=opts.api_key, base_url=g.base_url, seed=g.seed,
-                      **({"drift": opts.drift} if g.provider == "simulated" else {}))
-    prices = load_prices(opts.prices)
     with RunLock(out_dir):
         handler = open_log(out_dir)
         ledger = Ledger.open(out_dir, plan, simulated=provider.simulated, restart=opts.restart)

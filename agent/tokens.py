@@ -85,6 +85,6 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
         try:
             data["models"].update(PriceTable.model_validate(extra).models)
         except ValidationError as e:
-            raise InputError(validation_message(path, e, node)) from None
+            raise InputError(validation_message(path, e, node, "prices")) from None
         data["models"] = {k: (v.model_dump() if isinstance(v, Price) else v) for k, v in data["models"].items()}
     return PriceTable.model_validate(data)

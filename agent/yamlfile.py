@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,17 +76,41 @@ def load_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"{path}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
+    if data is None:
+        raise InputError(f"{path}: the {what} file has no settings (only comments or blank lines)")
     if not isinstance(data, dict):
-        raise InputError(f"{path}: the {what} file must be a YAML mapping (key: value lines), got {type(data).__name__}")
+        raise InputError(f"{path}: the {what} file must be a YAML mapping (key: value lines), got a {type(data).__name__}")
     return data, node
 
 
-def validation_message(path: Path | str, err: ValidationError, node: yaml.Node | None = None) -> str:
+KEY_HINTS = {
+    "plan": "see plans/example.yaml for the keys a plan takes",
+    "requirements": "see the README's list of requirement keys",
+    "answers": "see the README's list of requirement keys",
+    "prices": "a price takes input, output, cached_input and batch_discount",
+}
+FRIENDLY = {
+    "string_pattern_mismatch": "use only letters, digits, '_', '-' and '.' (no spaces), starting with a letter or digit",
+    "missing": "this required key is missing; add it",
+}
+_PATH_IN_MESSAGE = re.compile(r"^([A-Za-z_][\w.]*(?:\[\d+\])*(?:\.[\w]+)*): ")
+
+
+def _parse_path(text: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", text))
+
+
+def validation_message(path: Path | str, err: ValidationError, node: yaml.Node | None = None,
+                       what: str = "plan") -> str:
     first = err.errors()[0]
     loc = tuple(first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        msg = "unknown key (check its spelling; see plans/example.yaml for the keys a plan takes)"
+        msg = f"unknown key (check its spelling; {KEY_HINTS.get(what, KEY_HINTS['plan'])})"
+    msg = FRIENDLY.get(first["type"], msg)
+    found = _PATH_IN_MESSAGE.match(msg) if not loc else None
+    if found:  # a whole-file rule names its own path, e.g. "exclusions[0]: ..."
+        loc, msg = _parse_path(found.group(1)), msg[found.end():]
     line = _line_of(node, loc) if node is not None else None
     where = f"{path}:{line}" if line else f"{path}"
     more = len(err.errors()) - 1
@@ -98,7 +123,7 @@ def load_model(path: Path, model: type[M], what: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise InputError(validation_message(path, e, node)) from None
+        raise InputError(validation_message(path, e, node, what)) from None
 
 
 def write_atomic(path: Path, text: str) -> None:

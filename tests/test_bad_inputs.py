@@ -1,0 +1,87 @@
+"""The bad-input corpus: every broken input gets one line that names what to fix, its exit status, no
+traceback, and leaves everything already written exactly as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLE_PLAN
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+CASES = yaml.safe_load((CORPUS / "manifest.yaml").read_text())
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A work folder with a plan and a finished run in outputs/: what the bad input must not damage."""
+    from agent.cli import main
+
+    root = tmp_path_factory.mktemp("work")
+    (root / "plans").mkdir()
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    data["total"] = 40
+    (root / "plans" / "example.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        try:
+            main(["generate", "--plan", "plans/example.yaml", "--quiet"])
+        except SystemExit as done:
+            assert done.code in (0, None)
+        assert (root / "outputs" / "example" / "ledger.sqlite").exists()
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def prepare(work: Path, setup: str | None, monkeypatch) -> None:
+    if setup == "no_keys":
+        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
+            monkeypatch.delenv(var, raising=False)
+    elif setup == "outputs_is_a_file":
+        (work / "blocked").write_text("a file where a folder should be\n")
+    elif setup == "dimension_removed_since_run":
+        plan = work / "plans" / "example.yaml"
+        data = yaml.safe_load(plan.read_text())
+        del data["dimensions"]["typos"]
+        plan.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_the_corpus_is_big_enough():
+    assert len(CASES) >= 40
+    files = {c["file"] for c in CASES if "file" in c}
+    assert files == {p.name for p in CORPUS.iterdir() if p.name != "manifest.yaml"}  # every file is used
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.get("file") or " ".join(c["args"])[:60] for c in CASES])
+def test_bad_input(case, finished_run, tmp_path, monkeypatch, run_cli):
+    work = tmp_path / "work"
+    shutil.copytree(finished_run, work)
+    prepare(work, case.get("setup"), monkeypatch)
+    args = list(case["args"])
+    if "file" in case:
+        shutil.copy(CORPUS / case["file"], work / case["file"])
+        args = [case["file"] if a == "FILE" else a for a in args]
+    before = snapshot(work)
+    monkeypatch.chdir(work)
+    r = run_cli(*args)
+    assert r.code == case["exit"], r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("datagen: ")
+    assert case["message"] in lines[0]
+    assert "Traceback" not in r.err
+    after = snapshot(work)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing already written changed
+    assert not (work / "out.yaml").exists()
