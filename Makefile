@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/datagen plan --show plans/example.yaml
+	$(BIN)/datagen generate --plan plans/example.yaml --provider simulated
+	$(BIN)/datagen status --plan plans/example.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent tests bench

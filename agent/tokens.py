@@ -35,6 +35,7 @@ def encoding():
     return None
 
 
+@functools.lru_cache(maxsize=512)  # the long shared system prompt is counted once per run, not per call
 def count(text: str) -> int:
     enc = encoding()
     if enc is None:

@@ -49,6 +49,9 @@ def check_ledger(db: Path, plan) -> None:
             counts[d][c] += 1
     for name, dim in plan.dimensions.items():
         assert {c.name: counts[name].get(c.name, 0) for c in dim.categories} == {c.name: c.quota for c in dim.categories}
+    # the diversity state survived every kill: the last audit counts each accepted example exactly once
+    last = json.loads(con.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()[0])
+    assert last["diversity"]["cumulative"]["examples"] == plan.total
     labels = dict(con.execute("SELECT example_id, COUNT(*) FROM labels GROUP BY 1").fetchall())
     assert set(labels) == {r[0] for r in rows} and set(labels.values()) == {len(plan.dimensions)}
 

@@ -49,10 +49,10 @@ class Auditor:
         self.measured_dims = [d for d, dim in plan.dimensions.items() if dim.measure != "trusted"]
         self.misses: Counter[tuple[str, str]] = Counter()
         self.unfillable: dict[tuple[str, str], int] = {}
-        self.tracker, upto = self._restore_tracker(ledger)
-        self._pending_diversity: list[dict[str, Any]] = [self._div_item(r["record"], r["audited"])
-                                                         for r in ledger.iter_accepted(after_id=upto)]
-        self.last_id = upto
+        # the diversity state is restored at the first batch audit, not here: resume starts calling at once
+        self.ledger = ledger
+        self._tracker: DiversityTracker | None = None
+        self._pending_diversity: list[dict[str, Any]] = []
         self.batch_reasons: Counter[str] = Counter()
         self.batch_processed = 0
         self.batch_accepted = 0
@@ -141,9 +141,9 @@ class Auditor:
 
     # -- batch audit ------------------------------------------------------------------------------------
     def close_batch(self, number: int, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
-        items = self._pending_diversity
-        self._pending_diversity = []
-        metrics = self.tracker.add_batch(items)
+        tracker = self.tracker  # first: restoring it folds the ledger's tail into the pending items
+        items, self._pending_diversity = self._pending_diversity, []
+        metrics = tracker.add_batch(items)
         found = shortfalls(metrics.cumulative, self.n_accepted, self.plan.total)
         steer = steering(found, self.tracker.used_verbs)
         if steer.get("avoid_list_size"):
@@ -176,12 +176,23 @@ class Auditor:
     def _div_item(self, record: dict[str, Any], audited: dict[str, str]) -> dict[str, Any]:
         return {"user": user_text(record), "response": response_text(record), "labels": audited}
 
-    def _restore_tracker(self, ledger: Ledger) -> tuple[DiversityTracker, int]:
-        blob = ledger.state("diversity")
-        upto = int(ledger.state("diversity_upto") or 0)
-        if blob is not None:
-            try:
-                return pickle.loads(blob), upto
-            except Exception:  # noqa: BLE001 - a snapshot from another version: rebuild instead
-                pass
-        return DiversityTracker(self.plan.structure()), 0
+    @property
+    def tracker(self) -> DiversityTracker:
+        """The diversity state: the last batch's snapshot plus what was accepted after it (a crash's tail)."""
+        if self._tracker is None:
+            blob = self.ledger.state("diversity")
+            upto = int(self.ledger.state("diversity_upto") or 0)
+            tracker = None
+            if blob is not None:
+                try:
+                    tracker = pickle.loads(blob)  # our own ledger's snapshot, written by close_batch
+                except Exception:  # noqa: BLE001 - a snapshot from another version: rebuild instead
+                    tracker = None
+            if tracker is None:
+                tracker, upto = DiversityTracker(self.plan.structure()), 0
+            tail = [self._div_item(r["record"], r["audited"]) for r in self.ledger.iter_accepted(after_id=upto)]
+            # examples accepted in this run are in both the ledger tail and the pending list: count them once
+            seen = {(i["user"], i["response"]) for i in tail}
+            self._pending_diversity = tail + [i for i in self._pending_diversity if (i["user"], i["response"]) not in seen]
+            self._tracker = tracker
+        return self._tracker
