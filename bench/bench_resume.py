@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(db_dir: Path, n: int) -> None:
-    from agent.audit.auditor import Auditor
     from agent.draw import draw
     from agent.ledger import CallRow, ExampleRow, Ledger
     from agent.plan import load_plan
@@ -56,7 +55,6 @@ def build(db_dir: Path, n: int) -> None:
             ledger.record_call([CallRow(batch=done // 100, purpose="generate", provider="simulated",
                                         model="simulated-1", status="ok")], rows[i:i + 5], simulated=True)
     # the engine's batch audit: stores the diversity snapshot that resume restores
-    auditor = Auditor.__new__(Auditor)
     import pickle
 
     from agent.audit.diversity import DiversityTracker
