@@ -234,3 +234,28 @@ def test_brainstorm_adds_distinct_topics_to_the_plan(tmp_path, run_cli):
     added = sum(map(len, after.topics.values())) - sum(map(len, before.topics.values()))
     assert 0 < added <= 8 * len(after.topics)
     assert after.dimensions == before.dimensions and after.total == before.total
+
+
+def test_a_category_the_model_never_hits_is_reported_not_looped_on(tmp_path, run_cli, monkeypatch):
+    # this "model" writes medium-length answers when asked for long ones, every time
+    monkeypatch.setitem(__import__("agent.providers.simulated", fromlist=["x"]).RESPONSE_WORDS, "long", (200, 380))
+    plan_path = small_plan(tmp_path, total=100)
+    out = tmp_path / "out"
+    r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")
+    assert r.code == 4, r.err
+    plan = load_plan(plan_path)
+    long_quota = plan.dimensions["response_length"].category("long").quota
+    assert f"unfillable: response_length.long short by {long_quota}" in r.err
+    con = sqlite3.connect(out / "example" / "ledger.sqlite")
+    accepted = con.execute("SELECT COUNT(*) FROM examples WHERE status='accepted'").fetchone()[0]
+    assert accepted == plan.total - long_quota  # every other slot filled; never counted where it doesn't belong
+    long_accepted = con.execute("SELECT COUNT(*) FROM labels WHERE dimension='response_length' AND category='long'")
+    assert long_accepted.fetchone()[0] == 0
+    # bounded: it gave up after the plan's max attempts in a row, not after hundreds of calls
+    asked_long = sum(1 for (req,) in con.execute("SELECT requested FROM examples")
+                     if json.loads(req)["response_length"] == "long")
+    assert asked_long <= plan.audit.max_attempts_per_category + plan.generation.batch_size
+    last = json.loads(con.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()[0])
+    assert last["unfillable"] == [{"dimension": "response_length", "category": "long", "short_by": long_quota}]
+    r = run_cli("audit", "--plan", str(plan_path), "--outputs", str(out))
+    assert "unfillable" in r.out and "response_length.long short by" in r.out
