@@ -226,8 +226,8 @@ class Engine:
         extra = {"cost_total": round(self.spent, 6), "calls_this_run": self.calls_this_run,
                  "elapsed_s": round(time.monotonic() - self.started, 2), "run": self.run_no,
                  "remaining_total": self.auditor.shortfall()}
-        summary, state = self.auditor.close_batch(batch, extra)
-        state.update(self.auditor.snapshot_upto(self.ledger.last_accepted_id()))
+        summary = self.auditor.close_batch(batch, extra)
+        state = self.auditor.snapshot(self.ledger.last_accepted_id()) if self.auditor.snapshot_due() else None
         self.ledger.record_batch(summary, state)
         self.steer = summary.get("steering") or {}
         if self.progress:
@@ -276,6 +276,8 @@ class Engine:
                 await asyncio.gather(*in_flight, return_exceptions=True)
             for batch in [b for b, n in self.open_calls.items() if n > 0]:
                 self.open_calls[batch] = 0
+            if self.auditor.dirty:
+                self.ledger.save_state(self.auditor.snapshot(self.ledger.last_accepted_id()))
             self.update_progress(final=True)
         if budget_hit and self.auditor.n_accepted < self.plan.total:
             raise BudgetExceeded(

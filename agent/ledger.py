@@ -180,9 +180,15 @@ class Ledger:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute("INSERT INTO batches (summary, created_at) VALUES (?, ?)",
                                   (json.dumps(summary), time.time()))
-            for key, value in (state or {}).items():
+            for key, value in (state or {}).items():  # the same transaction: a snapshot never outlives its batch
                 self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
         return cur.lastrowid
+
+    def save_state(self, state: dict[str, bytes]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for key, value in state.items():
+                self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
     # -- reading (everything derived) -------------------------------------------------------------
     def label_counts(self) -> dict[str, dict[str, int]]:

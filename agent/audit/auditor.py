@@ -9,6 +9,7 @@ and after a bounded number of misses in a row are reported unfillable instead of
 from __future__ import annotations
 
 import pickle
+import time
 from collections import Counter
 from typing import Any
 
@@ -21,6 +22,7 @@ from agent.ledger import ExampleRow, Ledger
 from agent.plan import Plan
 
 Counts = dict[str, dict[str, int]]
+SNAPSHOT_EVERY_S = 60.0
 
 
 def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
@@ -52,6 +54,8 @@ class Auditor:
         # the diversity state is restored at the first batch audit, not here: resume starts calling at once
         self.ledger = ledger
         self._tracker: DiversityTracker | None = None
+        self._dirty = False
+        self._last_snapshot = time.monotonic()
         self._pending_diversity: list[dict[str, Any]] = []
         self.batch_reasons: Counter[str] = Counter()
         self.batch_processed = 0
@@ -140,7 +144,7 @@ class Auditor:
         return out[:6]
 
     # -- batch audit ------------------------------------------------------------------------------------
-    def close_batch(self, number: int, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    def close_batch(self, number: int, extra: dict[str, Any]) -> dict[str, Any]:
         tracker = self.tracker  # first: restoring it folds the ledger's tail into the pending items
         items, self._pending_diversity = self._pending_diversity, []
         metrics = tracker.add_batch(items)
@@ -168,10 +172,22 @@ class Auditor:
         }
         self.batch_reasons.clear()
         self.batch_processed = self.batch_accepted = 0
-        return summary, {"diversity": pickle.dumps(self.tracker)}
+        self._dirty = True
+        return summary
 
-    def snapshot_upto(self, last_accepted_id: int) -> dict[str, bytes]:
-        return {"diversity_upto": str(last_accepted_id).encode()}
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def snapshot_due(self) -> bool:
+        return self._dirty and time.monotonic() - self._last_snapshot >= SNAPSHOT_EVERY_S
+
+    def snapshot(self, last_accepted_id: int) -> dict[str, bytes]:
+        """The diversity state to store in the ledger. Pickling is O(examples), so it is done at most
+        once a minute and at the end of a run; after a crash the few examples since are re-read."""
+        self._dirty = False
+        self._last_snapshot = time.monotonic()
+        return {"diversity": pickle.dumps(self.tracker), "diversity_upto": str(last_accepted_id).encode()}
 
     def _div_item(self, record: dict[str, Any], audited: dict[str, str]) -> dict[str, Any]:
         return {"user": user_text(record), "response": response_text(record), "labels": audited}
