@@ -44,6 +44,9 @@ def cli(verbose: bool) -> None:
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)  # the run log file gets INFO
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
+    for noisy in ("openai", "anthropic", "httpx", "httpx2", "httpcore"):
+        # their debug logs can carry request headers: keep them out, whatever -v says
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @cli.command()

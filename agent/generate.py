@@ -22,6 +22,7 @@ from agent.example import Spec, response_text, user_text
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.limits import Attempt, Limiter, call_with_retries
 from agent.plan import Plan
+from agent.progress import headline
 from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
 from agent.reply import Parsed, parse_judgement, parse_reply
@@ -230,6 +231,7 @@ class Engine:
         state = self.auditor.snapshot(self.ledger.last_accepted_id()) if self.auditor.snapshot_due() else None
         self.ledger.record_batch(summary, state)
         self.steer = summary.get("steering") or {}
+        log.info("%s", headline(summary))
         if self.progress:
             self.progress.batch(summary)
 
