@@ -40,7 +40,7 @@ def merge_topics(existing: list[str], new: list[str], threshold: float) -> list[
 async def brainstorm(plan: Plan, provider: Provider, per_category: int) -> dict[str, list[str]]:
     if "domain" not in plan.dimensions:
         raise ProviderError("the plan has no 'domain' dimension to brainstorm topics for", retryable=False, kind="plan")
-    limiter = Limiter(concurrency=plan.generation.concurrency)
+    limiter = Limiter(concurrency=plan.generation.concurrency)  # None: adaptive
     cats = [c for c in plan.dimensions["domain"].categories if c.share > 0]
 
     async def one(category) -> tuple[str, list[str]]:

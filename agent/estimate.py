@@ -51,7 +51,7 @@ def estimate(plan: Plan, prices=None, *, retry_overhead: float = 1.25) -> Estima
         cost = table.cost(plan.generation.model, input_tokens, output_tokens)
     # a typical hosted model writes ~60 tokens/s per call; calls overlap up to the concurrency cap
     seconds_per_call = 2 + output_per_example * per_call / 60
-    minutes = calls * seconds_per_call / max(1, plan.generation.concurrency) / 60
+    minutes = calls * seconds_per_call / max(1, plan.generation.concurrency or 32) / 60
     return Estimate(calls, input_tokens, output_tokens, cost, minutes)
 
 
@@ -63,5 +63,5 @@ def estimate_lines(plan: Plan) -> list[str]:
     return [
         f"Estimate for {plan.generation.provider}/{plan.generation.model}: ~{e.calls:,} calls, "
         f"~{e.input_tokens:,} input + ~{e.output_tokens:,} output tokens, cost {money}, "
-        f"~{e.minutes:.1f} min at concurrency {plan.generation.concurrency}.",
+        f"~{e.minutes:.1f} min at concurrency {plan.generation.concurrency or '32 (adaptive)'}.",
     ]

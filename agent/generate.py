@@ -236,6 +236,11 @@ class Engine:
             self.progress.batch(summary)
 
     # -- the loop -----------------------------------------------------------------------------------
+    def capacity(self) -> int:
+        """Calls to keep in flight: the plan's cap, or what the adaptive limiter allows now (plus a little
+        queue so a freed slot never waits for a draw). Not more: specs drawn early miss the rebalancing."""
+        return self.plan.generation.concurrency or self.limiter.stats.concurrency + 2
+
     def over_budget(self, in_flight: int) -> bool:
         if self.max_cost is None:
             return False
@@ -245,14 +250,13 @@ class Engine:
     async def run(self) -> RunResult:
         queue: deque[tuple[int, list[Spec]]] = deque()
         in_flight: set[asyncio.Task] = set()
-        cap = self.plan.generation.concurrency
         budget_hit = False
         self.update_progress()
         try:
             while self.auditor.n_accepted < self.plan.total:
                 if not queue:
                     queue.extend((self.batch_no, c) for c in self.draw_batch())
-                while queue and len(in_flight) < cap and not budget_hit:
+                while queue and len(in_flight) < self.capacity() and not budget_hit:
                     if self.over_budget(len(in_flight)):
                         budget_hit = True
                         break

@@ -72,7 +72,9 @@ class Generation(Strict):
     temperature: float = Field(default=0.8, ge=0, le=2)
     batch_size: int = Field(default=50, ge=50, le=100)
     examples_per_call: int = Field(default=5, ge=1, le=20)
-    concurrency: int = Field(default=32, ge=1, le=1024, description="upper bound; adapts down on 429s")
+    # None: adaptive (starts at 32, grows with the rate limits the provider reports, shrinks on 429s);
+    # a number is a hard cap
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
     requests_per_minute: int | None = Field(default=None, ge=1)
     input_tokens_per_minute: int | None = Field(default=None, ge=1)
     output_tokens_per_minute: int | None = Field(default=None, ge=1)

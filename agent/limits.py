@@ -1,0 +1,475 @@
+"""Pacing and transient retries for provider calls, the same for every provider.
+
+Limiter            keeps calls inside the provider's limits with no tuning: a concurrency window (AIMD: cut on
+                   429/529, grow slowly while it is the bottleneck), token buckets for requests, input tokens,
+                   output tokens and combined tokens, a pause shared by every caller after a 429 with
+                   retry-after, and limits learned from the rate-limit headers (Completion.rate) when the user
+                   gave none.
+call_with_retries  one logical call: tenacity retries of retryable ProviderErrors with jittered exponential
+                   backoff that honours retry-after, a hard per-attempt timeout, and an Attempt record per try.
+
+Invalid content (a reply that fails our schema) is not a transport fault and is not retried here: the engine
+re-asks quoting the validation errors. Completion.rate keys, as the providers normalise them:
+requests_limit, requests_remaining, requests_reset_s, and the same for tokens_, input_tokens_, output_tokens_.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agent import tokens
+from agent.errors import ProviderError
+from agent.providers.base import Completion, Provider, Request
+
+log = logging.getLogger(__name__)
+
+START_CONCURRENCY = 32      # calls in flight before anything is learned
+AUTO_CEILING = 1024         # most calls in flight when the user set no cap (20 s replies at high RPM need hundreds)
+BURST_S = 1.0               # a bucket holds one second of its rate: smooth pacing, no minute-sized bursts
+CUT = 0.8                   # AIMD multiplicative decrease on 429/529
+BUCKETS = ("requests", "input_tokens", "output_tokens", "tokens")   # also the Completion.rate key prefixes
+
+
+# --- HTTP fault classification, shared by the provider modules --------------------------------------------
+RETRYABLE_STATUS = {408: "timeout", 409: "conflict", 429: "rate_limit", 529: "overloaded"}
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` (OpenAI, Anthropic) or `retry-after` (seconds or HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def status_error(status: int, detail: str, headers: Mapping[str, str], *, provider: str, key_hint: str,
+                 secret: str | None) -> ProviderError:
+    """The ProviderError for an HTTP error status. `detail` is redacted of `secret` and shortened."""
+    detail = redact(detail, secret)[:300]
+    kind = RETRYABLE_STATUS.get(status) or ("server" if status >= 500 else None)
+    if kind:
+        return ProviderError(f"{provider} returned HTTP {status} ({kind}): {detail}", retryable=True, kind=kind,
+                             retry_after=retry_after_s(headers))
+    if status in (401, 403):
+        # The server's own message may echo the key: leave it out entirely.
+        return ProviderError(f"{provider} rejected the credentials (HTTP {status}): check {key_hint}",
+                             retryable=False, kind="auth")
+    return ProviderError(f"{provider} refused the request (HTTP {status}): {detail}", retryable=False,
+                         kind="bad_request")
+
+
+# --- the limiter --------------------------------------------------------------------------------------------
+class _Bucket:
+    """Token bucket refilled continuously at `per_minute / 60` per second.
+
+    Hand-rolled: the rate changes at run time (learned from headers), charges are reconciled with the real
+    usage after each reply, and the balance may go into debt; aiolimiter supports none of these.
+    """
+
+    __slots__ = ("per_minute", "rate", "capacity", "tokens", "stamp", "taken")
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.stamp = now
+        self.taken = 0.0     # all charges ever made; slots remember it to discount later charges
+        self.capacity = self.tokens = math.inf
+        self.rate = 0.0
+        self.set(per_minute, now)
+
+    def set(self, per_minute: float, now: float) -> None:
+        self.refill(now)
+        self.per_minute = per_minute
+        self.rate = per_minute / 60
+        self.capacity = max(1.0, self.rate * BURST_S)
+        self.tokens = min(self.tokens, self.capacity)
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def delay(self, amount: float, now: float) -> float:
+        self.refill(now)
+        need = min(amount, self.capacity)  # a charge larger than the bucket waits for a full bucket
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
+
+    def take(self, amount: float) -> None:
+        self.tokens -= amount
+        self.taken += amount
+
+
+class _Window:
+    """Calls in flight, with a limit that can shrink while permits are out.
+
+    Hand-rolled: asyncio.Semaphore cannot be resized, and AIMD needs exactly that.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.in_flight < self.limit and not self.waiters:
+            self._grant()
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted, then cancelled: hand the permit on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self.wake()
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self.wake()
+
+    def wake(self) -> None:
+        while self.waiters and self.in_flight < self.limit:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                self._grant()
+                fut.set_result(None)
+
+    def _grant(self) -> None:
+        self.in_flight += 1
+
+
+@dataclass(frozen=True)
+class LimiterStats:
+    concurrency: int            # the current in-flight limit (AIMD)
+    in_flight: int              # calls sent and not yet answered
+    peak_in_flight: int
+    waits: int                  # acquisitions that had to wait for a bucket or a pause
+    waited_s: float             # total time callers spent waiting for them
+    rate_limited: int           # 429/529 replies seen
+    cuts: int                   # concurrency decreases
+    limits: dict[str, float]    # per-minute limits in force: requests, input_tokens, output_tokens, tokens
+
+
+class Limiter:
+    """Paces provider calls so a run gets the provider's full throughput without being told its limits.
+
+    concurrency: a hard cap on calls in flight; None (the default) starts at 32 and adapts up to 1024.
+    *_per_minute: limits the user knows; any left None are learned from the replies' rate-limit headers.
+    """
+
+    def __init__(self, concurrency: int | None = None, requests_per_minute: int | None = None,
+                 input_tokens_per_minute: int | None = None, output_tokens_per_minute: int | None = None,
+                 tokens_per_minute: int | None = None) -> None:
+        now = time.monotonic()
+        given = (requests_per_minute, input_tokens_per_minute, output_tokens_per_minute, tokens_per_minute)
+        self._fixed = {name: value for name, value in zip(BUCKETS, given, strict=True) if value}
+        self._buckets = {name: _Bucket(value, now) for name, value in self._fixed.items()}
+        self._ceiling = concurrency or AUTO_CEILING
+        self._adaptive = concurrency is None
+        self._window = _Window(concurrency or START_CONCURRENCY)
+        self._gate = asyncio.Lock()       # one caller at a time takes tokens: FIFO order, no thundering herd
+        self._pause_until = 0.0
+        self._cut_until = 0.0
+        self._successes = 0
+        self._latency: float | None = None      # moving averages of successful calls
+        self._output: float | None = None
+        self._sent = 0           # calls past the gate, at the provider (the window also holds callers at the gate)
+        self._peak = 0
+        self._waits = 0
+        self._waited = 0.0
+        self._rate_limited = 0
+        self._cuts = 0
+
+    def slot(self, est_input_tokens: int = 0, est_output_tokens: int = 0) -> Slot:
+        """`async with limiter.slot(i, o) as s: c = await ...; s.done(c)` (or s.failed(error))."""
+        return Slot(self, est_input_tokens, est_output_tokens)
+
+    @property
+    def stats(self) -> LimiterStats:
+        return LimiterStats(self._window.limit, self._sent, self._peak, self._waits,
+                            self._waited, self._rate_limited, self._cuts,
+                            {name: b.per_minute for name, b in self._buckets.items()})
+
+    def expected_output(self, max_tokens: int) -> int:
+        """Output tokens to reserve for a call: the running mean once known, else a guess below max_tokens."""
+        return int(self._output) if self._output is not None else min(max_tokens, 1000)
+
+    def penalise(self, retry_after: float) -> None:
+        """Every caller waits until `retry_after` seconds from now (a 429 tells us the whole key is blocked)."""
+        self._pause_until = max(self._pause_until, time.monotonic() + retry_after)
+
+    def observe(self, completion: Completion, slot: Slot | None = None) -> None:
+        """Learn limits from a reply's rate headers and trust the server's `remaining` over our own count."""
+        rate = completion.rate
+        if not rate:
+            return
+        now = time.monotonic()
+        for name in BUCKETS:
+            limit = rate.get(f"{name}_limit")
+            bucket = self._buckets.get(name)
+            if limit and limit > 0 and name not in self._fixed:
+                if bucket is None:
+                    bucket = self._buckets[name] = _Bucket(limit, now)
+                    log.debug("learned %s limit: %s per minute", name, limit)
+                elif bucket.per_minute != limit:
+                    bucket.set(limit, now)
+            remaining = rate.get(f"{name}_remaining")
+            if bucket is None or remaining is None or slot is None:
+                continue
+            # The server counted up to this request; discount what we sent since, credit the refill since.
+            # (A slot that started before the bucket existed has no mark: everything the bucket took is later.)
+            later = bucket.taken - slot.taken.get(name, 0.0)
+            allowed = remaining - later + bucket.rate * (now - slot.started)
+            bucket.refill(now)
+            bucket.tokens = min(bucket.tokens, max(-bucket.capacity, allowed))  # at most a second of debt
+
+    # --- called by Slot ---------------------------------------------------------------------------------
+    async def _enter(self, slot: Slot) -> None:
+        await self._window.acquire()
+        try:
+            async with self._gate:
+                waited = False
+                while True:
+                    now = time.monotonic()
+                    delay = self._pause_until - now
+                    for name, amount in slot.charges():
+                        bucket = self._buckets.get(name)
+                        if bucket is not None:
+                            delay = max(delay, bucket.delay(amount, now))
+                    if delay <= 0:
+                        break
+                    waited = True
+                    self._waited += delay
+                    await asyncio.sleep(delay)
+                self._waits += waited
+                for name, amount in slot.charges():
+                    bucket = self._buckets.get(name)
+                    if bucket is not None:
+                        bucket.take(amount)
+                        slot.taken[name] = bucket.taken
+                slot.started = time.monotonic()
+                self._sent += 1
+                self._peak = max(self._peak, self._sent)
+        except BaseException:
+            self._window.release()
+            raise
+
+    def _exit(self, slot: Slot) -> None:
+        if slot.started:
+            self._sent -= 1
+        self._window.release()
+
+    def _done(self, slot: Slot, completion: Completion) -> None:
+        now = time.monotonic()
+        latency = now - slot.started
+        self._latency = latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
+        out = completion.output_tokens
+        self._output = out if self._output is None else 0.9 * self._output + 0.1 * out
+        # Reconcile the estimates with what was really used (Anthropic does the same with output tokens).
+        actual = {"input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
+                  "tokens": completion.input_tokens + completion.output_tokens}
+        for name, amount in slot.charges():
+            bucket = self._buckets.get(name)
+            if bucket is not None and name in actual and name in slot.taken:
+                bucket.refill(now)
+                bucket.tokens = min(bucket.capacity, bucket.tokens + amount - actual[name])
+        self.observe(completion, slot)
+        self._grow(now)
+
+    def _grow(self, now: float) -> None:
+        window = self._window
+        if now < self._cut_until or window.limit >= self._ceiling:
+            return
+        target = window.limit
+        requests = self._buckets.get("requests")
+        if self._adaptive and not self._cuts and requests is not None and self._latency is not None:
+            # Little's law: the calls in flight needed to reach the request rate at the current latency
+            # (a first sizing only: once a 429 has cut the window, it grows additively).
+            target = max(target, math.ceil(requests.rate * self._latency * 1.5) + 1)
+        self._successes += 1
+        # The window is the bottleneck only if callers wait for it while nobody waits at the rate gate.
+        if self._successes >= window.limit and window.waiters and not self._gate.locked():
+            self._successes = 0
+            target = max(target, window.limit + 1)   # additive increase, about one per round trip
+        if target != window.limit:
+            window.resize(min(self._ceiling, target))
+
+    def _needed(self, kind: str) -> int:
+        """Calls in flight a known request rate needs at the current latency (Little's law, 20% headroom).
+
+        A 429 under a known rate limit is the rate's doing, which the buckets and the pause handle: cutting
+        the window below this would only lose throughput. An overload (529) is the server's, so no floor.
+        """
+        requests = self._buckets.get("requests")
+        if kind != "rate_limit" or requests is None or self._latency is None:
+            return 0
+        return math.ceil(requests.rate * self._latency * 1.2) + 1
+
+    def _failed(self, slot: Slot, error: ProviderError) -> None:
+        if error.kind not in ("rate_limit", "overloaded"):
+            return
+        self._rate_limited += 1
+        now = time.monotonic()
+        if error.retry_after:
+            self.penalise(error.retry_after)
+        if now >= self._cut_until:
+            window = self._window
+            self._cuts += 1
+            self._successes = 0
+            cut = int(min(window.limit, self._sent) * CUT)
+            window.resize(min(window.limit, max(1, cut, self._needed(error.kind))))
+            self._cut_until = now + max(error.retry_after or 0.0, self._latency or 1.0)
+            log.info("%s: calls in flight cut to %d", error.kind, window.limit)
+
+
+class Slot:
+    """One call's permission to run; made by Limiter.slot()."""
+
+    __slots__ = ("limiter", "est_input", "est_output", "taken", "started")
+
+    def __init__(self, limiter: Limiter, est_input: int, est_output: int) -> None:
+        self.limiter = limiter
+        self.est_input = est_input
+        self.est_output = est_output
+        self.taken: dict[str, float] = {}
+        self.started = 0.0
+
+    def charges(self) -> tuple[tuple[str, float], ...]:
+        return (("requests", 1), ("input_tokens", self.est_input), ("output_tokens", self.est_output),
+                ("tokens", self.est_input + self.est_output))
+
+    def done(self, completion: Completion) -> None:
+        self.limiter._done(self, completion)
+
+    def failed(self, error: ProviderError) -> None:
+        self.limiter._failed(self, error)
+
+    async def __aenter__(self) -> Slot:
+        await self.limiter._enter(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.limiter._exit(self)
+
+
+# --- retries ------------------------------------------------------------------------------------------------
+@dataclass
+class Attempt:
+    status: str                  # "ok" | "error"
+    kind: str | None             # None, or the ProviderError kind (rate_limit, server, timeout, ...)
+    message: str
+    latency_s: float
+    retry_after: float | None = None
+    number: int = 1              # 1 for the first try
+
+
+@functools.lru_cache(maxsize=16)
+def _count_cached(text: str) -> int:
+    return tokens.count(text)   # the long shared system prompt is the same object call after call
+
+
+def estimate_input(request: Request) -> int:
+    return _count_cached(request.system) + tokens.count(request.user) + 8
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, ProviderError) and error.retryable
+
+
+class _Backoff:
+    """tenacity wait: retry-after (plus a little jitter) when the server gave one, else jittered exponential."""
+
+    def __init__(self, initial: float, max_wait: float) -> None:
+        self.exponential = wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return retry_after + random.uniform(0, min(1.0, 0.1 * retry_after + 0.01))
+        return self.exponential(state)
+
+
+async def call_with_retries(provider: Provider, request: Request, limiter: Limiter,
+                            on_attempt: Callable[[Attempt], None] | None = None, max_attempts: int = 8,
+                            max_wait: float = 60.0, initial_wait: float = 0.5) -> Completion:
+    """One logical call: paced by `limiter`, retried while the error is retryable; raises the last error.
+
+    Each attempt is bounded by request.timeout plus a small margin (asyncio.timeout) even if the SDK's own
+    timeout fails to fire, and reported to `on_attempt` (success or failure). retry-after is honoured even above max_wait:
+    asking earlier only earns another 429.
+    """
+    est_input = estimate_input(request)
+    est_output = limiter.expected_output(request.max_tokens)
+    deadline = request.timeout + min(1.0, 0.25 * request.timeout)
+    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts), wait=_Backoff(initial_wait, max_wait),
+                             retry=retry_if_exception(_retryable), reraise=True)
+    number = 0
+    async for attempt in retrying:
+        with attempt:
+            number += 1
+            return await _attempt(provider, request, limiter, est_input, est_output, deadline, number, on_attempt)
+    raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+async def _attempt(provider: Provider, request: Request, limiter: Limiter, est_input: int, est_output: int,
+                   deadline: float, number: int, on_attempt: Callable[[Attempt], None] | None) -> Completion:
+    async with limiter.slot(est_input, est_output) as slot:
+        start = time.monotonic()
+        try:
+            try:
+                async with asyncio.timeout(deadline):   # cheaper than wait_for: no extra task per call
+                    completion = await provider.complete(request)
+            except TimeoutError:
+                raise ProviderError(f"no reply within {deadline:.1f} s", retryable=True, kind="timeout") from None
+        except ProviderError as error:
+            slot.failed(error)
+            if on_attempt:
+                on_attempt(Attempt("error", error.kind, str(error), time.monotonic() - start, error.retry_after,
+                                   number))
+            raise
+        except Exception as error:  # a bug, not a fault: record it, then let it surface
+            if on_attempt:
+                on_attempt(Attempt("error", "unexpected", f"{type(error).__name__}: {error}",
+                                   time.monotonic() - start, None, number))
+            raise
+        slot.done(completion)
+        if on_attempt:
+            on_attempt(Attempt("ok", None, "", time.monotonic() - start, None, number))
+        return completion
+

@@ -1,0 +1,209 @@
+"""OpenAI chat completions, and every server that speaks the same API (vLLM, Ollama, llama.cpp, LM Studio).
+
+Structured output degrades step by step when a server refuses it, and the provider remembers what worked:
+    json_schema  response_format json_schema, strict
+    json_object  response_format json_object, the schema appended to the system prompt
+    text         no response_format; the first JSON object is taken from the reply (fenced or not)
+Every SDK exception becomes a ProviderError here; the SDK's own retries are off (limits.py retries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+import openai
+
+from agent.errors import ConfigError, ProviderError
+from agent.limits import redact, status_error
+from agent.providers.base import Completion, Provider, Request
+
+log = logging.getLogger(__name__)
+
+MODES = ("json_schema", "json_object", "text")
+KEY_HINT = "OPENAI_API_KEY (or --api-key)"
+LOCAL_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key but the SDK wants one
+REFUSAL = re.compile(r"response_format|json_schema|json_object|structured output|not supported", re.I)
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+class _Refused(Exception):
+    """The server rejected this response_format."""
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+
+    def __init__(self, *, model: str, api_key: str | None = None, base_url: str | None = None, seed: int = 0,
+                 **options: Any) -> None:
+        self.model = model
+        self.seed = seed
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        official = self.base_url is None or urlparse(self.base_url).hostname == "api.openai.com"
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if official:
+                raise ConfigError("no OpenAI API key: set OPENAI_API_KEY or pass --api-key")
+            key = LOCAL_KEY
+        self._key = key
+        # OpenAI's newer models take only max_completion_tokens; compatible servers know max_tokens.
+        self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
+        self.mode = "json_schema"
+        self._client: openai.AsyncOpenAI | None = None
+        if options:
+            log.debug("openai provider ignores options: %s", ", ".join(sorted(options)))
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r}, mode={self.mode!r})"
+
+    def _sdk(self) -> openai.AsyncOpenAI:
+        if self._client is None:  # built on first use, inside the running event loop
+            self._client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def complete(self, request: Request) -> Completion:
+        mode = self.mode
+        while True:
+            try:
+                completion = await self._call(request, mode)
+            except _Refused as refused:
+                following = MODES[MODES.index(mode) + 1]
+                log.info("%s refused response_format %s (%s); trying %s",
+                         self.base_url or "OpenAI", mode, refused, following)
+                mode = following
+                continue
+            # Remember only a fallback that worked: a 400 that merely said "not supported" about something
+            # else fails again in the next mode and must not downgrade every later call.
+            if MODES.index(mode) > MODES.index(self.mode):
+                self.mode = mode
+            return completion
+
+    async def _call(self, request: Request, mode: str) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": request.model or self.model,
+            "messages": _messages(request, mode),
+            "temperature": request.temperature,
+            self._max_tokens_field: request.max_tokens,
+            "timeout": request.timeout,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if mode == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": request.schema_name, "schema": request.schema, "strict": True}}
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        try:
+            raw = await self._sdk().chat.completions.with_raw_response.create(**kwargs)
+        except openai.APIStatusError as e:
+            detail = redact(str(e.message), self._key)
+            if mode != "text" and e.status_code in (400, 422) and REFUSAL.search(detail):
+                raise _Refused(detail[:200]) from None
+            raise status_error(e.status_code, detail, e.response.headers, provider="OpenAI",
+                               key_hint=self._key_hint(), secret=self._key) from None
+        except openai.APITimeoutError:
+            raise ProviderError(f"OpenAI request timed out after {request.timeout:g} s", retryable=True,
+                                kind="timeout") from None
+        except openai.APIConnectionError as e:
+            reason = redact(str(e.__cause__ or e), self._key)
+            raise ProviderError(f"cannot reach {self.base_url or 'OpenAI'}: {reason}", retryable=True,
+                                kind="connection") from None
+        try:
+            body = raw.parse()
+            choice = body.choices[0]
+            return self._completion(body, choice, mode, raw.headers)
+        except (ValueError, AttributeError, IndexError, TypeError, openai.APIResponseValidationError) as e:
+            # A transport fault, not bad content: json.JSONDecodeError is a ValueError, and a body of the
+            # wrong shape (or plain text, which parse() returns as str) fails on attribute access.
+            raise ProviderError(f"unreadable reply from {self.base_url or 'OpenAI'}: {type(e).__name__}",
+                                retryable=True, kind="malformed") from None
+
+    def _key_hint(self) -> str:
+        return KEY_HINT + (f"; the server is {self.base_url} (OPENAI_BASE_URL)" if self.base_url else "")
+
+    def _completion(self, body: Any, choice: Any, mode: str, headers: Any) -> Completion:
+        message = choice.message
+        content = message.content or ""
+        finish = choice.finish_reason or "stop"
+        refusal = getattr(message, "refusal", None)
+        if refusal and not content:
+            content, finish = refusal, "refusal"
+        text, data = extract_json(content)
+        usage = body.usage
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
+        return Completion(
+            text=text, data=data,
+            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            output_tokens=(usage.completion_tokens or 0) if usage else 0,
+            cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
+            finish_reason=finish, model=body.model or "", mode=mode, rate=rate_limits(headers),
+        )
+
+
+def _messages(request: Request, mode: str) -> list[dict[str, str]]:
+    system = request.system
+    if mode != "json_schema":
+        schema = json.dumps(request.schema, indent=1)
+        system = (f"{system}\n\nReply with a single JSON object and nothing else. "
+                  f"It must match this JSON schema:\n```json\n{schema}\n```").strip()
+    messages = [{"role": "system", "content": system}] if system else []
+    return [*messages, {"role": "user", "content": request.user}]
+
+
+def extract_json(content: str) -> tuple[str, Any]:
+    """(JSON text, parsed value) of the reply, or (content, None) when it holds no JSON object."""
+    stripped = content.strip()
+    try:
+        return stripped, json.loads(stripped)
+    except ValueError:
+        pass
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", content, re.S)
+    candidates = [fenced.group(1)] if fenced else []
+    candidates.append(content)
+    decoder = json.JSONDecoder()
+    for text in candidates:
+        for match in re.finditer(r"\{", text):
+            try:
+                value, end = decoder.raw_decode(text, match.start())
+            except ValueError:
+                continue
+            return text[match.start():end], value
+    return content, None
+
+
+def go_seconds(value: str) -> float | None:
+    """OpenAI's reset durations ("20ms", "1s", "6m0s", "1h2m3.5s") in seconds."""
+    parts = DURATION.findall(value)
+    if not parts:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[unit] for n, unit in parts)
+
+
+def rate_limits(headers: Any) -> dict[str, float]:
+    """x-ratelimit-* headers as Completion.rate keys (requests_*, tokens_*)."""
+    rate: dict[str, float] = {}
+    for kind in ("requests", "tokens"):
+        for field in ("limit", "remaining"):
+            value = headers.get(f"x-ratelimit-{field}-{kind}")
+            if value:
+                with contextlib.suppress(ValueError):
+                    rate[f"{kind}_{field}"] = float(value)
+        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        seconds = go_seconds(reset) if reset else None
+        if seconds is not None:
+            rate[f"{kind}_reset_s"] = seconds
+    return rate
