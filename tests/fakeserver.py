@@ -478,8 +478,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--max-lifetime", type=float, default=600.0)
+    parser.add_argument("--simulated", action="store_true",
+                        help="answer with the simulated provider's examples (read from the prompt), not stubs")
     args = parser.parse_args(argv)
-    server = FakeServer(latency=args.latency, rpm=args.rpm, window_s=args.window,
+    responder = None
+    if args.simulated:
+        from tests.responders import simulated_responder
+
+        responder = simulated_responder(seed=1)
+    server = FakeServer(latency=args.latency, rpm=args.rpm, window_s=args.window, responder=responder,
                         max_requests=args.max_requests, max_lifetime=args.max_lifetime).start()
     print("READY", server.url, flush=True)
     try:

@@ -1,0 +1,100 @@
+"""The whole `datagen generate` loop against the loopback server, beside the raw SDK ceiling, in one run.
+
+    .venv/bin/python bench/bench_engine.py [--examples 2500] [--window 10]
+
+The server (its own process) has 1 s latency and a 600 requests/min limit, and answers with the simulated
+provider's examples read from each prompt, so the engine's draw, audit, ledger and export all do their
+real work. First the raw AsyncOpenAI SDK at 10 and 11 workers (the best zero-failure rate is the ceiling),
+then `datagen generate` as a user runs it (default plan settings: no concurrency tuning). Reported:
+successful requests/min for both and their ratio (target >= 0.95), examples accepted vs the plan (target:
+exact, nothing lost), 429s, and the engine's client CPU per request and per accepted example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+@contextlib.contextmanager
+def server(window: float, lifetime: float):
+    cmd = [sys.executable, "-m", "tests.fakeserver", "--latency", "1.0", "--rpm", "600", "--window", str(window),
+           "--max-lifetime", str(lifetime), "--simulated"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        if not line or line[0] != "READY":
+            raise RuntimeError("fake server did not start")
+        yield line[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def engine_run(url: str, examples: int, work: Path) -> dict:
+    data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+    data["total"] = examples
+    data["generation"].update(provider="openai", model="gpt-4o-mini", base_url=url + "/v1")
+    plan = work / "plan.yaml"
+    plan.write_text(yaml.safe_dump(data, sort_keys=False))
+    env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "agent", "generate", "--plan", str(plan), "--outputs",
+                           str(work / "out"), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    con = sqlite3.connect(work / "out" / "example" / "ledger.sqlite")
+    ok_calls = con.execute("SELECT COUNT(*) FROM calls WHERE status != 'error'").fetchone()[0]
+    faults = dict(con.execute("SELECT kind, COUNT(*) FROM faults GROUP BY 1").fetchall())
+    accepted = con.execute("SELECT COUNT(*) FROM examples WHERE status='accepted'").fetchone()[0]
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"seconds": seconds, "ok_calls": ok_calls, "faults": faults, "accepted": accepted, "cpu": cpu}
+
+
+def main() -> None:
+    from bench_throughput import raw_phase
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=2500)
+    ap.add_argument("--window", type=float, default=10.0)
+    ap.add_argument("--raw-seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    with server(args.window, lifetime=900) as url, tempfile.TemporaryDirectory() as tmp:
+        raws = []
+        for workers in (10, 11):
+            phase = asyncio.run(raw_phase(url, workers, args.raw_seconds))
+            raws.append((workers, phase))
+            print(f"raw SDK {workers} workers: {phase.ok} ok, {phase.failed} failed, {phase.per_minute:.1f}/min",
+                  flush=True)
+            time.sleep(args.window)  # let the sliding window empty between phases
+        best = max((p for _, p in raws if p.failed == 0), key=lambda p: p.per_minute)
+        r = engine_run(url, args.examples, Path(tmp))
+    per_min = 60 * r["ok_calls"] / r["seconds"]
+    print(f"datagen generate: {r['accepted']}/{args.examples} accepted, {r['ok_calls']} successful calls in "
+          f"{r['seconds']:.1f} s = {per_min:.1f}/min (includes start-up, export and the single-call tail), "
+          f"faults {r['faults']}")
+    print(f"ratio to the raw ceiling ({best.per_minute:.1f}/min): {per_min / best.per_minute:.3f} (target >= 0.95)")
+    print(f"client CPU: {1000 * r['cpu'] / r['ok_calls']:.2f} ms per request, "
+          f"{1000 * r['cpu'] / r['accepted']:.2f} ms per accepted example (audit included)")
+
+
+if __name__ == "__main__":
+    main()
