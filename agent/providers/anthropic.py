@@ -42,22 +42,14 @@ class AnthropicProvider(Provider):
         if not key:
             raise ConfigError("no Anthropic API key: set ANTHROPIC_API_KEY or pass --api-key")
         self._key = key
-        self._client: anthropic.AsyncAnthropic | None = None
         if options:
             log.debug("anthropic provider ignores options: %s", ", ".join(sorted(options)))
 
     def __repr__(self) -> str:  # never show the key
         return f"AnthropicProvider(model={self.model!r}, base_url={self.base_url!r})"
 
-    def _sdk(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:  # built on first use, inside the running event loop
-            self._client = anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url, max_retries=0)
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+    def _make_client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url, max_retries=0)
 
     async def complete(self, request: Request) -> Completion:
         tool = re.sub(r"[^A-Za-z0-9_-]", "_", request.schema_name)[:64] or "reply"

@@ -46,9 +46,21 @@ class Provider(ABC):
     name: ClassVar[str]
     simulated: ClassVar[bool] = False
     supports_json_schema: ClassVar[bool] = True
+    _client: Any = None
 
     @abstractmethod
     async def complete(self, request: Request) -> Completion: ...
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
-        pass
+    def _make_client(self) -> Any:
+        """The SDK client; providers backed by an SDK build it here (no SDK is imported in this module)."""
+        raise NotImplementedError
+
+    def _sdk(self) -> Any:
+        if self._client is None:  # built on first use, inside the running event loop
+            self._client = self._make_client()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -54,22 +54,14 @@ class OpenAIProvider(Provider):
         # OpenAI's newer models take only max_completion_tokens; compatible servers know max_tokens.
         self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
         self.mode = "json_schema"
-        self._client: openai.AsyncOpenAI | None = None
         if options:
             log.debug("openai provider ignores options: %s", ", ".join(sorted(options)))
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r}, mode={self.mode!r})"
 
-    def _sdk(self) -> openai.AsyncOpenAI:
-        if self._client is None:  # built on first use, inside the running event loop
-            self._client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0)
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+    def _make_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0)
 
     async def complete(self, request: Request) -> Completion:
         mode = self.mode
