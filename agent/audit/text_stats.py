@@ -1,0 +1,197 @@
+"""Per-text measures for the diversity audit: tokens, TTR/MATTR, distinct-n, verbs and topics, entropy."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from lemminflect import getAllLemmas, getLemma
+
+WORD = re.compile(r"\w+(?:['’]\w+)*")
+AUXILIARIES = frozenset({"be", "have", "do"})
+
+# ---- pure functions ---------------------------------------------------------------------------------
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words: runs of letters, digits or underscores, keeping inner apostrophes (don't)."""
+    return WORD.findall(text.lower())
+
+
+def ttr(tokens: Sequence[str]) -> float:
+    """Type-token ratio: distinct tokens / tokens (0.0 for no tokens)."""
+    return len(set(tokens)) / len(tokens) if tokens else 0.0
+
+
+def mattr(tokens: Sequence[str], window: int = 50) -> float:
+    """Moving-average TTR (Covington & McFall): mean TTR of every window of `window` tokens.
+
+    Texts shorter than a window get their plain TTR. Hand-rolled because it is a sliding count in O(n);
+    lexicalrichness recomputes each window (O(n·w)) and brings its own tokenizer.
+    """
+    if len(tokens) <= window:
+        return ttr(tokens)
+    counts = Counter(tokens[:window])
+    types = len(counts)
+    total = types
+    for i in range(window, len(tokens)):
+        old, new = tokens[i - window], tokens[i]
+        counts[old] -= 1
+        if counts[old] == 0:
+            types -= 1
+        if counts[new] == 0:
+            types += 1
+        counts[new] += 1
+        total += types
+    return total / ((len(tokens) - window + 1) * window)
+
+
+def _mattr_ids(ids: Sequence[int], window: int = 50) -> float:
+    """mattr() on token ids, vectorised: token i adds one type to every window that holds it but not
+    its previous occurrence, so the sum over windows is a sum of interval lengths (equal to mattr(),
+    tested)."""
+    n = len(ids)
+    if n <= window:
+        return len(set(ids)) / n if n else 0.0
+    a = np.asarray(ids)
+    order = np.argsort(a, kind="stable")
+    prev = np.full(n, -1)
+    same = a[order[1:]] == a[order[:-1]]
+    prev[order[1:][same]] = order[:-1][same]
+    pos = np.arange(n)
+    first = np.maximum(prev + 1, pos - window + 1)  # window starts that count token i as new
+    last = np.minimum(pos, n - window)
+    return int(np.clip(last - first + 1, 0, None).sum()) / ((n - window + 1) * window)
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(texts: Iterable[str], n: int) -> float:
+    """Distinct n-grams / n-gram occurrences over all texts (n-grams never cross texts)."""
+    seen: set[tuple[str, ...]] = set()
+    total = 0
+    for text in texts:
+        grams = ngrams(tokenize(text), n)
+        seen.update(grams)
+        total += len(grams)
+    return len(seen) / total if total else 0.0
+
+
+@functools.cache
+def _parser():
+    from textblob.en import parser  # PatternTagger's parser: a bundled lexicon, no corpus download
+
+    return parser
+
+
+_TAG_TOKEN = re.compile(r"\w+(?=n't)|n't|\w+(?:[-.]\w+)*|'\w+|[^\w\s]")  # Penn style: do|n't, what|'s
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def pos_tags(text: str) -> list[tuple[str, str]]:
+    """Penn tags from TextBlob's PatternTagger lexicon and rules. We split sentences and words ourselves
+    and call its parser's find_tags: the same tags on our hand-labelled set at half the time of
+    PatternTagger.tag(), whose own tokenizer and string round trip dominate."""
+    find_tags = _parser().find_tags
+    tagged: list[tuple[str, str]] = []
+    for sentence in _SENTENCE_END.split(text.replace("’", "'")):
+        tokens = _TAG_TOKEN.findall(sentence)
+        if tokens:
+            tagged += [(word, tag) for word, tag in find_tags(tokens)]
+    return tagged
+
+
+@functools.lru_cache(maxsize=65536)
+def _verb_forms(word: str) -> tuple[bool, bool]:
+    """(lemminflect knows a verb reading, it knows ONLY a verb reading)."""
+    forms = getAllLemmas(word)
+    return "VERB" in forms, "VERB" in forms and not forms.keys() & {"NOUN", "PROPN", "ADJ"}
+
+
+@functools.lru_cache(maxsize=65536)
+def _lemma(word: str, upos: str) -> str:
+    found = getLemma(word, upos=upos)
+    return found[0] if found else word
+
+
+_TOPIC_WORD = re.compile(r"[a-z][a-z0-9+#.-]*")
+_SUBJECTS = frozenset({"i", "we", "you", "they", "he", "she", "it"})
+_NOMINAL_LEFT = frozenset({"DT", "PRP$", "JJ", "CD", "POS", "IN"})  # what precedes a noun, not a verb
+_OBJECT_RIGHT = frozenset({"DT", "PRP$", "PRP"})                    # what opens a verb's object
+NOT_VERBS = frozenset({"please"})  # PatternTagger tags the request word "Please" VB
+
+
+def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
+    """VB* tags, plus three repairs of PatternTagger, whose unknown-word rule tags verbs as nouns
+    ("She deploys" -> NNS, "I use" -> NN): a noun-tagged word with a verb reading in lemminflect's
+    dictionary is a verb after a subject pronoun or modal, or when a determiner follows it and none
+    precedes it ("and monitors the logs"), or when the dictionary knows it only as a verb and nothing
+    nominal precedes it."""
+    word, tag = tagged[i]
+    if tag.startswith("VB"):
+        return True
+    if tag not in ("NN", "NNS"):
+        return False
+    has_verb, verb_only = _verb_forms(word.lower())
+    if not has_verb:
+        return False
+    prev_word, prev_tag = tagged[i - 1] if i else ("", "")
+    next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else ""
+    if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
+        return True
+    return prev_tag not in _NOMINAL_LEFT and (next_tag in _OBJECT_RIGHT or verb_only)
+
+
+def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
+    """Both sets from one tagging pass (see verbs() and topics())."""
+    found_verbs: set[str] = set()
+    found_topics: set[str] = set()
+    run: list[str] = []
+
+    def close_run() -> None:
+        if run:
+            found_topics.add(" ".join(run[-3:]))
+            run.clear()
+
+    tagged = pos_tags(text)
+    for i, (word, tag) in enumerate(tagged):
+        w = word.lower()
+        if w.replace("-", "").isalpha() and _is_verb(tagged, i):
+            close_run()
+            lemma = _lemma(w, "VERB")
+            if lemma not in AUXILIARIES and w not in NOT_VERBS:
+                found_verbs.add(lemma)
+        elif tag.startswith("NN") and _TOPIC_WORD.fullmatch(w):
+            run.append(_lemma(w, "NOUN") if tag in ("NN", "NNS") else w)
+        else:
+            close_run()
+    close_run()
+    return found_verbs, found_topics
+
+
+def verbs(text: str) -> set[str]:
+    """Verb lemmas (VB* tags and repaired noun tags, see _is_verb), without be/have/do."""
+    return verbs_and_topics(text)[0]
+
+
+def topics(text: str) -> set[str]:
+    """Noun compounds: runs of nouns, last 3 words at most, head noun singular, lower-cased."""
+    return verbs_and_topics(text)[1]
+
+
+def normalised_entropy(counts: Mapping[str, int], k: int | None = None) -> float:
+    """Shannon entropy / log(k); k = number of possible categories (default: those observed).
+    Three lines here rather than scipy.stats.entropy: scipy is not a declared dependency."""
+    total = sum(counts.values())
+    k = max(k or 0, sum(1 for c in counts.values() if c > 0))
+    if total == 0 or k < 2:
+        return 0.0
+    h = -sum(c / total * math.log(c / total) for c in counts.values() if c > 0)
+    return h / math.log(k)
+
+

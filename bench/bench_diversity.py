@@ -1,0 +1,190 @@
+"""Benchmark: DiversityTracker.add_batch(100) on a tracker already holding N examples, and the rebuild.
+
+Run by hand:  .venv/bin/python bench/bench_diversity.py [--examples 50000] [--batches 5] [--write]
+--write appends nothing: it rewrites bench/notes/diversity.md with the figures of this run.
+
+Texts are seeded synthetic English: words drawn from TextBlob's bundled tagger lexicon with a Zipf
+(s=1.05) frequency over ranks, function words first; lengths follow seed 000 (user 5-20 / 20-100 /
+100-200 words at 40/40/20 %, responses 50-150 / 150-400 / 400-800 at 30/50/20 %); one sentence in
+five opens with a stock phrase ("make sure to", "you can use the", ...) so that some 3-grams are held
+by a large share of examples, as in real LLM output (the costly case for the overlap index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import time
+from itertools import accumulate
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.audit.diversity import DiversityTracker  # noqa: E402
+
+FUNCTION_WORDS = [
+    "the", "of", "to", "and", "a", "in", "is", "you", "that", "it", "for", "on", "with", "as", "can",
+    "be", "this", "are", "or", "your", "by", "if", "at", "from", "use", "not", "an", "will", "have",
+    "which", "more", "when", "each", "do", "so", "then", "there", "all", "one", "we", "their", "it's",
+    "also", "but", "how", "what"
+]
+STOCK = ("make sure to", "you can use the", "for example", "keep in mind that", "in this case",
+         "the best way to", "if you want to", "it is important to", "here is how to", "note that the")
+OPENERS = ("how do i", "what is the", "why does my", "can i", "is it possible to", "what's the difference between")
+TONES = ("professional", "conversational", "mixed")
+FORMATS = ("plain", "list", "code", "table")
+
+
+def vocabulary() -> list[str]:
+    import textblob
+
+    lexicon = Path(textblob.__file__).parent / "en" / "en-lexicon.txt"
+    words = sorted({line.split()[0].lower() for line in lexicon.read_text().splitlines()
+                    if line and line.split()[0].isalpha()})
+    random.Random(7).shuffle(words)
+    return FUNCTION_WORDS + [w for w in words if w not in FUNCTION_WORDS][:20000]
+
+
+class Texts:
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+        self.words = vocabulary()
+        self.cum = list(accumulate(1 / (rank + 1) ** 1.05 for rank in range(len(self.words))))
+
+    def _words(self, k: int) -> list[str]:
+        return self.rng.choices(self.words, cum_weights=self.cum, k=k)
+
+    def _text(self, n: int, opener: str = "") -> str:
+        out = opener.split()
+        while len(out) < n:
+            sentence = self._words(self.rng.randint(6, 24))
+            if self.rng.random() < 0.2:
+                sentence = self.rng.choice(STOCK).split() + sentence
+            out += sentence
+            out[-1] += "."
+        return " ".join(out[:n])
+
+    def _length(self, bands: list[tuple[int, int, float]]) -> int:
+        low, high, _ = self.rng.choices(bands, weights=[b[2] for b in bands])[0]
+        return self.rng.randint(low, high)
+
+    def example(self) -> dict:
+        user_n = self._length([(5, 20, 0.4), (20, 100, 0.4), (100, 200, 0.2)])
+        response_n = self._length([(50, 150, 0.3), (150, 400, 0.5), (400, 800, 0.2)])
+        return {
+            "user": self._text(user_n, self.rng.choice(OPENERS)) + "?",
+            "response": self._text(response_n),
+            "labels": {"tone": self.rng.choice(TONES), "format": self.rng.choice(FORMATS)},
+        }
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=50_000)
+    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--write", action="store_true", help="rewrite bench/notes/diversity.md")
+    args = parser.parse_args()
+
+    texts = Texts(seed=1)
+    t0 = time.perf_counter()
+    stored = [texts.example() for _ in range(args.examples)]
+    batches = [[texts.example() for _ in range(args.batch_size)] for _ in range(args.batches)]
+    gen_s = time.perf_counter() - t0
+    words = sum(len(e["user"].split()) + len(e["response"].split()) for e in stored)
+    print(f"generated {args.examples} stored examples ({words / args.examples:.0f} words each) in {gen_s:.1f} s")
+    rss_before = rss_mb()
+
+    categories = {"tone": list(TONES), "format": list(FORMATS)}
+    t0, c0 = time.perf_counter(), time.process_time()
+    tracker = DiversityTracker.from_examples(stored, categories)
+    rebuild_s, rebuild_cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss_after = rss_mb()
+    print(f"rebuild from {args.examples} examples: {rebuild_s:.1f} s ({rebuild_cpu:.1f} s CPU); peak RSS {rss_after:.0f} MB "
+          f"({rss_before:.0f} MB before the rebuild)")
+
+    times, cpu = [], []
+    for batch in batches:
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = tracker.add_batch(batch)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    cum = result.cumulative
+    print("add_batch({}) s: {} (CPU s: {}); load average {:.1f}".format(
+        args.batch_size, ", ".join(f"{t:.3f}" for t in times), ", ".join(f"{t:.3f}" for t in cpu),
+        os.getloadavg()[0]))
+    print(f"cumulative: mean_ttr {cum.mean_ttr:.3f} mattr_50 {cum.mattr_50:.3f} corpus_ttr {cum.corpus_ttr:.4f} "
+          f"overlap {cum.ngram_overlap:.4f} nn>30% {cum.share_nn_over_30:.4f} verbs {cum.unique_verbs} "
+          f"topics {cum.unique_topics}")
+
+    if args.write:
+        write_notes(args, words, (rebuild_s, rebuild_cpu), (rss_before, rss_after), (times, cpu), result)
+
+
+def write_notes(args, words, rebuild, rss, timing, result) -> None:
+    (rebuild_s, rebuild_cpu), (rss_before, rss_after), (times, cpu) = rebuild, rss, timing
+    cum = result.cumulative
+    median = statistics.median(times)
+    lines = [
+        "## Diversity metrics (agent/audit/diversity.py)",
+        "",
+        f"What: `DiversityTracker.add_batch()` on {args.batch_size} new examples with {args.examples:,} already "
+        "held (every metric, batch and cumulative, incl. tagging the user texts and the exact 3-gram "
+        f"overlap index); and `DiversityTracker.from_examples()` over {args.examples:,} stored examples.",
+        f"Data: seeded synthetic English ({words / args.examples:.0f} words per example; user 5-200 words, "
+        "responses 50-800 at the seed's 30/50/20 % bands; Zipf word frequencies; stock phrases in 20 % of "
+        "sentences).",
+        "",
+        f"Command: `.venv/bin/python bench/bench_diversity.py --examples {args.examples} "
+        f"--batches {args.batches} --write`",
+        f"Machine: 2 cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"{datetime.date.today().isoformat()}; load average {os.getloadavg()[0]:.1f} at the end (other "
+        "engineers' jobs share the 2 cores: wall times vary, CPU times less).",
+        "",
+        "| measure | figure | target |",
+        "|---|---|---|",
+        f"| add_batch({args.batch_size}) at {args.examples:,} held, median of {len(times)} | {median:.3f} s "
+        f"(max {max(times):.3f} s; CPU median {statistics.median(cpu):.3f} s) | well under 1 s: "
+        f"{'met' if max(times) < 0.5 else 'NOT met'} |",
+        f"| rebuild from {args.examples:,} examples | {rebuild_s:.1f} s ({rebuild_cpu:.1f} s CPU, "
+        f"{1000 * rebuild_s / args.examples:.2f} ms per example) | (resume, once per run) |",
+        f"| peak RSS after rebuild | {rss_after:.0f} MB ({rss_before:.0f} MB held by the test data itself) | |",
+        "",
+        f"Cumulative figures on this synthetic data: mean TTR {cum.mean_ttr:.3f}, MATTR(50) {cum.mattr_50:.3f}, "
+        f"corpus TTR {cum.corpus_ttr:.4f}, pooled 3-gram overlap {cum.ngram_overlap:.4f}, "
+        f"share with a >30 % neighbour {cum.share_nn_over_30:.4f}, distinct-3 {cum.distinct_3:.3f}.",
+        "",
+        "Notes:",
+        "- Where the time goes (CPU, per example): POS tagging of the user text (~0.2-0.5 ms), tokens, ids "
+        "and n-gram keys (~0.3 ms), the cumulative 3-gram index and bigram set (~1-1.5 ms at 50k held: "
+        "hash-table inserts into dicts of millions of keys, memory-bound). The exact nearest-neighbour "
+        "flags cost one vector pass over the held examples per new example; n-grams held by 256+ "
+        "examples are skipped through an upper bound unless they could change a flag.",
+        "- Memory: this synthetic text is a worst case for distinct 3-grams (random Zipf words: about "
+        "70 % of an example's 3-grams are new); real model output repeats far more, so the dict "
+        "holding the postings is smaller.",
+        "- No pauses: earlier versions stalled one batch in 5-10 for 3-5 s at 50k (a Python dict/set resize at "
+        "11M keys took 2.4 s; full garbage collections walked millions of posting lists). Keys now live in "
+        "64 unevenly sized shards and postings are ints or numpy arrays, which the collector skips.",
+        "- Rebuild cost is linear: about the per-example cost above times the examples. If resume at 50k "
+        "must be faster, the ledger could store a pickled tracker beside the examples (not done).",
+        "",
+    ]
+    path = ROOT / "bench" / "notes" / "diversity.md"
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
