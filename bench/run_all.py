@@ -17,15 +17,17 @@ BENCH = Path(__file__).resolve().parent
 NOTES = BENCH / "notes"
 PY = sys.executable
 
-# topic -> (command, whether the script writes its own notes file)
+# topic -> (command, where its figures go): "self" = the script rewrites bench/notes/<topic>.md itself;
+# "notes" = its output becomes that file; "raw" = its output goes to bench/results/ (git-ignored) and the
+# notes file is written by hand from it (the dedup method needs prose a script can't write)
 RUNS = {
-    "throughput": ([PY, "bench/bench_throughput.py"], True),
-    "engine": ([PY, "bench/bench_engine.py"], False),
-    "dedup": ([PY, "bench/bench_dedup.py", "--write"], True),
-    "diversity": ([PY, "bench/bench_diversity.py", "--examples", "50000", "--batches", "10", "--write"], True),
-    "audit": ([PY, "bench/bench_audit.py", "--examples", "50000"], False),
-    "resume": ([PY, "bench/bench_resume.py", "--examples", "100000"], False),
-    "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], True),
+    "throughput": ([PY, "bench/bench_throughput.py"], "self"),
+    "engine": ([PY, "bench/bench_engine.py"], "notes"),
+    "dedup": ([PY, "bench/bench_dedup.py", "--json", "bench/results/dedup.json"], "raw"),
+    "diversity": ([PY, "bench/bench_diversity.py", "--examples", "50000", "--batches", "10", "--write"], "self"),
+    "audit": ([PY, "bench/bench_audit.py", "--examples", "50000"], "notes"),
+    "resume": ([PY, "bench/bench_resume.py", "--examples", "100000"], "notes"),
+    "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], "self"),
 }
 ORDER = ["throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export"]
 TITLES = {"engine": "Engine throughput (the whole generate loop)", "audit": "Audit overhead per batch",
@@ -38,14 +40,17 @@ def machine() -> str:
 
 
 def run(topic: str) -> None:
-    cmd, writes_notes = RUNS[topic]
+    cmd, where = RUNS[topic]
+    (BENCH / "results").mkdir(exist_ok=True)
     print(f"== {topic}: {' '.join(cmd[1:])}", flush=True)
     proc = subprocess.run(cmd, cwd=BENCH.parent, capture_output=True, text=True)
     sys.stdout.write(proc.stdout[-3000:])
     if proc.returncode != 0:
         sys.stdout.write(proc.stderr[-3000:])
         raise SystemExit(f"{topic} failed")
-    if not writes_notes:
+    if where == "raw":
+        (BENCH / "results" / f"{topic}.txt").write_text(proc.stdout)
+    if where == "notes":
         body = "\n".join(line for line in proc.stdout.splitlines() if line.strip())
         NOTES.joinpath(f"{topic}.md").write_text(
             f"## {TITLES.get(topic, topic)}\n\nCommand: `.venv/bin/python {' '.join(cmd[1:])}`. "
