@@ -22,6 +22,7 @@ test: lint
 	$(BIN)/pytest -q
 
 test-long: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,trainers]"
 	$(BIN)/pytest -q -m long
 
 bench: $(STAMP)

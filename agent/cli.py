@@ -208,6 +208,16 @@ def audit(plan_path: Path, outputs: Path) -> None:
     show_audit(loaded, ledger, stdout_console())
 
 
+def _register_export_commands() -> None:
+    from agent.export.commands import export, validate
+
+    cli.add_command(export)
+    cli.add_command(validate)
+
+
+_register_export_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: DatagenError -> one line on stderr and its exit code; no traceback unless DATAGEN_DEBUG=1."""
     debug = os.environ.get("DATAGEN_DEBUG") == "1"

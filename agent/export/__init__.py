@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from agent.audit.dedup import NearDupIndex
 from agent.errors import DatagenError
 from agent.example import user_text
 from agent.export import formats, info, split
-from agent.export.validate import DEFAULT_MAX_TOKENS, Report, cross_duplicates, example_tokens, validate_file
+from agent.export.report import render_html
+from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
 from agent.plan import Plan
 from agent.yamlfile import write_atomic
@@ -63,6 +65,7 @@ def export_run(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None
 
 def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, val_split: float | None = None,
            max_tokens: int = DEFAULT_MAX_TOKENS) -> ExportResult:
+    """Split, write, re-read and check, then document: everything `datagen export` reports comes from here."""
     started = time.monotonic()
     fmt = fmt or plan.output_format
     formats.check_fits(fmt, plan.record_shape)
@@ -86,14 +89,12 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
     if not parts.n_val:
         (out_dir / VAL).unlink(missing_ok=True)  # a stale one from an earlier export would mislead
     if stats.left_out:
-        log.warning("left out %d of %d examples: %s", stats.left_out, stats.left_out + stats.total,
+        log.warning("%s: left out %d of %d examples: %s", fmt, stats.left_out, stats.left_out + stats.total,
                     stats.left_out_reason)
     result = ExportResult(out_dir, fmt, paths, stats, parts, simulated=ledger.simulated)
     _check(plan, result, max_tokens)
     ctx = _context(plan, ledger, result, share)
     write_atomic(out_dir / INFO, info.render(ctx))
-    from agent.export.report import render_html
-
     write_atomic(out_dir / REPORT, render_html(ctx))
     result.paths += [out_dir / INFO, out_dir / REPORT]
     result.seconds = time.monotonic() - started
@@ -115,13 +116,13 @@ def _write(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str, validation: set[
                 stats.left_out += 1
                 stats.left_out_reason = formats.MULTI_TURN_REASON
                 continue
-            if formats.drops_system(record, fmt):
-                stats.system_dropped += 1
+            dropped = formats.drops_system(record, fmt)
+            stats.system_dropped += dropped
             name = VAL if row["id"] in validation else TRAIN
             temps[name][0].write(json.dumps(out, ensure_ascii=False) + "\n")
             written = formats.to_canonical(out, fmt)
             labels = {d: c for d, c in (row["audited"] or row["requested"]).items() if d in labels_of}
-            stats.add(name, written, labels, example_tokens(written), _system(record))
+            stats.add(name, written, labels, example_tokens(written), "" if dropped else _system(record))
         for f, _ in temps.values():
             f.flush()
             os.fsync(f.fileno())
@@ -146,14 +147,12 @@ def _system(record: dict[str, Any]) -> str:
 def _check(plan: Plan, result: ExportResult, max_tokens: int) -> None:
     """Re-read and validate the written files; the checklist is marked from what they really hold."""
     threshold = plan.quality.dedup_threshold
+    index = NearDupIndex(threshold)  # shared: validation lines are also checked against every training line
     for path in result.paths:
         result.reports[path.name] = validate_file(path, result.format, max_tokens=max_tokens, threshold=threshold,
-                                                  quality=plan.quality)
-    cross = 0
-    if len(result.paths) > 1:
-        cross = cross_duplicates(result.paths[0], result.paths[1], threshold, result.format)
+                                                  quality=plan.quality, index=index)
     targets = info.target_rows(plan, {}, result.stats)
-    result.checks = info.checklist(plan, result.stats, result.reports, cross, targets)
+    result.checks = info.checklist(plan, result.stats, result.reports, targets)
 
 
 def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""The `export` and `validate` click commands (registered in agent/cli.py with cli.add_command)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from agent.errors import DatagenError
+from agent.export.formats import FORMATS
+from agent.export.validate import DEFAULT_MAX_TOKENS
+
+FormatChoice = click.Choice(FORMATS)
+
+
+@click.command()
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The plan file (plans/<name>.yaml).")
+@click.option("--format", "fmt", type=FormatChoice, help="Trainer format (default: the plan's output_format).")
+@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True),
+              help="Validation share, 0 for none (default: the plan's validation_split).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the files (default: the run folder, <outputs>/<plan name>/).")
+@click.option("--outputs", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs"),
+              show_default=True, help="Folder that holds one run folder per plan.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_TOKENS, show_default=True,
+              help="Per-example token limit the written files are checked against.")
+def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path | None, outputs: Path,
+           max_tokens: int) -> None:
+    """Write training/validation JSONL, dataset_info.txt and report.html from a run's ledger."""
+    from agent.export import export as run_export
+    from agent.ledger import Ledger
+    from agent.plan import load_plan
+
+    plan = load_plan(plan_path)
+    db = outputs / plan.name / "ledger.sqlite"
+    if not db.exists():
+        raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
+                           f"datagen generate --plan {plan_path}")
+    ledger = Ledger(db)
+    try:
+        if not ledger.accepted_count():
+            raise DatagenError(f"the run of plan {plan.name!r} has no accepted examples yet; nothing to export")
+        try:
+            result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens)
+        except OSError as e:
+            raise DatagenError(f"cannot write the export to {out or db.parent}: {e.strerror or e}; "
+                               f"choose a writable --out folder") from None
+    finally:
+        ledger.close()
+    stats = result.stats
+    for path in result.paths:
+        n = stats.files.get(path.name)
+        click.echo(f"{path}" + (f"\t{n:,} examples" if n is not None else ""))
+    # a left-out count is logged as a warning by export() itself (so `generate`'s automatic export shows it too)
+    if stats.system_dropped:
+        click.echo(f"{stats.system_dropped:,} system prompts dropped: {result.format} has no field for them", err=True)
+    failed = [c.item for c in result.checks if c.status == "FAIL"]
+    review = sum(c.status == "REVIEW" for c in result.checks)
+    click.echo(f"checklist: {len(result.checks) - len(failed) - review} PASS, {len(failed)} FAIL, {review} REVIEW"
+               + (f" (FAIL: {'; '.join(failed)})" if failed else "") + "; details in dataset_info.txt", err=True)
+    if result.simulated:
+        click.echo("SIMULATED DATA — NOT FOR TRAINING (made by the simulated provider)", err=True)
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=FormatChoice, help="The file's format (default: detected from the first line).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_TOKENS, show_default=True,
+              help="Per-example token limit (OpenAI's for current fine-tunable models; set your trainer's).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.85, show_default=True,
+              help="Near-duplicate threshold (SequenceMatcher ratio of the first user messages).")
+@click.option("--no-near-dups", is_flag=True,
+              help="Skip the near-duplicate check: constant memory (the check keeps every first user message).")
+@click.option("--show", type=click.IntRange(min=0), default=50, show_default=True, help="Errors to list.")
+def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_near_dups: bool, show: int) -> None:
+    """Check a JSONL file in any of the five formats: exit 0 valid, 1 not valid, 2 unreadable."""
+    from agent.export.validate import validate_file
+
+    report = validate_file(file, fmt, max_tokens=max_tokens, threshold=threshold, near_dups=not no_near_dups)
+    for line in report.summary():
+        click.echo(line)
+    for err in report.errors[:show]:
+        click.echo(f"  {err} [{err.code}]")
+    hidden = sum(report.codes.values()) - min(show, len(report.errors))
+    if hidden > 0:
+        click.echo(f"  ... and {hidden:,} more (--show N to list more)")
+    if not report.ok:
+        sys.exit(1)

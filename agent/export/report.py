@@ -1,0 +1,215 @@
+"""report.html: one self-contained page (inline CSS and SVG drawn here; no script, font or request).
+
+Charts: target vs actual per dimension, query and response length histograms (tokens), rejections by
+reason, diversity metrics against their thresholds, and cost per batch. The page is rendered with jinja2's
+autoescape; the SVG is built here with markupsafe.escape on every piece of text that came from a plan or
+a ledger, so a category or a rejection reason can never inject markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment
+from markupsafe import Markup, escape
+
+from agent.export.info import TOKEN_BINS, Stats, bin_label, pct, when
+
+BLUE, GREY, GREEN, RED, AMBER = "#3b6fd8", "#b9c0cc", "#2e9d5b", "#d0453b", "#c98a13"
+FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
+
+
+def _num(v: float) -> str:
+    if isinstance(v, int) or float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:,.1f}"
+
+
+def label_width(labels: list[str]) -> int:
+    return min(260, 12 + 7 * max((len(s) for s in labels), default=4))
+
+
+def hbars(title: str, rows: list[tuple[str, list[float]]], series: list[tuple[str, str]], chart: str,
+          width: int = 760, label_w: int | None = None) -> Markup:
+    """Horizontal grouped bars: one row per label, one bar per series (name, colour)."""
+    label_w = label_w or label_width([r[0] for r in rows])
+    bar_h, gap = 12, 8
+    row_h = bar_h * len(series) + gap
+    top = 46
+    height = top + row_h * max(1, len(rows)) + 10
+    plot_w = width - label_w - 70
+    peak = max((v for _, vals in rows for v in vals), default=0) or 1
+    out = [f'<svg class="chart" data-chart="{escape(chart)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+           f'<text x="0" y="16" class="t">{escape(title)}</text>']
+    x = label_w
+    for name, colour in series:
+        out.append(f'<rect x="{x}" y="26" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{x + 14}" y="35" class="s">{escape(name)}</text>')
+        x += 24 + 7 * len(name)
+    for i, (label, vals) in enumerate(rows):
+        y = top + i * row_h
+        out.append(f'<text x="{label_w - 8}" y="{y + row_h / 2}" class="l" text-anchor="end">{escape(label)}</text>')
+        for j, ((_, colour), v) in enumerate(zip(series, vals, strict=True)):
+            w = plot_w * v / peak
+            by = y + j * bar_h
+            out.append(f'<rect x="{label_w}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}">'
+                       f'<title>{escape(label)}: {_num(v)}</title></rect>'
+                       f'<text x="{label_w + w + 4:.1f}" y="{by + bar_h - 4}" class="v">{_num(v)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def vbars(title: str, labels: list[str], values: list[float], chart: str, colour: str = BLUE,
+          width: int = 760, fmt=_num) -> Markup:
+    """Vertical bars (histograms, cost per batch), labels under the axis."""
+    height, top, bottom, left = 274, 44, 52, 10
+    n = max(1, len(values))
+    slot = (width - left - 10) / n
+    plot_h = height - top - bottom
+    peak = max(values, default=0) or 1
+    every = max(1, n // 24)  # thin the axis labels when there are many bars
+    out = [f'<svg class="chart" data-chart="{escape(chart)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+           f'<text x="0" y="16" class="t">{escape(title)}</text>',
+           f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#888"/>']
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        h = plot_h * v / peak
+        x = left + i * slot
+        out.append(f'<rect x="{x + slot * 0.1:.1f}" y="{top + plot_h - h:.1f}" width="{slot * 0.8:.1f}" '
+                   f'height="{h:.1f}" fill="{colour}"><title>{escape(label)}: {fmt(v)}</title></rect>')
+        if n <= 24:
+            out.append(f'<text x="{x + slot / 2:.1f}" y="{top + plot_h - h - 4:.1f}" class="v" '
+                       f'text-anchor="middle">{fmt(v)}</text>')
+        if i % every == 0:
+            out.append(f'<text x="{x + slot / 2:.1f}" y="{top + plot_h + 16}" class="s" '
+                       f'text-anchor="middle">{escape(label)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def gauges(rows: list[dict[str, Any]], width: int = 760) -> Markup:
+    """Each diversity metric as a bar with its threshold marked; green when on the right side of it."""
+    row_h, top, label_w = 44, 30, 170
+    height = top + row_h * max(1, len(rows))
+    plot_w = width - label_w - 150
+    out = [f'<svg class="chart" data-chart="diversity" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="diversity against thresholds">',
+           '<text x="0" y="16" class="t">Diversity against seed 000 thresholds (| marks the threshold)</text>']
+    for i, r in enumerate(rows):
+        y = top + i * row_h
+        scale = max(r["value"], r["bound"]) * 1.25 or 1
+        w, tx = plot_w * r["value"] / scale, label_w + plot_w * r["bound"] / scale
+        side = "≥" if r["kind"] == "at_least" else "<"
+        colour = GREEN if r["ok"] else RED
+        out.append(f'<text x="{label_w - 8}" y="{y + 15}" class="l" text-anchor="end">{escape(r["metric"])}</text>'
+                   f'<rect x="{label_w}" y="{y + 4}" width="{plot_w}" height="14" fill="#eef0f4"/>'
+                   f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="14" fill="{colour}"/>'
+                   f'<line x1="{tx:.1f}" y1="{y}" x2="{tx:.1f}" y2="{y + 22}" stroke="#222" stroke-width="2"/>'
+                   f'<text x="{label_w + plot_w + 8}" y="{y + 15}" class="v">{_num(r["value"])} '
+                   f'(needs {side} {_num(r["bound"])}) {"PASS" if r["ok"] else "FAIL"}</text>'
+                   f'<text x="{label_w}" y="{y + 34}" class="s">{escape(r["seed"])}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def batch_costs(batches: list[dict[str, Any]]) -> tuple[list[str], list[float]]:
+    """Cost of each batch from the ledger's running total (cost_total is cumulative across runs)."""
+    labels, costs, before = [], [], 0.0
+    for b in batches:
+        total = float(b.get("cost_total", before))
+        labels.append(str(b.get("batch", len(labels) + 1)))
+        costs.append(max(0.0, total - before))
+        before = total
+    return labels, costs
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>datagen report: {{ plan.name }}</title>
+<style>
+body { {{ font }}; margin: 24px auto; max-width: 800px; color: #1d2330; background: #fff; }
+h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #dde; }
+.banner { background: #fbe3e1; border: 2px solid #d0453b; color: #8c1d15; padding: 10px 14px; font-weight: 700;
+  margin-bottom: 16px; }
+table { border-collapse: collapse; font-size: 13px; width: 100%; }
+td, th { border-bottom: 1px solid #e4e6ec; padding: 4px 6px; text-align: left; vertical-align: top; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+.PASS { color: #1e7a44; font-weight: 700; } .FAIL { color: #b3261e; font-weight: 700; }
+.REVIEW { color: #9a6700; font-weight: 700; }
+.muted { color: #5b6475; font-size: 13px; }
+svg.chart { display: block; margin: 10px 0 18px; max-width: 100%; height: auto; }
+svg .t { font: 600 14px sans-serif; fill: #1d2330; } svg .l { font: 12px sans-serif; fill: #1d2330; }
+svg .s { font: 11px sans-serif; fill: #5b6475; } svg .v { font: 11px sans-serif; fill: #1d2330; }
+</style></head><body>
+{% if simulated %}<div class="banner">SIMULATED DATA — NOT FOR TRAINING: every example came from datagen's
+simulated provider, not from a language model.</div>{% endif %}
+<h1>{{ plan.name }}</h1>
+<p class="muted">{{ plan.task }} · format {{ format }} · plan hash {{ plan_hash }} · run started {{ started }} ·
+exported {{ exported }}</p>
+<table>
+<tr><th>File</th><th class="n">Examples</th><th class="n">Tokens</th></tr>
+{% for name, n in stats.files.items() %}<tr><td>{{ name }}</td><td class="n">{{ "{:,}".format(n) }}</td>
+<td class="n">{{ "{:,}".format(stats.example_tokens.get(name, 0)) }}</td></tr>{% endfor %}
+</table>
+{% if stats.left_out %}<p><b>Left out:</b> {{ "{:,}".format(stats.left_out) }} examples ({{ stats.left_out_reason }}).</p>{% endif %}
+{% if stats.system_dropped %}<p><b>System prompt dropped:</b> {{ "{:,}".format(stats.system_dropped) }} examples had one;
+the {{ format }} format has no field for it.</p>{% endif %}
+<p class="muted">Model(s) {{ usage.models | join(", ") or "none" }} · {{ "{:,}".format(usage.calls) }} calls ·
+{{ "{:,}".format(usage.input_tokens) }} input / {{ "{:,}".format(usage.output_tokens) }} output tokens ·
+${{ "%.4f" | format(usage.cost) }} · multi-turn {{ multi }}</p>
+
+<h2>Quality control checklist</h2>
+<table>{% for c in checks %}<tr><td class="{{ c.status }}">{{ c.status }}</td><td>{{ c.item }}</td>
+<td class="muted">{{ c.note }}</td></tr>{% endfor %}</table>
+
+<h2>Target vs actual</h2>
+{% for chart in target_charts %}{{ chart }}{% endfor %}
+
+<h2>Lengths</h2>
+{{ query_hist }}
+{{ reply_hist }}
+
+<h2>Rejections by reason</h2>
+{% if rejections %}{{ rejections }}{% else %}<p>No rejections.</p>{% endif %}
+
+<h2>Diversity</h2>
+{% if diversity %}{{ diversity }}{% else %}<p>No batch audit in the ledger: diversity metrics are not available.</p>{% endif %}
+
+<h2>Cost per batch</h2>
+{% if cost %}{{ cost }}{% elif batches %}<p>{{ batches }} batches, all at $0 (the provider reported no cost: the
+simulated provider, or a model missing from the price table).</p>{% else %}<p>No batches recorded.</p>{% endif %}
+</body></html>
+"""
+
+
+def render_html(ctx: dict[str, Any]) -> str:
+    stats: Stats = ctx["stats"]
+    target_charts = []
+    dims: dict[str, list[tuple[str, list[float]]]] = {}
+    for d, c, target, accepted, exported in ctx["targets"]:
+        dims.setdefault(d, []).append((c, [target, accepted, exported]))
+    same_w = label_width([c for _, c, *_ in ctx["targets"]])  # one plot edge for every dimension's chart
+    for d, rows in dims.items():
+        target_charts.append(hbars(d, rows, [("target", GREY), ("accepted", AMBER), ("exported", BLUE)],
+                                   f"target:{d}", label_w=same_w))
+    bins = [bin_label(i) for i in range(len(TOKEN_BINS))]
+    rejections = ctx["rejections"]
+    labels, costs = batch_costs(ctx["batches"])
+    env = Environment(autoescape=True)
+    return env.from_string(PAGE).render(
+        plan=ctx["plan"], format=ctx["format"], plan_hash=ctx["plan_hash"] or "unknown", simulated=ctx["simulated"],
+        started=when(ctx["created_at"]), exported=when(ctx["exported_at"]), stats=stats, usage=ctx["usage"],
+        multi=pct(stats.multi_turn, stats.total), checks=ctx["checks"], font=Markup(FONT),
+        target_charts=target_charts,
+        query_hist=vbars("User query length (tokens per user message)", bins, stats.query_hist, "query_lengths"),
+        reply_hist=vbars("Assistant response length (tokens per response)", bins, stats.reply_hist,
+                         "response_lengths", colour=GREEN),
+        rejections=hbars(f"{sum(rejections.values()):,} examples rejected during generation",
+                         [(r, [n]) for r, n in rejections.items()], [("rejected", RED)], "rejections")
+        if rejections else None,
+        diversity=gauges(ctx["diversity"]) if ctx["diversity"] else None,
+        cost=vbars("Cost per batch (USD)", labels, costs, "cost", colour=AMBER, fmt=lambda v: f"${v:.4f}")
+        if any(costs) else None, batches=len(labels),
+    )

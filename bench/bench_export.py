@@ -1,0 +1,239 @@
+"""Export and validate: throughput and peak memory (ru_maxrss of a child process).
+
+    .venv/bin/python bench/bench_export.py                       # 10k and 100k export, 1 GB validate
+    .venv/bin/python bench/bench_export.py --sizes 10000 --validate-gb 0.1 --write
+
+Each measurement runs in a fresh child process (`--child ...`), so ru_maxrss is that job's peak alone (Linux
+carries ru_maxrss across fork+exec, so the parent does no heavy work itself: building ledgers and the big
+file happen in children too). The child also reports its peak after imports and a warm-up (tiktoken's
+table, the checks' libraries): the baseline; peak - baseline is what the data cost.
+Ledgers are synthetic: rows inserted straight through Ledger.record_call (500 examples per call) with
+labels that fill the example plan's quotas exactly; user questions are random runs of the 5,000 most
+frequent English words (pyspellchecker's list), so near-duplicates are as rare as in a real run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+WORK = Path("/tmp/datagen-bench-export")
+PER_CALL = 500
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def warm_up() -> float:
+    """Load what every run loads once (tiktoken's table, the checks' libraries); the peak after it is the baseline."""
+    from agent import tokens
+    from agent.audit.checks import check_record
+    from agent.plan import Quality
+
+    tokens.count("warm up")
+    check_record({"messages": [{"role": "user", "content": "Call me at +1 415 555 2671 ok?"},
+                               {"role": "assistant", "content": "Sure, I can help with that today."}]},
+                 "chat", Quality())
+    return peak_mb()
+
+
+def vocabulary() -> list[str]:
+    from spellchecker import SpellChecker
+
+    freq = SpellChecker().word_frequency.dictionary
+    return [w for w, _ in sorted(freq.items(), key=lambda kv: -kv[1]) if w.isalpha() and len(w) > 1][:5000]
+
+
+def sentence(rng: random.Random, words: list[str], lo: int, hi: int) -> str:
+    return " ".join(rng.choices(words, k=rng.randint(lo, hi))).capitalize()
+
+
+def plan_for(n: int):
+    import yaml
+
+    from agent.plan import Plan
+
+    data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+    data["total"] = n
+    return Plan.model_validate(data)
+
+
+def build_ledger(n: int, folder: Path) -> None:
+    """A finished-looking run of n chat examples whose labels fill the plan's quotas exactly."""
+    from agent.ledger import CallRow, ExampleRow, Ledger
+
+    plan = plan_for(n)
+    shutil.rmtree(folder, ignore_errors=True)
+    ledger = Ledger.open(folder, plan, simulated=True)
+    rng = random.Random(n)
+    words = vocabulary()
+    replies = [sentence(rng, words, 40, 400) + "." for _ in range(400)]
+    columns = {}
+    for dim, d in plan.dimensions.items():
+        col = [c.name for c in d.categories for _ in range(c.quota or 0)]
+        rng.shuffle(col)
+        columns[dim] = col
+    cost = 0.0
+    for start in range(0, n, PER_CALL):
+        rows = []
+        for i in range(start, min(n, start + PER_CALL)):
+            labels = {dim: col[i] for dim, col in columns.items()}
+            question = f"{sentence(rng, words, 6, 60)}?"
+            messages = [{"role": "system", "content": plan.system_prompts[i % len(plan.system_prompts)]},
+                        {"role": "user", "content": question}, {"role": "assistant", "content": rng.choice(replies)}]
+            if labels.get("turns") == "multi_turn":
+                messages += [{"role": "user", "content": sentence(rng, words, 5, 25) + "?"},
+                             {"role": "assistant", "content": rng.choice(replies)}]
+            rows.append(ExampleRow(spec_id=f"s{i}", status="accepted", requested=labels, audited=labels,
+                                   record={"messages": messages}, user_text=question))
+        call = CallRow(batch=start // PER_CALL + 1, purpose="generate", provider="simulated", model="simulated-1",
+                       status="ok", input_tokens=40_000, output_tokens=150_000, cost=0.6)
+        ledger.record_call([call], rows, simulated=True)
+        cost += call.cost
+        ledger.record_batch({"batch": call.batch, "accepted": len(rows), "cost_total": round(cost, 6)})
+    ledger.close()
+
+
+def child_export(folder: Path, write_only: bool) -> dict:
+    from agent.export import _write, export
+    from agent.ledger import Ledger
+
+    n = int(folder.name.split("-")[-1])
+    plan = plan_for(n)
+    ledger = Ledger(folder / "ledger.sqlite")
+    base = warm_up()
+    started = time.perf_counter()
+    if write_only:   # the streaming pass alone: convert, write, gather statistics
+        stats = _write(plan, ledger, folder, "openai", set())
+        written = stats.total
+    else:
+        result = export(plan, ledger, folder)
+        written = result.stats.total
+    seconds = time.perf_counter() - started
+    return {"n": n, "written": written, "seconds": seconds, "per_s": written / seconds,
+            "baseline_mb": base, "peak_mb": peak_mb()}
+
+
+def make_big_file(path: Path, gigabytes: float) -> dict:
+    """JSONL of 5-turn chats with distinct questions; one 50 MB line in the middle tests the line cap."""
+    rng = random.Random(7)
+    words = vocabulary()
+    replies = [sentence(rng, words, 150, 300) + "." for _ in range(300)]
+    target = int(gigabytes * 1e9)
+    lines = 0
+    with path.open("w", encoding="utf-8") as f:
+        while f.tell() < target:
+            messages = [{"role": "system", "content": "You are a helpful support assistant."}]
+            for _ in range(5):
+                messages += [{"role": "user", "content": sentence(rng, words, 8, 40) + "?"},
+                             {"role": "assistant", "content": rng.choice(replies)}]
+            f.write(json.dumps({"messages": messages}) + "\n")
+            lines += 1
+            if lines == 1000:
+                f.write(json.dumps({"messages": [{"role": "user", "content": "x" * 50_000_000}]}) + "\n")
+                lines += 1
+    return {"lines": lines, "bytes": path.stat().st_size}
+
+
+def child_validate(path: Path, near_dups: bool) -> dict:
+    from agent.export.validate import validate_file
+
+    base = warm_up()
+    started = time.perf_counter()
+    report = validate_file(path, near_dups=near_dups)
+    seconds = time.perf_counter() - started
+    return {"lines": report.lines, "seconds": seconds, "mb_per_s": path.stat().st_size / 1e6 / seconds,
+            "lines_per_s": report.lines / seconds, "baseline_mb": base, "peak_mb": peak_mb(),
+            "codes": dict(report.codes.most_common(6)), "near_duplicates": report.near_duplicates}
+
+
+def run_child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    p.add_argument("--validate-gb", type=float, default=1.0)
+    p.add_argument("--write", action="store_true", help="write bench/notes/export.md")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        kind, target = a.child[0], Path(a.child[1])
+        result = {"build": lambda: build_ledger(int(target.name.split("-")[-1]), target) or {},
+                  "bigfile": lambda: make_big_file(target, float(a.child[2])),
+                  "export": lambda: child_export(target, False), "write": lambda: child_export(target, True),
+                  "validate": lambda: child_validate(target, a.child[2] == "1")}[kind]()
+        print(json.dumps(result))
+        return
+    WORK.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in a.sizes:
+        folder = WORK / f"run-{n}"
+        t = time.perf_counter()
+        run_child("build", str(folder))
+        print(f"built {n:,} in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+        write = run_child("write", str(folder))
+        print(f"write-only {n:,}: {write}", file=sys.stderr)
+        full = run_child("export", str(folder))
+        print(f"export {n:,}: {full}", file=sys.stderr)
+        rows.append((n, write, full))
+        shutil.rmtree(folder, ignore_errors=True)
+    val = None
+    if a.validate_gb > 0:
+        big = WORK / "big.jsonl"
+        made = run_child("bigfile", str(big), str(a.validate_gb))  # in a child: the parent stays small
+        print(f"file: {made}", file=sys.stderr)
+        val = {}
+        try:
+            for near_dups in ("1", "0"):
+                val[near_dups] = {**run_child("validate", str(big), near_dups), **made}
+                print(f"validate (near-dups {near_dups}): {val[near_dups]}", file=sys.stderr)
+        finally:
+            big.unlink(missing_ok=True)
+    text = notes(rows, val, a)
+    print(text)
+    if a.write:
+        (ROOT / "bench" / "notes" / "export.md").write_text(text)
+
+
+def notes(rows, val, a) -> str:
+    cmd = "python bench/bench_export.py " + " ".join(
+        [f"--sizes {' '.join(map(str, a.sizes))}", f"--validate-gb {a.validate_gb:g}", "--write"])
+    out = ["## Export and validate", "",
+           f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), one child process per "
+           f"figure; peak = ru_maxrss of that child, baseline = its peak right after imports.",
+           f"Command: `.venv/bin/{cmd}`", "",
+           "| examples | pass | seconds | examples/s | baseline MB | peak MB | peak - baseline MB |",
+           "|---:|---|---:|---:|---:|---:|---:|"]
+    for n, write, full in rows:
+        for name, r in (("write only (convert + write + stats)", write), ("full export", full)):
+            out.append(f"| {n:,} | {name} | {r['seconds']:.1f} | {r['per_s']:,.0f} | {r['baseline_mb']:.0f} | "
+                       f"{r['peak_mb']:.0f} | {r['peak_mb'] - r['baseline_mb']:.0f} |")
+    if val:
+        first = next(iter(val.values()))
+        out += ["", f"Validate: {first['bytes'] / 1e9:.2f} GB, {first['lines']:,} lines (5-turn chats, one 50 MB "
+                    "line that the 10 MB cap must skip):", "",
+                "| near-duplicate check | seconds | MB/s | lines/s | baseline MB | peak MB | errors found |",
+                "|---|---:|---:|---:|---:|---:|---|"]
+        for key, v in val.items():
+            out.append(f"| {'on' if key == '1' else 'off (--no-near-dups)'} | {v['seconds']:.0f} | "
+                       f"{v['mb_per_s']:.1f} | {v['lines_per_s']:,.0f} | {v['baseline_mb']:.0f} | {v['peak_mb']:.0f} | "
+                       f"{v['codes']} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
