@@ -252,6 +252,8 @@ class Engine:
         in_flight: set[asyncio.Task] = set()
         budget_hit = False
         self.update_progress()
+        # resume sends its first calls at once; the near-duplicate index is rebuilt meanwhile
+        index_ready: asyncio.Future | None = asyncio.ensure_future(asyncio.to_thread(self.auditor.load_index))
         try:
             while self.auditor.n_accepted < self.plan.total:
                 if not queue:
@@ -265,6 +267,9 @@ class Engine:
                 if not in_flight:
                     break  # nothing left to draw (unfillable categories) or the budget is spent
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                if index_ready is not None:
+                    await index_ready
+                    index_ready = None
                 for task in done:
                     out = task.result()
                     self.record(out)
@@ -276,6 +281,8 @@ class Engine:
                                             retryable=False, kind=out.error.kind)
                 self.update_progress()
         finally:
+            if index_ready is not None:
+                await index_ready  # never leave the worker thread running past the run
             for task in in_flight:
                 task.cancel()
             if in_flight:

@@ -33,13 +33,15 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY, call_id INTEGER, kind TEXT NOT NULL, message TEXT, latency REAL, created_at REAL NOT NULL
 );
+-- small columns first, the record last: scans that need only user_text or topic (resume) never walk
+-- the record's overflow pages
 CREATE TABLE IF NOT EXISTS examples (
     id INTEGER PRIMARY KEY, spec_id TEXT NOT NULL, call_id INTEGER, batch INTEGER,
     status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
-    reason TEXT, detail TEXT, topic TEXT, requested TEXT NOT NULL, audited TEXT,
-    record TEXT, user_text TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL
+    reason TEXT, topic TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+    user_text TEXT, requested TEXT NOT NULL, audited TEXT, detail TEXT, record TEXT
 );
-CREATE INDEX IF NOT EXISTS examples_status ON examples (status);
+CREATE INDEX IF NOT EXISTS examples_status ON examples (status, topic);
 CREATE TABLE IF NOT EXISTS labels (
     example_id INTEGER NOT NULL, dimension TEXT NOT NULL, category TEXT NOT NULL
 );

@@ -48,6 +48,7 @@ def main() -> None:
         plan = Plan.model_validate({**data, "total": args.examples + 1000})
         ledger = Ledger.open(d, plan, simulated=True)
         engine = Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices())
+        engine.auditor.load_index()
         t = time.perf_counter()
         _ = engine.auditor.tracker  # the once-per-run restore
         restore = time.perf_counter() - t

@@ -47,7 +47,8 @@ class Auditor:
                 self.accepted.setdefault(d, {})[c] = n
         self.n_accepted = ledger.accepted_count()
         self.index = NearDupIndex(plan.quality.dedup_threshold)
-        self.index.extend(ledger.accepted_texts())
+        # filled by load_index(), which the engine runs in a thread while the first calls are in flight
+        self.kept_texts = ledger.accepted_texts()
         self.measured_dims = [d for d, dim in plan.dimensions.items() if dim.measure != "trusted"]
         self.misses: Counter[tuple[str, str]] = Counter()
         self.unfillable: dict[tuple[str, str], int] = {}
@@ -60,6 +61,11 @@ class Auditor:
         self.batch_reasons: Counter[str] = Counter()
         self.batch_processed = 0
         self.batch_accepted = 0
+
+    def load_index(self) -> None:
+        """Rebuild the near-duplicate index from the accepted examples (seconds at 100k: LSH hashing)."""
+        self.index.extend(self.kept_texts)
+        self.kept_texts = []
 
     # -- quotas -------------------------------------------------------------------------------------
     def quota(self, dim: str, cat: str) -> int:
