@@ -74,6 +74,8 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
         raise DatagenError(f"validation split {share:g} must be at least 0 and below 1 (0.1 = 10%)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.tmp"):  # left by an export killed mid-write (kill -9 runs no cleanup)
+        stale.unlink(missing_ok=True)
     by = split.strata_dims(plan)
 
     def items():

@@ -30,7 +30,7 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
            max_tokens: int) -> None:
     """Write training/validation JSONL, dataset_info.txt and report.html from a run's ledger."""
     from agent.export import export as run_export
-    from agent.ledger import Ledger
+    from agent.ledger import Ledger, RunLock
     from agent.plan import load_plan
 
     plan = load_plan(plan_path)
@@ -38,6 +38,8 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
     if not db.exists():
         raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
                            f"datagen generate --plan {plan_path}")
+    lock = RunLock(db.parent)  # not while a generate (or another export) works on this run
+    lock.__enter__()
     ledger = Ledger(db)
     try:
         if not ledger.accepted_count():
@@ -49,6 +51,7 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
                                f"choose a writable --out folder") from None
     finally:
         ledger.close()
+        lock.__exit__()
     stats = result.stats
     for path in result.paths:
         n = stats.files.get(path.name)
