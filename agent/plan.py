@@ -106,6 +106,7 @@ class Plan(Strict):
     validation_split: float = Field(default=0.1, ge=0, le=0.5)
     output_format: OutputFormat = "openai"
     special_formats: list[SpecialFormat] = Field(default_factory=list)
+    guidance: list[str] = Field(default_factory=list, description="extra rules for every example, from the interview")
     generation: Generation = Field(default_factory=Generation)
     quality: Quality = Field(default_factory=Quality)
     audit: Audit = Field(default_factory=Audit)

@@ -196,6 +196,7 @@ def build_plan(req: Requirements) -> Plan:
     generation = Generation(provider=provider, model=req.model or default_model(provider))
     exclusions = [pair for pair in DEFAULT_EXCLUSIONS if all(_has(dims, item) for item in pair)]
     return Plan(
+        guidance=guidance(req),
         name=req.plan_name,
         task=req.task,
         domain=req.domain,
@@ -209,6 +210,21 @@ def build_plan(req: Requirements) -> Plan:
         exclusions=exclusions,
         dimensions=dims,
     )
+
+
+def guidance(req: Requirements) -> list[str]:
+    """The interview's free-form wishes as rules every example follows (rendered into the system prompt)."""
+    rules = []
+    if req.style_notes:
+        rules.append(f"The assistant's style: {req.style_notes}.")
+    if req.phrasing_variation:
+        rules.append("Vary how users ask: questions, commands and statements; beginner to expert wording.")
+    else:
+        rules.append("Keep the users' phrasing plain and consistent; do not vary styles for its own sake.")
+    wanted = [f for f in req.special_formats if f in ("code", "lists", "tables", "json")]
+    if wanted:
+        rules.append("Use these formats where the spec allows: " + ", ".join(wanted) + ".")
+    return rules
 
 
 def default_model(provider: str) -> str:
