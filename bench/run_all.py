@@ -29,7 +29,7 @@ RUNS = {
     "resume": ([PY, "bench/bench_resume.py", "--examples", "100000"], "notes"),
     "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], "self"),
 }
-ORDER = ["throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export"]
+ORDER = ["summary", "throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export"]
 TITLES = {"engine": "Engine throughput (the whole generate loop)", "audit": "Audit overhead per batch",
           "resume": "Resume time on a large ledger"}
 
