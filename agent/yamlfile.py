@@ -6,7 +6,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -46,15 +46,25 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def read_text(path: Path, what: str) -> str:
+def open_input(path: Path, what: str) -> BinaryIO:
+    """Open a file a person named, in binary; a missing or unreadable one is an InputError that says so."""
     try:
-        raw = path.read_bytes()
+        f = path.open("rb")
     except FileNotFoundError:
         raise InputError(f"{path}: {what} file not found; check the path") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, expected a {what} file") from None
     except PermissionError:
         raise InputError(f"{path}: cannot read the {what} file (permission denied)") from None
+    if path.is_dir():  # some platforms open folders without complaint
+        f.close()
+        raise InputError(f"{path}: is a folder, expected a {what} file")
+    return f
+
+
+def read_text(path: Path, what: str) -> str:
+    with open_input(path, what) as f:
+        raw = f.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

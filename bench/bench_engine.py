@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
 import sqlite3
@@ -29,21 +28,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
-
-@contextlib.contextmanager
-def server(window: float, lifetime: float):
-    cmd = [sys.executable, "-m", "tests.fakeserver", "--latency", "1.0", "--rpm", "600", "--window", str(window),
-           "--max-lifetime", str(lifetime), "--simulated"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().split()
-        if not line or line[0] != "READY":
-            raise RuntimeError("fake server did not start")
-        yield line[1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def engine_run(url: str, examples: int, work: Path) -> dict:
@@ -77,14 +61,14 @@ def engine_run(url: str, examples: int, work: Path) -> dict:
 
 
 def main() -> None:
-    from bench_throughput import raw_phase
+    from bench_throughput import raw_phase, server_process
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=2500)
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--raw-seconds", type=float, default=30.0)
     args = ap.parse_args()
-    with server(args.window, lifetime=900) as url, tempfile.TemporaryDirectory() as tmp:
+    with server_process(1.0, 600, args.window, 900, simulated=True) as url, tempfile.TemporaryDirectory() as tmp:
         raws = []
         for workers in (10, 11):
             phase = asyncio.run(raw_phase(url, workers, args.raw_seconds))

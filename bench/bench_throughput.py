@@ -50,10 +50,10 @@ REQUEST = Request(system=SYSTEM, user=USER, schema=SCHEMA, model="gpt-4o-mini", 
 
 
 @contextmanager
-def server_process(latency: float, rpm: int | None, window: float, lifetime: float):
+def server_process(latency: float, rpm: int | None, window: float, lifetime: float, simulated: bool = False):
     """The fake server in a child process (its CPU stays out of ours); yields its base URL."""
     cmd = [sys.executable, "-m", "tests.fakeserver", "--latency", str(latency), "--window", str(window),
-           "--max-lifetime", str(lifetime)] + (["--rpm", str(rpm)] if rpm else [])
+           "--max-lifetime", str(lifetime)] + (["--rpm", str(rpm)] if rpm else []) + (["--simulated"] if simulated else [])
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().split() if proc.stdout else []

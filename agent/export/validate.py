@@ -29,6 +29,7 @@ from agent.errors import InputError
 from agent.example import user_text
 from agent.export.formats import FORMATS, SHAPE_OF, Unconvertible, detect, to_canonical
 from agent.plan import Quality
+from agent.yamlfile import open_input
 
 # OpenAI's per-example training limit for its current fine-tunable models (gpt-4o-mini / gpt-4o / gpt-4.1
 # families): 65,536 tokens, as quoted from OpenAI's fine-tuning guide in
@@ -144,14 +145,7 @@ def validate_file(path: str | Path, fmt: str | None = None, max_tokens: int = DE
     report = Report(path=path, format=fmt, max_tokens=max_tokens, threshold=threshold, near_dups=near_dups)
     if index is None and near_dups:
         index = NearDupIndex(threshold)
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found; check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, expected a JSONL file") from None
-    except PermissionError:
-        raise InputError(f"{path}: cannot read the file (permission denied)") from None
+    f = open_input(path, "JSONL")
     with f:
         try:
             for number, raw in iter_lines(f, max_line_bytes):
