@@ -223,7 +223,7 @@ class Engine:
         return int(self.steer.get("avoid_list_size", 20))
 
     def close_batch(self, batch: int) -> None:
-        del self.open_calls[batch]
+        self.open_calls.pop(batch, None)
         extra = {"cost_total": round(self.spent, 6), "calls_this_run": self.calls_this_run,
                  "elapsed_s": round(time.monotonic() - self.started, 2), "run": self.run_no,
                  "remaining_total": self.auditor.shortfall()}
@@ -287,8 +287,13 @@ class Engine:
                 task.cancel()
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
-            for batch in [b for b, n in self.open_calls.items() if n > 0]:
-                self.open_calls[batch] = 0
+            # the plan can fill (or the budget end) while a batch's last calls are queued or cancelled:
+            # its audit record is still written, for what it did
+            open_batches = [b for b, n in self.open_calls.items() if n > 0]
+            stale = (self.ledger.last_batch_total() or 0) != self.auditor.n_accepted  # e.g. killed after accepting
+            if self.auditor.batch_processed or stale:
+                self.close_batch(max(open_batches, default=self.batch_no))
+            self.open_calls.clear()
             if self.auditor.dirty:
                 self.ledger.save_state(self.auditor.snapshot(self.ledger.last_accepted_id()))
             self.update_progress(final=True)

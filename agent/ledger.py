@@ -238,6 +238,11 @@ class Ledger:
     def batches(self) -> list[dict[str, Any]]:
         return [json.loads(s) for (s,) in self.db.execute("SELECT summary FROM batches ORDER BY id")]
 
+    def last_batch_total(self) -> int | None:
+        """Accepted examples as of the last batch audit (None before the first)."""
+        row = self.db.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()
+        return json.loads(row[0]).get("total_accepted") if row else None
+
     def batch_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
 

@@ -55,15 +55,15 @@ def test_exact_fill_on_the_drifting_simulated_provider(tmp_path, run_cli, monkey
     db = tmp_path / "out" / "example" / "ledger.sqlite"
     con = assert_exact(plan, db)
     reasons = dict(con.execute("SELECT reason, COUNT(*) FROM examples WHERE status='rejected' GROUP BY 1"))
-    # the drift gave the auditor real work: off-spec, near-copies and broken replies were all caught
-    assert any(k.startswith(("no_room:", "off_spec:")) for k in reasons), reasons
+    # the drift gave the auditor real work: near-copies and broken replies were caught, and off-spec
+    # examples were either filed under what they really are or rejected for lack of room there
     assert reasons.get("near_duplicate", 0) > 0, reasons
     invalid = con.execute("SELECT COUNT(*) FROM calls WHERE purpose='reask'").fetchone()[0]
     assert invalid > 0  # malformed/truncated replies were re-asked
-    # some accepted examples were requested as one category and measured as another
     moved = sum(1 for req, aud in con.execute("SELECT requested, audited FROM examples WHERE status='accepted'")
                 if json.loads(req) != json.loads(aud))
-    assert moved > 0
+    off_spec = sum(n for k, n in reasons.items() if k.startswith(("no_room:", "off_spec:")))
+    assert moved + off_spec >= 0.05 * plan.total, (moved, reasons)
     assert con.execute("SELECT COUNT(*) FROM batches").fetchone()[0] >= 3
     assert (tmp_path / "out" / "example" / "training_data.jsonl").exists()
     assert Ledger(db).simulated
@@ -259,3 +259,25 @@ def test_a_category_the_model_never_hits_is_reported_not_looped_on(tmp_path, run
     assert last["unfillable"] == [{"dimension": "response_length", "category": "long", "short_by": long_quota}]
     r = run_cli("audit", "--plan", str(plan_path), "--outputs", str(out))
     assert "unfillable" in r.out and "response_length.long short by" in r.out
+
+
+def test_every_run_ends_with_an_audit_record_of_everything_it_did(tmp_path, run_cli):
+    # a budget stop leaves calls of the last batch queued, never sent: that batch is audited all the same
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  simulated-1: {input: 1000, output: 1000}\n")
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    data["total"] = 100
+    data["generation"].update(batch_size=100, concurrency=2)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--quiet",
+                "--prices", str(prices), "--max-cost", "12")
+    assert r.code == 3, r.err
+    con = sqlite3.connect(tmp_path / "out" / "example" / "ledger.sqlite")
+    summaries = [json.loads(s) for s, in con.execute("SELECT summary FROM batches ORDER BY id")]
+    assert summaries, "the run wrote no audit record"
+    accepted = con.execute("SELECT COUNT(*) FROM examples WHERE status='accepted'").fetchone()[0]
+    assert 0 < accepted < 100
+    assert summaries[-1]["total_accepted"] == accepted
+    assert summaries[-1]["diversity"]["cumulative"]["examples"] == accepted
+    assert sum(s["processed"] for s in summaries) == con.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
