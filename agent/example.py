@@ -1,7 +1,7 @@
 """The records that flow through a run.
 
 Spec     what one example must be: a category per dimension, plus a topic and a system prompt.
-Example  what came back for a Spec, in its canonical record shape:
+record   what came back for a Spec, in its canonical shape (a plain dict; the ledger stores it as JSON):
            chat        {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
            preference  {"system": str, "prompt": str, "chosen": str, "rejected": str}
            kto         {"system": str, "prompt": str, "completion": str, "label": bool}
@@ -10,7 +10,7 @@ Example  what came back for a Spec, in its canonical record shape:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Shape = Literal["chat", "preference", "kto"]
@@ -18,18 +18,10 @@ Shape = Literal["chat", "preference", "kto"]
 
 @dataclass(frozen=True)
 class Spec:
-    id: str                    # unique within a run, e.g. "b3-17"
+    id: str                    # unique across a run's resumes: "r<run>b<batch>-<index>", e.g. "r1b3-17"
     labels: dict[str, str]     # dimension -> category
     topic: str = ""
     system_prompt: str = ""
-
-
-@dataclass
-class Example:
-    spec: Spec
-    record: dict[str, Any]
-    requested: dict[str, str] = field(default_factory=dict)   # = spec.labels
-    audited: dict[str, str] = field(default_factory=dict)     # what the auditor measured / decided
 
 
 def user_text(record: dict[str, Any]) -> str:

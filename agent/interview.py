@@ -137,15 +137,11 @@ class Question:
     dynamic_parse: Callable[[dict[str, Any]], Callable[[str], Any]] | None = field(default=None)
 
 
-def size_default(a: dict[str, Any]) -> str:
-    return "1000"
-
-
 QUESTIONS: list[Question] = [
     Question("task", "What is the model being trained to do? (e.g. customer support, technical Q&A, code generation)",
              parse_text),
     Question("domain", "Which domain or subject matter? (e.g. cloud GPU rental, e-commerce, legal)", parse_text),
-    Question("num_examples", "How many examples do you need?", parse_int(1, 10_000_000), size_default,
+    Question("num_examples", "How many examples do you need?", parse_int(1, 10_000_000), lambda a: "1000",
              help=SIZE_GUIDANCE),
     Question("complexity", "Complexity: a mix (40% easy / 40% medium / 20% hard) or a focus? [mixed/easy/medium/hard]",
              parse_choice("mixed", "easy", "medium", "hard"), lambda a: "mixed"),

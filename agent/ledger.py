@@ -243,9 +243,6 @@ class Ledger:
         row = self.db.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()
         return json.loads(row[0]).get("total_accepted") if row else None
 
-    def batch_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
-
     def last_call_batch(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(batch), 0) FROM calls").fetchone()[0]
 

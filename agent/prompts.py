@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from pathlib import Path
@@ -131,10 +130,6 @@ def sample_request(plan: Plan) -> Request:
     specs = [Spec(id=f"s{i}", labels=labels, topic="example topic", system_prompt=plan.system_prompts[0])
              for i in range(plan.generation.examples_per_call)]
     return build_request(plan, specs, avoid=["an earlier question"] * 20)
-
-
-def parse_json_reply(text: str) -> Any:
-    return json.loads(text)
 
 
 def judged_dimensions(plan: Plan) -> list[str]:

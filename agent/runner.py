@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
                 result = asyncio.run(_run(engine, provider))
             finally:
                 log.info("run end: %d/%d accepted, $%.4f", engine.auditor.n_accepted, plan.total, engine.spent)
-            if opts.export and result.complete or opts.export and result.unfillable:
+            if opts.export and (result.complete or result.unfillable):
                 from agent.export import export_run
 
                 export_run(plan, ledger, out_dir)
@@ -105,6 +104,3 @@ async def _run(engine: Engine, provider) -> RunResult:
     finally:
         await provider.aclose()
 
-
-def api_key_from_env(provider: str) -> str | None:
-    return {"openai": os.environ.get("OPENAI_API_KEY"), "anthropic": os.environ.get("ANTHROPIC_API_KEY")}.get(provider)

@@ -155,9 +155,9 @@ class Auditor:
         items, self._pending_diversity = self._pending_diversity, []
         metrics = tracker.add_batch(items)
         found = shortfalls(metrics.cumulative, self.n_accepted, self.plan.total)
-        steer = steering(found, self.tracker.used_verbs)
+        steer = steering(found, tracker.used_verbs)
         if steer.get("avoid_list_size"):
-            steer["avoid_phrases"] = self.tracker.common_phrases(int(steer["avoid_list_size"]))
+            steer["avoid_phrases"] = tracker.common_phrases(int(steer["avoid_list_size"]))
         summary = {
             "batch": number,
             "processed": self.batch_processed,

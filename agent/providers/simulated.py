@@ -40,7 +40,6 @@ class SimulatedProvider(Provider):
         self.drift = drift
         # DATAGEN_SIMULATED_LATENCY (seconds per call) makes demos and crash tests behave like a slow API
         self.latency = latency if latency is not None else float(os.environ.get("DATAGEN_SIMULATED_LATENCY", "0"))
-        self.calls = 0
         self.asked: list[str] = []   # earlier user messages, for planted near-copies
 
     def _rng(self, request: Request) -> random.Random:
@@ -54,7 +53,6 @@ class SimulatedProvider(Provider):
 
     def reply(self, request: Request) -> Completion:
         """The whole reply, synchronously (a loopback test server calls this from its own thread)."""
-        self.calls += 1
         rng = self._rng(request)
         if request.purpose == "brainstorm":
             return self._finish(request, json.dumps({"topics": brainstorm(rng, request.user)}))
