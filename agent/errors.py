@@ -6,6 +6,7 @@
     ├── ProviderError            an LLM call failed; .retryable says whether trying again can help
     ├── ResumeError              the ledger and the plan disagree (renamed dimension, lowered quota)
     ├── LockError                another datagen process is working on the same run
+    ├── LedgerError              the ledger file is damaged, empty, a folder, or from a newer datagen
     ├── BudgetExceeded           --max-cost reached (exit 3: the run stopped cleanly, resumable)
     └── Interrupted              the user stopped an interactive command (exit 130)
 """
@@ -42,6 +43,10 @@ class ResumeError(DatagenError):
 
 
 class LockError(DatagenError):
+    pass
+
+
+class LedgerError(DatagenError):
     pass
 
 
