@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from agent.errors import DatagenError
+from agent.errors import DatagenError, storage_problem
 
 log = logging.getLogger("agent")
 PlanPath = click.Path(path_type=Path, dir_okay=False)
@@ -134,7 +134,7 @@ def open_run(plan_path: Path, outputs: Path):
 
     loaded = load_plan(plan_path)
     db = outputs / loaded.name / "ledger.sqlite"
-    if not db.exists():
+    if not os.path.lexists(db):  # a dangling or looped symlink is the Ledger's to explain
         raise DatagenError(f"no run yet for plan {loaded.name!r} in {outputs}; start one with: "
                            f"datagen generate --plan {plan_path}")
     return loaded, Ledger(db)
@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - last resort: one line, details on request
         if debug:
             raise
+        if (line := storage_problem(e)) is not None:  # a full disk or a damaged ledger: say what to do
+            say(f"datagen: {line}")
+            sys.exit(2)
         say(f"datagen: internal error: {type(e).__name__}: {e} (set DATAGEN_DEBUG=1 for the traceback)")
         sys.exit(1)
 

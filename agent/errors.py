@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class DatagenError(Exception):
     exit_code = 2
@@ -56,3 +59,18 @@ class BudgetExceeded(DatagenError):
 
 class Interrupted(DatagenError):
     exit_code = 130
+
+
+def storage_problem(e: BaseException) -> str | None:
+    """One line with a next step for a full disk or a damaged ledger met mid-command; None for anything else."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return (f"the disk is full ({e.strerror}{where}); free some space and run the same command again "
+                f"(everything already accepted is kept in the ledger)")
+    if isinstance(e, sqlite3.OperationalError) and "full" in str(e):
+        return (f"the disk is full (SQLite: {e}); free some space and run the same command again "
+                f"(everything already accepted is kept in the ledger)")
+    if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+        return (f"the run's ledger is damaged (SQLite: {e}); move ledger.sqlite aside to keep it, or pass "
+                f"--restart to start the run over")
+    return None

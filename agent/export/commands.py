@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,18 +31,25 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
            max_tokens: int) -> None:
     """Write training/validation JSONL, dataset_info.txt and report.html from a run's ledger."""
     from agent.export import export as run_export
-    from agent.ledger import Ledger, RunLock
+    from agent.ledger import Ledger, RunLock, check_compatible
     from agent.plan import load_plan
 
     plan = load_plan(plan_path)
     db = outputs / plan.name / "ledger.sqlite"
-    if not db.exists():
+    if not os.path.lexists(db):  # a dangling or looped symlink is the Ledger's to explain
         raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
                            f"datagen generate --plan {plan_path}")
     lock = RunLock(db.parent)  # not while a generate (or another export) works on this run
     lock.__enter__()
-    ledger = Ledger(db)
     try:
+        ledger = Ledger(db)
+    except BaseException:
+        lock.__exit__()
+        raise
+    try:
+        stored = ledger.stored_plan()
+        if stored is not None:  # the plan may have changed since the run: export only what it still describes
+            check_compatible(stored, plan, ledger)
         if not ledger.accepted_count():
             raise DatagenError(f"the run of plan {plan.name!r} has no accepted examples yet; nothing to export")
         try:

@@ -21,8 +21,8 @@ from agent.plan import Plan
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
-NEAR_DUP_RULE = ("near-duplicates: difflib.SequenceMatcher(None, new, old, autojunk=False).ratio() > {t:g} on the "
-                 "first user message (or prompt), the newer example first; the later one is rejected")
+NEAR_DUP_RULE = ("near-duplicates: difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() > {t:g} on the "
+                 "first user message (or prompt), in either argument order; the later one is rejected")
 
 
 def bin_label(i: int) -> str:
