@@ -165,7 +165,8 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
                            outputs=outputs)
     result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
-    say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run, "
+    lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
+    say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run{lost}, "
         f"{result.calls:,} calls, ${result.cost:.4f} spent{tag}")
     for u in result.unfillable:
         say(f"unfillable: {u['dimension']}.{u['category']} short by {u['short_by']} after repeated misses")

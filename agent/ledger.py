@@ -65,6 +65,15 @@ MIGRATIONS = {
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+# Rejection reasons that mean no example existed: the call failed, its reply was unusable, or it held no item
+# for the spec. Reported as "failed calls", never as rejected examples.
+LOST_REASONS = ("call_failed:", "invalid_reply", "missing_from_reply")
+
+
+def is_lost(reason: str | None) -> bool:
+    return (reason or "").startswith(LOST_REASONS)
+
+
 @dataclass
 class ExampleRow:
     spec_id: str
@@ -282,8 +291,16 @@ class Ledger:
         return self.db.execute("SELECT COUNT(*) FROM examples WHERE status = 'accepted'").fetchone()[0]
 
     def rejection_counts(self) -> dict[str, int]:
+        """Examples rejected by the audit, per reason (specs lost with no example are in lost_counts())."""
+        return {r: n for r, n in self._rejected_rows() if not is_lost(r)}
+
+    def lost_counts(self) -> dict[str, int]:
+        """Specs that never became an example (a failed call, or a reply with no usable item for them)."""
+        return {r: n for r, n in self._rejected_rows() if is_lost(r)}
+
+    def _rejected_rows(self) -> list[tuple[str, int]]:
         rows = self.db.execute("SELECT reason, COUNT(*) FROM examples WHERE status = 'rejected' GROUP BY 1 ORDER BY 2 DESC")
-        return {reason or "unknown": n for reason, n in rows}
+        return [(reason or "unknown", n) for reason, n in rows]
 
     def usage(self) -> dict[str, Any]:
         row = self.db.execute(

@@ -53,9 +53,11 @@ def status(plan: Plan, ledger, console: Console) -> None:
                   f"({accepted / plan.total:.0%}); {usage['calls']:,} calls, "
                   f"{usage['input_tokens']:,} input + {usage['output_tokens']:,} output tokens, ${usage['cost']:.4f}"
                   + ("  [SIMULATED: not training data]" if ledger.simulated else ""))
-    rejections = ledger.rejection_counts()
+    rejections, lost = ledger.rejection_counts(), ledger.lost_counts()
     if rejections:
-        console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
+        console.print("rejected examples: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
+    if lost:
+        console.print("failed calls (examples lost, none produced): " + ", ".join(f"{k} {v}" for k, v in lost.items()))
     if usage["faults"]:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
     fill_tables(plan, ledger.label_counts(), console)
