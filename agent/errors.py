@@ -65,8 +65,8 @@ def storage_problem(e: BaseException) -> str | None:
     """One line with a next step for a full disk or a damaged ledger met mid-command; None for anything else."""
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
-        return (f"the disk is full ({e.strerror}{where}); free some space and run the same command again "
-                f"(everything already accepted is kept in the ledger)")
+        return (f"the disk is full ({e.strerror or 'no space left'}{where}); free some space and run the same "
+                f"command again (everything already accepted is kept in the ledger)")
     if isinstance(e, sqlite3.OperationalError) and "full" in str(e):
         return (f"the disk is full (SQLite: {e}); free some space and run the same command again "
                 f"(everything already accepted is kept in the ledger)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from agent.errors import DatagenError
+from agent.errors import DatagenError, storage_problem
 from agent.export.formats import FORMATS
 from agent.export.validate import DEFAULT_MAX_TOKENS
 
@@ -55,8 +55,9 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
         try:
             result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens)
         except OSError as e:
-            raise DatagenError(f"cannot write the export to {out or db.parent}: {e.strerror or e}; "
-                               f"choose a writable --out folder") from None
+            full = storage_problem(e)  # a full disk: freeing space helps, another folder may not
+            raise DatagenError(f"cannot write the export to {out or db.parent}: " + (
+                full or f"{e.strerror or e}; choose a writable --out folder")) from None
     finally:
         ledger.close()
         lock.__exit__()
