@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_dim ON labels (dimension, category);
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
+-- run state: "diversity" in agent/audit/state.py's data format (never pickle), "diversity_upto" the last
+-- accepted example id it holds
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
@@ -381,8 +383,11 @@ def check_file(path: Path) -> None:
     page_size = struct.unpack(">H", head[16:18])[0]
     page_size = 65536 if page_size == 1 else page_size
     pages, changes, valid_for = struct.unpack(">I", head[28:32])[0], head[24:28], head[92:96]
-    # the header's page count is trustworthy when its change counter matches "version valid for"
-    if changes == valid_for and pages and st.st_size < pages * page_size:
+    # the header's page count is trustworthy when its change counter matches "version valid for"; with a
+    # non-empty write-ahead log beside it (a kill during a checkpoint) the missing pages may be in the log
+    wal = Path(f"{path}-wal")
+    in_log = wal.exists() and wal.stat().st_size > 0
+    if changes == valid_for and pages and not in_log and st.st_size < pages * page_size:
         raise LedgerError(_damaged(path, f"truncated: {st.st_size:,} bytes of {pages * page_size:,}"))
 
 

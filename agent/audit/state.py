@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import operator
 import struct
 from collections import Counter
 from collections.abc import Sequence
+from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,7 @@ FORMAT = "datagen-state"
 FORMAT_VERSION = 1
 DTYPES = {"<i8", "<i4", "<i2", "|i1", "|u1", "<u4", "<u8", "|b1", "<f8", "<f4"}
 _SCALARS = (type(None), bool, int, float, str)
-_I64 = (-(1 << 63), (1 << 63) - 1)
+_COLUMN_KINDS = {type(None), int, float, str, np.ndarray}
 
 
 class StateError(ValueError):
@@ -89,33 +91,40 @@ class _Writer:
         raise StateError(f"cannot store a {t.__module__}.{t.__qualname__}")
 
     def column(self, items: list[Any]) -> dict[str, Any]:
-        kinds = {type(x) for x in items}
-        if not items or not kinds <= {type(None), int, float, str, np.ndarray}:
+        # map() keeps the per-item work in C: a tracker's columns hold millions of items
+        types = list(map(type, items))
+        kinds = set(types)
+        if not items or not kinds <= _COLUMN_KINDS:
             return {"c": "any", "v": [self.node(x) for x in items]}
         if len(kinds) == 1:
             return self._plain(kinds.pop(), items)
         order = sorted(kinds, key=lambda k: k.__name__)
         code = {k: n for n, k in enumerate(order)}
-        tags = np.fromiter((code[type(x)] for x in items), dtype=np.uint8, count=len(items))
-        parts = [self._plain(k, [x for x in items if type(x) is k]) for k in order]
+        tags = np.fromiter(map(code.__getitem__, types), dtype=np.uint8, count=len(items))
+        parts = [self._plain(k, list(compress(items, map(operator.is_, types, repeat(k))))) for k in order]
         return {"c": "mix", "tags": self.blob(tags), "p": parts}
 
     def _plain(self, kind: type, items: list[Any]) -> dict[str, Any]:
         if kind is type(None):
             return {"c": "none", "n": len(items)}
         if kind is int:
-            if min(items) < _I64[0] or max(items) > _I64[1]:
+            try:
+                return {"c": "int", "b": self.blob(np.array(items, dtype=np.int64))}
+            except OverflowError:  # beyond 64 bits: JSON holds any integer
                 return {"c": "any", "v": items}
-            return {"c": "int", "b": self.blob(np.array(items, dtype=np.int64))}
         if kind is float:
             return {"c": "float", "b": self.blob(np.array(items, dtype=np.float64))}
         if kind is str:
             return {"c": "str", "v": items}
-        dtypes = {a.dtype.str for a in items}
+        dtypes = set(map(_dtype_of, items))
         if len(dtypes) != 1 or any(a.ndim != 1 for a in items):
             return {"c": "any", "v": [self.node(a) for a in items]}
-        lengths = np.fromiter((len(a) for a in items), dtype=np.int64, count=len(items))
+        lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
         return {"c": "nd", "d": dtypes.pop(), "b": self.blob(np.concatenate(items)), "l": self.blob(lengths)}
+
+
+def _dtype_of(a: np.ndarray) -> str:
+    return a.dtype.str
 
 
 def dumps(obj: Any, modules: Sequence[str]) -> bytes:
