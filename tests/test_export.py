@@ -390,7 +390,7 @@ def test_written_files_get_the_mode_the_umask_gives(runs, tmp_path):
     assert stat.S_IMODE((tmp_path / "saved.yaml").stat().st_mode) == 0o644
 
 
-def test_failed_calls_are_reported_apart_from_rejected_examples(runs, tmp_path):
+def test_failed_calls_are_reported_apart_from_rejected_examples(runs, tmp_path, run_cli):
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     call = CallRow(batch=99, purpose="generate", provider="simulated", model="simulated-1", status="error")
     ledger.record_call([call], [ExampleRow(spec_id=f"f{i}", status="rejected", requested={},
@@ -408,6 +408,11 @@ def test_failed_calls_are_reported_apart_from_rejected_examples(runs, tmp_path):
     html = (folder / REPORT).read_text()
     assert "8 examples lost to failed calls" in html and 'data-chart="lost"' in html
     assert "call_failed" not in re.search(r'data-chart="rejections".*?</svg>', html, re.S).group(0)
+    r = run_cli("status", "--plan", str(plan_file(tmp_path, plan)), "--outputs", str(tmp_path))
+    assert r.code == 0, r.err
+    rejected_line = next(line for line in r.out.splitlines() if line.startswith("rejected examples:"))
+    assert "near_duplicate" in rejected_line and "call_failed" not in rejected_line
+    assert "failed calls (examples lost, none produced): call_failed:server 7, invalid_reply 1" in r.out
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
@@ -589,3 +594,23 @@ def test_export_command_errors_are_one_line_and_exit_2(runs, tmp_path, run_cli):
     assert r.code == 2 and "no run yet for plan" in r.err and len(r.err.strip().splitlines()) == 1
     r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--format", "dpo")
     assert r.code == 2 and "format dpo needs preference records" in r.err
+
+
+def test_a_batch_audit_counts_failed_calls_apart(tmp_path):
+    from agent.audit.auditor import Auditor
+    from agent.example import Spec
+    from agent.progress import headline
+
+    plan = Plan.model_validate(plan_data("chat", total=60))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        spec = Spec(id="s1", labels={}, topic="", system_prompt="")
+        for reason in ("call_failed:timeout", "call_failed:timeout", "invalid_reply", "near_duplicate"):
+            auditor.reject_spec(spec, reason, "")
+        summary = auditor.close_batch(1, {})
+    finally:
+        ledger.close()
+    assert summary["rejected"] == 1 and summary["rejections"] == {"near_duplicate": 1}
+    assert summary["failed_calls"] == 3 and summary["lost"] == {"call_failed:timeout": 2, "invalid_reply": 1}
+    assert "+0 accepted, 1 rejected (near_duplicate 1), 3 lost to failed calls" in headline(summary)

@@ -19,7 +19,7 @@ from agent.audit.diversity import DiversityTracker, shortfalls, steering
 from agent.audit.labels import measure
 from agent.audit.state import StateError, dumps, loads, same_shape
 from agent.example import Spec, response_text, user_text
-from agent.ledger import ExampleRow, Ledger
+from agent.ledger import ExampleRow, Ledger, is_lost
 from agent.plan import Plan
 
 Counts = dict[str, dict[str, int]]
@@ -162,12 +162,15 @@ class Auditor:
         steer = steering(found, tracker.used_verbs)
         if steer.get("avoid_list_size"):
             steer["avoid_phrases"] = tracker.common_phrases(int(steer["avoid_list_size"]))
+        lost = {r: n for r, n in self.batch_reasons.most_common() if is_lost(r)}  # specs no example came back for
         summary = {
             "batch": number,
             "processed": self.batch_processed,
             "accepted": self.batch_accepted,
-            "rejected": self.batch_processed - self.batch_accepted,
-            "rejections": dict(self.batch_reasons.most_common()),
+            "rejected": self.batch_processed - self.batch_accepted - sum(lost.values()),
+            "rejections": {r: n for r, n in self.batch_reasons.most_common() if r not in lost},
+            "failed_calls": sum(lost.values()),
+            "lost": lost,
             "duplicates": self.batch_reasons.get("near_duplicate", 0),
             "total_accepted": self.n_accepted,
             "table": {d: {c.name: {"target": c.quota, "accepted": self.accepted[d].get(c.name, 0),
