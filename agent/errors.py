@@ -70,7 +70,7 @@ def storage_problem(e: BaseException) -> str | None:
     if isinstance(e, sqlite3.OperationalError) and "full" in str(e):
         return (f"the disk is full (SQLite: {e}); free some space and run the same command again "
                 f"(everything already accepted is kept in the ledger)")
-    if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+    if type(e) is sqlite3.DatabaseError:  # "malformed", "not a database"; not a subclass (a bug's IntegrityError)
         return (f"the run's ledger is damaged (SQLite: {e}); move ledger.sqlite aside to keep it, or pass "
                 f"--restart to start the run over")
     return None

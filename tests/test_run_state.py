@@ -258,3 +258,16 @@ def test_a_really_full_disk_during_generate_gives_one_line_and_keeps_the_ledger(
             con.close()
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
+
+
+def test_a_full_disk_or_damaged_ledger_mid_command_is_one_line_not_an_internal_error():
+    import errno
+
+    from agent.errors import storage_problem
+
+    assert "the disk is full (No space left on device writing /x/y)" in storage_problem(
+        OSError(errno.ENOSPC, "No space left on device", "/x/y"))
+    assert "free some space" in storage_problem(sqlite3.OperationalError("database or disk is full"))
+    assert "ledger is damaged" in storage_problem(sqlite3.DatabaseError("database disk image is malformed"))
+    assert storage_problem(sqlite3.IntegrityError("UNIQUE constraint failed")) is None   # a bug stays a bug
+    assert storage_problem(OSError(errno.EACCES, "Permission denied")) is None
