@@ -332,6 +332,26 @@ def test_a_failure_after_the_data_files_leaves_all_four_as_they_were(runs, tmp_p
     assert not list(folder.glob(".datagen-export*"))   # the staging folder went with the failure
 
 
+def test_no_room_for_the_swap_marker_leaves_nothing_behind(runs, tmp_path, monkeypatch):
+    import agent.export
+
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    export(plan, ledger, folder)
+    before = four_files(folder)
+    real = agent.export.write_new
+
+    def full_for_the_marker(path, text):
+        if path.name.startswith(agent.export.SWAP_MARKER):
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(agent.export, "write_new", full_for_the_marker)
+    with pytest.raises(OSError):
+        export(plan, ledger, folder, fmt="sharegpt")
+    assert four_files(folder) == before
+    assert not list(folder.glob(".datagen-export*"))
+
+
 def test_export_removes_only_its_own_temporary_files(runs, tmp_path):
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     out = tmp_path / "mine"

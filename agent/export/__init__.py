@@ -108,8 +108,13 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)   # every failure, a full disk included: no file left behind
         raise
-    # a stale validation file from an earlier export would mislead: it goes in the same swap
-    _swap(out_dir, staging, names, remove=[] if parts.n_val else [VAL])
+    try:
+        # a stale validation file from an earlier export would mislead: it goes in the same swap
+        _swap(out_dir, staging, names, remove=[] if parts.n_val else [VAL])
+    except BaseException:
+        if not (out_dir / SWAP_MARKER).exists():   # the swap never began (no room for the marker): undo
+            shutil.rmtree(staging, ignore_errors=True)
+        raise                                      # otherwise the next export finishes it
     result.paths = [out_dir / n for n in names]
     result.seconds = time.monotonic() - started
     return result
