@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from agent.errors import DatagenError
+from agent.errors import DatagenError, storage_problem
 
 log = logging.getLogger("agent")
 PlanPath = click.Path(path_type=Path, dir_okay=False)
@@ -134,7 +134,7 @@ def open_run(plan_path: Path, outputs: Path):
 
     loaded = load_plan(plan_path)
     db = outputs / loaded.name / "ledger.sqlite"
-    if not db.exists():
+    if not os.path.lexists(db):  # a dangling or looped symlink is the Ledger's to explain
         raise DatagenError(f"no run yet for plan {loaded.name!r} in {outputs}; start one with: "
                            f"datagen generate --plan {plan_path}")
     return loaded, Ledger(db)
@@ -165,7 +165,8 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
                            outputs=outputs)
     result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
-    say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run, "
+    lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
+    say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run{lost}, "
         f"{result.calls:,} calls, ${result.cost:.4f} spent{tag}")
     for u in result.unfillable:
         say(f"unfillable: {u['dimension']}.{u['category']} short by {u['short_by']} after repeated misses")
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - last resort: one line, details on request
         if debug:
             raise
+        if (line := storage_problem(e)) is not None:  # a full disk or a damaged ledger: say what to do
+            say(f"datagen: {line}")
+            sys.exit(2)
         say(f"datagen: internal error: {type(e).__name__}: {e} (set DATAGEN_DEBUG=1 for the traceback)")
         sys.exit(1)
 

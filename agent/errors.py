@@ -6,11 +6,15 @@
     ├── ProviderError            an LLM call failed; .retryable says whether trying again can help
     ├── ResumeError              the ledger and the plan disagree (renamed dimension, lowered quota)
     ├── LockError                another datagen process is working on the same run
+    ├── LedgerError              the ledger file is damaged, empty, a folder, or from a newer datagen
     ├── BudgetExceeded           --max-cost reached (exit 3: the run stopped cleanly, resumable)
     └── Interrupted              the user stopped an interactive command (exit 130)
 """
 
 from __future__ import annotations
+
+import errno
+import sqlite3
 
 
 class DatagenError(Exception):
@@ -45,9 +49,28 @@ class LockError(DatagenError):
     pass
 
 
+class LedgerError(DatagenError):
+    pass
+
+
 class BudgetExceeded(DatagenError):
     exit_code = 3
 
 
 class Interrupted(DatagenError):
     exit_code = 130
+
+
+def storage_problem(e: BaseException) -> str | None:
+    """One line with a next step for a full disk or a damaged ledger met mid-command; None for anything else."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return (f"the disk is full ({e.strerror or 'no space left'}{where}); free some space and run the same "
+                f"command again (everything already accepted is kept in the ledger)")
+    if isinstance(e, sqlite3.OperationalError) and "full" in str(e):
+        return (f"the disk is full (SQLite: {e}); free some space and run the same command again "
+                f"(everything already accepted is kept in the ledger)")
+    if type(e) is sqlite3.DatabaseError:  # "malformed", "not a database"; not a subclass (a bug's IntegrityError)
+        return (f"the run's ledger is damaged (SQLite: {e}); move ledger.sqlite aside to keep it, or pass "
+                f"--restart to start the run over")
+    return None

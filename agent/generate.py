@@ -19,7 +19,7 @@ from agent.audit.auditor import Auditor, to_record
 from agent.draw import draw
 from agent.errors import BudgetExceeded, ProviderError
 from agent.example import Spec, response_text, user_text
-from agent.ledger import CallRow, ExampleRow, Ledger
+from agent.ledger import CallRow, ExampleRow, Ledger, is_lost
 from agent.limits import Attempt, Limiter, call_with_retries
 from agent.plan import Plan
 from agent.progress import headline
@@ -55,6 +55,7 @@ class RunResult:
     calls: int
     unfillable: list[dict[str, Any]]
     simulated: bool
+    lost: int = 0          # specs lost to failed calls: never examples, so not counted as rejected
 
     @property
     def complete(self) -> bool:
@@ -84,6 +85,7 @@ class Engine:
         self.cost_this_run = 0.0
         self.failed_in_a_row = 0
         self.rejected_this_run = 0
+        self.lost_this_run = 0
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
         self.started = time.monotonic()
@@ -212,7 +214,8 @@ class Engine:
         self.spent += cost
         self.cost_this_run += cost
         self.calls_this_run += len(calls)
-        self.rejected_this_run += sum(r.status == "rejected" for r in rows)
+        self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows)
+        self.lost_this_run += sum(r.status == "rejected" and is_lost(r.reason) for r in rows)  # no example existed
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
         self.open_calls[out.batch] -= 1
@@ -308,7 +311,7 @@ class Engine:
             accepted=self.auditor.n_accepted, total=self.plan.total, rejected=self.rejected_this_run,
             cost=self.spent, calls=self.calls_this_run,
             unfillable=[{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.auditor.unfillable.items()],
-            simulated=self.provider.simulated)
+            simulated=self.provider.simulated, lost=self.lost_this_run)
 
     def update_progress(self, final: bool = False) -> None:
         if self.progress:

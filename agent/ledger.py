@@ -7,8 +7,11 @@ one transaction, so a kill -9 at any instant loses at most the calls in flight a
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from agent.errors import LockError, ResumeError
+from agent.errors import LedgerError, LockError, ResumeError
 from agent.plan import Plan
 
 SCHEMA = """
@@ -28,7 +31,8 @@ CREATE TABLE IF NOT EXISTS calls (
     kind TEXT,                       -- the fault: rate_limit, server, overloaded, timeout, connection, malformed, ...
     attempts INTEGER DEFAULT 1, input_tokens INTEGER DEFAULT 0, output_tokens INTEGER DEFAULT 0,
     cached_tokens INTEGER DEFAULT 0, cost REAL DEFAULT 0, latency REAL DEFAULT 0, mode TEXT,
-    error TEXT, created_at REAL NOT NULL
+    error TEXT, created_at REAL NOT NULL,
+    reply TEXT                       -- the raw reply text (schema 2)
 );
 CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY, call_id INTEGER, kind TEXT NOT NULL, message TEXT, latency REAL, created_at REAL NOT NULL
@@ -47,8 +51,29 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_dim ON labels (dimension, category);
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
+-- run state: "diversity" in agent/audit/state.py's data format (never pickle), "diversity_upto" the last
+-- accepted example id it holds
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+
+# The ledger's schema version, in meta "schema_version" (a ledger without one is version 1). A ledger of
+# an older version is migrated forward on open, each step in one transaction; a newer one is refused.
+#   1  the first schema
+#   2  calls.reply: the raw reply text
+SCHEMA_VERSION = 2
+MIGRATIONS = {
+    2: ["ALTER TABLE calls ADD COLUMN reply TEXT"],
+}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+# Rejection reasons that mean no example existed: the call failed, its reply was unusable, or it held no item
+# for the spec. Reported as "failed calls", never as rejected examples.
+LOST_REASONS = ("call_failed:", "invalid_reply", "missing_from_reply")
+
+
+def is_lost(reason: str | None) -> bool:
+    return (reason or "").startswith(LOST_REASONS)
 
 
 @dataclass
@@ -84,11 +109,56 @@ class CallRow:
 
 class Ledger:
     def __init__(self, path: Path):
+        """Open the ledger at path (created if missing). A file that is not a ledger this version can use
+        is refused with a LedgerError before anything is written to it."""
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process kills
-        self.db.executescript(SCHEMA)
+        check_file(path)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise LedgerError(_damaged(path, str(e))) from None
+        try:
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"{path}: written by a newer datagen (ledger schema {version}, this one reads up "
+                                  f"to {SCHEMA_VERSION}); upgrade datagen to resume or export this run")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process kills
+            self.db.executescript(SCHEMA)
+            self._migrate(version)
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise LedgerError(_damaged(path, str(e))) from None
+        except LedgerError:
+            self.db.close()
+            raise
+
+    def _version(self) -> int:
+        """The schema version of an existing ledger (1 when unmarked); SCHEMA_VERSION for a new one."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return SCHEMA_VERSION
+        if "meta" not in tables:
+            raise LedgerError(_damaged(self.path, "an SQLite database without datagen's tables"))
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else 1
+        except ValueError:
+            raise LedgerError(_damaged(self.path, f"schema_version {row[0]!r} is not a number")) from None
+
+    def _migrate(self, version: int) -> None:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                columns = {r[1] for r in self.db.execute("PRAGMA table_info(calls)")}
+                for sql in MIGRATIONS.get(target, []):
+                    # a column the SCHEMA script (or another build's ad-hoc change) already added stays as is
+                    if sql.startswith("ALTER TABLE calls ADD COLUMN") and sql.split()[5] in columns:
+                        continue
+                    self.db.execute(sql)
+                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(target),))
+        if version == SCHEMA_VERSION and self.meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
@@ -96,15 +166,19 @@ class Ledger:
         """Open (or create) the ledger of `plan` in out_dir, checking the plan still fits the run."""
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "ledger.sqlite"
-        if restart and path.exists():
+        if restart and os.path.lexists(path) and not os.path.isdir(path):  # a folder is never deleted
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         ledger = cls(path)
-        old = ledger.meta("plan")
-        if old is None:
-            ledger.set_meta("created_at", str(time.time()))
-        else:
-            check_compatible(Plan.model_validate_json(old), plan, ledger)
+        try:
+            old = ledger.meta("plan")
+            if old is None:
+                ledger.set_meta("created_at", str(time.time()))
+            else:
+                check_compatible(ledger.stored_plan(), plan, ledger)
+        except BaseException:
+            ledger.close()
+            raise
         ledger.set_meta("plan", plan.model_dump_json())
         ledger.set_meta("plan_hash", plan.content_hash())
         if simulated:
@@ -113,6 +187,18 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+    def stored_plan(self) -> Plan | None:
+        """The plan the run was started (or last resumed) with; LedgerError if it no longer validates."""
+        raw = self.meta("plan")
+        if raw is None:
+            return None
+        try:
+            return Plan.model_validate_json(raw)
+        except ValueError as e:
+            first = str(e).splitlines()[1:2] or [str(e)]
+            raise LedgerError(f"{self.path}: the plan stored in this ledger no longer validates ({first[0].strip()}); "
+                              f"export it with the datagen that made it, or pass --restart to start over") from None
 
     # -- meta and state ---------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -199,12 +285,24 @@ class Ledger:
             counts.setdefault(dim, {})[cat] = n
         return counts
 
-    def accepted_count(self) -> int:
+    def accepted_count(self, upto: int | None = None) -> int:
+        """Accepted examples (with an id up to `upto` if given)."""
+        if upto is not None:
+            return self.db.execute("SELECT COUNT(*) FROM examples WHERE status = 'accepted' AND id <= ?",
+                                   (upto,)).fetchone()[0]
         return self.db.execute("SELECT COUNT(*) FROM examples WHERE status = 'accepted'").fetchone()[0]
 
     def rejection_counts(self) -> dict[str, int]:
+        """Examples rejected by the audit, per reason (specs lost with no example are in lost_counts())."""
+        return {r: n for r, n in self._rejected_rows() if not is_lost(r)}
+
+    def lost_counts(self) -> dict[str, int]:
+        """Specs that never became an example (a failed call, or a reply with no usable item for them)."""
+        return {r: n for r, n in self._rejected_rows() if is_lost(r)}
+
+    def _rejected_rows(self) -> list[tuple[str, int]]:
         rows = self.db.execute("SELECT reason, COUNT(*) FROM examples WHERE status = 'rejected' GROUP BY 1 ORDER BY 2 DESC")
-        return {reason or "unknown": n for reason, n in rows}
+        return [(reason or "unknown", n) for reason, n in rows]
 
     def usage(self) -> dict[str, Any]:
         row = self.db.execute(
@@ -249,6 +347,48 @@ class Ledger:
     def recent_user_texts(self, n: int) -> list[str]:
         rows = self.db.execute("SELECT user_text FROM examples WHERE status='accepted' ORDER BY id DESC LIMIT ?", (n,))
         return [r[0] for r in rows]
+
+
+def _damaged(path: Path, what: str) -> str:
+    return (f"{path}: not a usable ledger ({what}); move it aside to keep it (mv {path} {path}.bad), "
+            f"or pass --restart to discard it and start the run over")
+
+
+def check_file(path: Path) -> None:
+    """Refuse a ledger path that is not a regular, complete SQLite file before SQLite touches it: SQLite
+    would treat an empty file as a new database (and the run would start over), and reports a folder or
+    a symlink loop only as "unable to open"."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise LedgerError(f"{path}: a symlink to a missing file; remove the link or point it at the ledger") from None
+        return  # a new run
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise LedgerError(f"{path}: a symlink loop, not a ledger; remove the link (rm {path}) or point it "
+                              f"at the run's ledger") from None
+        raise LedgerError(f"{path}: cannot read the ledger ({e.strerror}); check its permissions") from None
+    if os.path.isdir(path):
+        raise LedgerError(f"{path}: is a folder, not a ledger; move it aside (mv {path} {path}.bad) and run again")
+    if st.st_size == 0:
+        raise LedgerError(_damaged(path, "the file is empty (0 bytes)"))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        raise LedgerError(f"{path}: cannot read the ledger ({e.strerror}); check its permissions") from None
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise LedgerError(_damaged(path, "not an SQLite database"))
+    page_size = struct.unpack(">H", head[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages, changes, valid_for = struct.unpack(">I", head[28:32])[0], head[24:28], head[92:96]
+    # the header's page count is trustworthy when its change counter matches "version valid for"; with a
+    # non-empty write-ahead log beside it (a kill during a checkpoint) the missing pages may be in the log
+    wal = Path(f"{path}-wal")
+    in_log = wal.exists() and wal.stat().st_size > 0
+    if changes == valid_for and pages and not in_log and st.st_size < pages * page_size:
+        raise LedgerError(_damaged(path, f"truncated: {st.st_size:,} bytes of {pages * page_size:,}"))
 
 
 def check_compatible(old: Plan, new: Plan, ledger: Ledger) -> None:

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from agent.yamlfile import dump_yaml, load_model, write_atomic
+from agent.yamlfile import StrictScalars, dump_yaml, load_model, write_atomic
 
 OutputFormat = Literal["openai", "alpaca", "sharegpt", "dpo", "kto"]
 SpecialFormat = Literal["code", "lists", "tables", "json"]
@@ -25,7 +25,7 @@ SHARE_TOLERANCE = 1e-6
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class Strict(BaseModel):
+class Strict(StrictScalars):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 

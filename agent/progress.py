@@ -84,7 +84,8 @@ def headline(summary: dict[str, Any]) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in list(summary.get("rejections", {}).items())[:3]) or "none"
     ttr = cum.get("mean_ttr")
     overlap = cum.get("ngram_overlap")
-    bits = [f"batch {summary['batch']}: +{summary['accepted']} accepted, {summary['rejected']} rejected ({reasons})"]
+    bits = [f"batch {summary['batch']}: +{summary['accepted']} accepted, {summary['rejected']} rejected ({reasons})"
+            + (f", {summary['failed_calls']} lost to failed calls" if summary.get("failed_calls") else "")]
     if ttr is not None:
         bits.append(f"TTR {ttr:.2f}")
     if overlap is not None:

@@ -53,9 +53,11 @@ def status(plan: Plan, ledger, console: Console) -> None:
                   f"({accepted / plan.total:.0%}); {usage['calls']:,} calls, "
                   f"{usage['input_tokens']:,} input + {usage['output_tokens']:,} output tokens, ${usage['cost']:.4f}"
                   + ("  [SIMULATED: not training data]" if ledger.simulated else ""))
-    rejections = ledger.rejection_counts()
+    rejections, lost = ledger.rejection_counts(), ledger.lost_counts()
     if rejections:
-        console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
+        console.print("rejected examples: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
+    if lost:
+        console.print("failed calls (examples lost, none produced): " + ", ".join(f"{k} {v}" for k, v in lost.items()))
     if usage["faults"]:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
     fill_tables(plan, ledger.label_counts(), console)
@@ -67,12 +69,13 @@ def audit(plan: Plan, ledger, console: Console) -> None:
         console.print("No batch has been audited yet.")
         return
     table = Table(title="Batches", title_justify="left")
-    for col in ("batch", "accepted", "rejected", "duplicates", "top rejection reasons", "mean TTR", "overlap", "verbs", "topics"):
+    for col in ("batch", "accepted", "rejected", "failed calls", "duplicates", "top rejection reasons", "mean TTR", "overlap", "verbs", "topics"):
         table.add_column(col, justify="left" if "reason" in col else "right")
     for b in batches:
         cum = b.get("diversity", {}).get("cumulative", {})
         top = ", ".join(f"{k} {v}" for k, v in list(b.get("rejections", {}).items())[:3])
-        table.add_row(str(b["batch"]), str(b["accepted"]), str(b["rejected"]), str(b.get("duplicates", 0)), top,
+        table.add_row(str(b["batch"]), str(b["accepted"]), str(b["rejected"]), str(b.get("failed_calls", 0)),
+                      str(b.get("duplicates", 0)), top,
                       _num(cum.get("mean_ttr")), _pct(cum.get("ngram_overlap")), _num(cum.get("unique_verbs"), 0),
                       _num(cum.get("unique_topics"), 0))
     console.print(table)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import types
+import typing
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 
 from agent.errors import InputError
 
@@ -86,11 +88,75 @@ def load_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"{path}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
+    _refuse_duplicate_keys(path, node)
     if data is None:
         raise InputError(f"{path}: the {what} file has no settings (only comments or blank lines)")
     if not isinstance(data, dict):
         raise InputError(f"{path}: the {what} file must be a YAML mapping (key: value lines), got a {type(data).__name__}")
     return data, node
+
+
+def _refuse_duplicate_keys(path: Path, node: yaml.Node | None) -> None:
+    """YAML says keys are unique, PyYAML silently keeps the last one: a person's second value would hide
+    the first without a word. Walks the composed tree (iteratively: a deep file cannot overflow the stack)."""
+    stack = [node] if node is not None else []
+    seen: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:  # an alias repeats a node
+            continue
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        raise InputError(f"{path}:{line}: duplicate key {key.value!r} (first at line "
+                                         f"{first[key.value]}); keep one of them")
+                    first[key.value] = line
+                stack += [key, value]
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """The plain scalar types (bool, int, float) a field's annotation admits, through Optional/Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return set().union(*(_scalar_kinds(a) for a in typing.get_args(annotation)))
+    if origin is Annotated:
+        return _scalar_kinds(typing.get_args(annotation)[0])
+    return {annotation} if annotation in (bool, int, float) else set()
+
+
+class StrictScalars(BaseModel):
+    """A model whose numbers and yes/no fields take only what YAML reads as such: pydantic would take
+    `total: true` as 1, `total: "50"` as 50 and `allow_pii: 1` as true."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        kinds = _scalar_kinds(field.annotation) if field is not None else set()
+        if not kinds or value is None:
+            return value
+        if bool in kinds and not (kinds - {bool}):
+            if not isinstance(value, bool):
+                raise ValueError("Input should be a valid boolean: write true or false")
+        elif isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is a yes/no value, not a number; write a number")
+        elif isinstance(value, str) and _is_number(value):
+            raise ValueError(f"{value!r} is quoted text, not a number; write the number without quotes")
+        return value  # anything else gets pydantic's own message ("Input should be a valid number")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 KEY_HINTS = {
@@ -136,6 +202,20 @@ def load_model(path: Path, model: type[M], what: str) -> M:
         raise InputError(validation_message(path, e, node, what)) from None
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +225,7 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600; give what any tool would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -66,6 +66,7 @@ def test_kill_9_during_export_never_leaves_a_torn_file(finished_run, tmp_path):
     again = subprocess.run(export_cmd(plan, outputs, out), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert not list(out.glob(".*.tmp"))  # a killed export's temporary files are swept
+    assert not list(out.glob(".datagen-export*"))  # its staging folder and swap marker too
     exported = whole_jsonl(out / "training_data.jsonl") + whole_jsonl(out / "validation_data.jsonl")
     con = sqlite3.connect(outputs / "example" / "ledger.sqlite")
     users = {u for u, in con.execute("SELECT user_text FROM examples WHERE status='accepted'")}

@@ -4,9 +4,12 @@ dataset_info.txt checked against the ledger, report.html, and the `export` comma
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
+import stat
+import subprocess
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -305,7 +308,162 @@ def test_an_interrupted_export_leaves_the_previous_files_intact(runs, tmp_path, 
         export(plan, ledger, folder, fmt="sharegpt")
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".jsonl", ".txt", ".html")}
     assert after == before
-    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".datagen-export")]
+
+
+def four_files(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in (TRAIN, VAL, INFO, REPORT) if (folder / name).exists()}
+
+
+def test_a_failure_after_the_data_files_leaves_all_four_as_they_were(runs, tmp_path, monkeypatch):
+    """dataset_info.txt must never describe files of another export: all four are replaced, or none."""
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    export(plan, ledger, folder)
+    before = four_files(folder)
+    import agent.export
+
+    def full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(agent.export, "write_new", full)   # writing the report fails, after both JSONL files
+    with pytest.raises(OSError):
+        export(plan, ledger, folder, fmt="sharegpt")
+    assert four_files(folder) == before
+    assert not list(folder.glob(".datagen-export*"))   # the staging folder went with the failure
+
+
+def test_no_room_for_the_swap_marker_leaves_nothing_behind(runs, tmp_path, monkeypatch):
+    import agent.export
+
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    export(plan, ledger, folder)
+    before = four_files(folder)
+    real = agent.export.write_new
+
+    def full_for_the_marker(path, text):
+        if path.name.startswith(agent.export.SWAP_MARKER):
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(agent.export, "write_new", full_for_the_marker)
+    with pytest.raises(OSError):
+        export(plan, ledger, folder, fmt="sharegpt")
+    assert four_files(folder) == before
+    assert not list(folder.glob(".datagen-export*"))
+
+
+def test_export_removes_only_its_own_temporary_files(runs, tmp_path):
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    out = tmp_path / "mine"
+    out.mkdir()
+    theirs = {".notes.tmp": "my own notes\n", ".training_data.jsonl.abc.tmp": "someone else's\n", "keep.tmp": "x\n"}
+    for name, text in theirs.items():
+        (out / name).write_text(text)
+    export(plan, ledger, out)
+    export(plan, ledger, out, fmt="sharegpt")
+    for name, text in theirs.items():
+        assert (out / name).read_text() == text
+    assert not list(out.glob(".datagen-export*"))
+
+
+def test_a_half_done_swap_is_finished_by_the_next_export(runs, tmp_path):
+    """A kill between the renames of a swap: the marker lets the next export complete it."""
+    from agent.export import STAGING_PREFIX, SWAP_MARKER, finish_swap
+
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    export(plan, ledger, folder)                       # openai
+    other = tmp_path / "other"
+    export(plan, ledger, other, fmt="sharegpt")
+    wanted = four_files(other)
+    staging = folder / (STAGING_PREFIX + "killed")
+    shutil.copytree(other, staging)
+    (folder / SWAP_MARKER).write_text(json.dumps({"staging": staging.name, "install": [TRAIN, VAL, INFO, REPORT],
+                                                  "remove": []}))
+    (staging / TRAIN).replace(folder / TRAIN)         # the kill landed after the first rename
+    assert four_files(folder) != wanted               # a mixed set: sharegpt training, openai validation
+    finish_swap(folder)
+    assert four_files(folder) == wanted
+    assert not (folder / SWAP_MARKER).exists() and not staging.exists()
+    # a staging folder without a marker (killed before the swap began) is removed and installs nothing
+    abandoned = folder / (STAGING_PREFIX + "early")
+    shutil.copytree(tmp_path / "other", abandoned)
+    (abandoned / TRAIN).write_text("half a line")
+    finish_swap(folder)
+    assert four_files(folder) == wanted and not abandoned.exists()
+
+
+def test_written_files_get_the_mode_the_umask_gives(runs, tmp_path):
+    from agent.plan import save_plan
+
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    old = os.umask(0o022)
+    try:
+        export(plan, ledger, folder)
+        save_plan(plan, tmp_path / "saved.yaml")
+        os.umask(0o027)
+        export(plan, ledger, tmp_path / "group", fmt="sharegpt")
+    finally:
+        os.umask(old)
+    for name in (TRAIN, VAL, INFO, REPORT):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
+        assert stat.S_IMODE((tmp_path / "group" / name).stat().st_mode) == 0o640, name
+    assert stat.S_IMODE((tmp_path / "saved.yaml").stat().st_mode) == 0o644
+
+
+def test_failed_calls_are_reported_apart_from_rejected_examples(runs, tmp_path, run_cli):
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    call = CallRow(batch=99, purpose="generate", provider="simulated", model="simulated-1", status="error")
+    ledger.record_call([call], [ExampleRow(spec_id=f"f{i}", status="rejected", requested={},
+                                           reason="call_failed:server") for i in range(7)]
+                       + [ExampleRow(spec_id="g", status="rejected", requested={}, reason="invalid_reply")])
+    ledger.record_call([call], [ExampleRow(spec_id="d", status="rejected", requested={}, reason="near_duplicate")])
+    assert ledger.lost_counts() == {"call_failed:server": 7, "invalid_reply": 1}
+    assert "call_failed:server" not in ledger.rejection_counts()
+    export(plan, ledger, folder)
+    text = (folder / INFO).read_text()
+    rejections = text.split("Rejections by Reason")[1].split("Failed calls")[0]
+    assert "near_duplicate" in rejections and "call_failed" not in rejections and "invalid_reply" not in rejections
+    assert "Failed calls (no example was produced, so none was rejected): 8 examples lost" in text
+    assert "- call_failed:server: 7" in text
+    html = (folder / REPORT).read_text()
+    assert "8 examples lost to failed calls" in html and 'data-chart="lost"' in html
+    assert "call_failed" not in re.search(r'data-chart="rejections".*?</svg>', html, re.S).group(0)
+    r = run_cli("status", "--plan", str(plan_file(tmp_path, plan)), "--outputs", str(tmp_path))
+    assert r.code == 0, r.err
+    rejected_line = next(line for line in r.out.splitlines() if line.startswith("rejected examples:"))
+    assert "near_duplicate" in rejected_line and "call_failed" not in rejected_line
+    assert "failed calls (examples lost, none produced): call_failed:server 7, invalid_reply 1" in r.out
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, timeout=20)
+    return done.returncode == 0
+
+
+def test_a_really_full_disk_at_export_leaves_nothing_behind(runs, tmp_path, run_cli):
+    """A real full filesystem (a small tmpfs; root only): one line, no temporary file, the disk as it was."""
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "256k"):
+        pytest.skip("needs root and a mountable tmpfs (the monkeypatched ENOSPC tests cover the rest)")
+    try:
+        (disk / "filler").write_bytes(b"x" * (256 * 1024 - 32 * 1024))   # about 32 KB left: less than an export
+        before = sorted(p.name for p in disk.iterdir())
+        r = run_cli("export", "--plan", str(plan_file(tmp_path, plan)), "--outputs", str(tmp_path), "--out", str(disk))
+        assert r.code == 2
+        assert r.err.strip().splitlines() == [r.err.strip()]
+        assert "the disk is full (No space left on device" in r.err and "free some space" in r.err
+        assert sorted(p.name for p in disk.iterdir()) == before   # no temporary file keeps the disk full
+        (disk / "filler").unlink()
+        r = run_cli("export", "--plan", str(plan_file(tmp_path, plan)), "--outputs", str(tmp_path), "--out", str(disk))
+        assert r.code == 0, r.err
+        assert len(read_jsonl(disk / TRAIN)) + len(read_jsonl(disk / VAL)) == plan.total
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
 
 
 def test_val_split_zero_removes_a_stale_validation_file(runs, tmp_path):
@@ -456,3 +614,23 @@ def test_export_command_errors_are_one_line_and_exit_2(runs, tmp_path, run_cli):
     assert r.code == 2 and "no run yet for plan" in r.err and len(r.err.strip().splitlines()) == 1
     r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--format", "dpo")
     assert r.code == 2 and "format dpo needs preference records" in r.err
+
+
+def test_a_batch_audit_counts_failed_calls_apart(tmp_path):
+    from agent.audit.auditor import Auditor
+    from agent.example import Spec
+    from agent.progress import headline
+
+    plan = Plan.model_validate(plan_data("chat", total=60))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        spec = Spec(id="s1", labels={}, topic="", system_prompt="")
+        for reason in ("call_failed:timeout", "call_failed:timeout", "invalid_reply", "near_duplicate"):
+            auditor.reject_spec(spec, reason, "")
+        summary = auditor.close_batch(1, {})
+    finally:
+        ledger.close()
+    assert summary["rejected"] == 1 and summary["rejections"] == {"near_duplicate": 1}
+    assert summary["failed_calls"] == 3 and summary["lost"] == {"call_failed:timeout": 2, "invalid_reply": 1}
+    assert "+0 accepted, 1 rejected (near_duplicate 1), 3 lost to failed calls" in headline(summary)

@@ -8,7 +8,7 @@ and after a bounded number of misses in a row are reported unfillable instead of
 
 from __future__ import annotations
 
-import pickle
+import logging
 import time
 from collections import Counter
 from typing import Any
@@ -17,12 +17,16 @@ from agent.audit.checks import check_record
 from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
 from agent.audit.labels import measure
+from agent.audit.state import StateError, dumps, loads, same_shape
 from agent.example import Spec, response_text, user_text
-from agent.ledger import ExampleRow, Ledger
+from agent.ledger import ExampleRow, Ledger, is_lost
 from agent.plan import Plan
 
 Counts = dict[str, dict[str, int]]
 SNAPSHOT_EVERY_S = 60.0
+log = logging.getLogger(__name__)
+# the only modules whose classes a stored diversity state may name (agent/audit/state.py: data, never code)
+STATE_MODULES = ("agent.audit.diversity", "agent.audit.overlap", "agent.audit.text_stats")
 
 
 def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
@@ -158,12 +162,15 @@ class Auditor:
         steer = steering(found, tracker.used_verbs)
         if steer.get("avoid_list_size"):
             steer["avoid_phrases"] = tracker.common_phrases(int(steer["avoid_list_size"]))
+        lost = {r: n for r, n in self.batch_reasons.most_common() if is_lost(r)}  # specs no example came back for
         summary = {
             "batch": number,
             "processed": self.batch_processed,
             "accepted": self.batch_accepted,
-            "rejected": self.batch_processed - self.batch_accepted,
-            "rejections": dict(self.batch_reasons.most_common()),
+            "rejected": self.batch_processed - self.batch_accepted - sum(lost.values()),
+            "rejections": {r: n for r, n in self.batch_reasons.most_common() if r not in lost},
+            "failed_calls": sum(lost.values()),
+            "lost": lost,
             "duplicates": self.batch_reasons.get("near_duplicate", 0),
             "total_accepted": self.n_accepted,
             "table": {d: {c.name: {"target": c.quota, "accepted": self.accepted[d].get(c.name, 0),
@@ -189,29 +196,48 @@ class Auditor:
         return self._dirty and time.monotonic() - self._last_snapshot >= SNAPSHOT_EVERY_S
 
     def snapshot(self, last_accepted_id: int) -> dict[str, bytes]:
-        """The diversity state to store in the ledger. Pickling is O(examples), so it is done at most
-        once a minute and at the end of a run; after a crash the few examples since are re-read."""
+        """The diversity state to store in the ledger (agent/audit/state.py's format). Encoding is
+        O(examples), so it is done at most once a minute and at the end of a run; after a crash the few
+        examples since are re-read."""
         self._dirty = False
         self._last_snapshot = time.monotonic()
-        return {"diversity": pickle.dumps(self.tracker), "diversity_upto": str(last_accepted_id).encode()}
+        try:
+            blob = dumps(self.tracker, STATE_MODULES)
+        except StateError as e:  # a tracker holding something the format cannot store: resume rebuilds it
+            log.warning("diversity state not saved (%s); a resume will rebuild it from the examples", e)
+            return {}
+        return {"diversity": blob, "diversity_upto": str(last_accepted_id).encode()}
 
     def _div_item(self, record: dict[str, Any], audited: dict[str, str]) -> dict[str, Any]:
         return {"user": user_text(record), "response": response_text(record), "labels": audited}
+
+    def _restore(self) -> tuple[DiversityTracker, int] | None:
+        """The stored snapshot, if it is one this version wrote for this run; None (with a log line) if not."""
+        blob = self.ledger.state("diversity")
+        if blob is None:
+            return None
+        try:
+            upto = int(self.ledger.state("diversity_upto") or b"")
+            tracker = loads(bytes(blob), STATE_MODULES)
+            fresh = DiversityTracker(self.plan.structure())
+            if not same_shape(tracker, fresh):
+                raise StateError("its layout differs from this version's")
+            tracker.categories = fresh.categories
+            held, expected = tracker.metrics().examples, self.ledger.accepted_count(upto=upto)
+            if held != expected:
+                raise StateError(f"it holds {held} examples, the ledger has {expected} up to id {upto}")
+        except (StateError, ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
+            log.warning("%s: the stored diversity state is unreadable (%s); rebuilding it from the examples",
+                        self.ledger.path, e)
+            return None
+        return tracker, upto
 
     @property
     def tracker(self) -> DiversityTracker:
         """The diversity state: the last batch's snapshot plus what was accepted after it (a crash's tail)."""
         if self._tracker is None:
-            blob = self.ledger.state("diversity")
-            upto = int(self.ledger.state("diversity_upto") or 0)
-            tracker = None
-            if blob is not None:
-                try:
-                    tracker = pickle.loads(blob)  # our own ledger's snapshot, written by close_batch
-                except Exception:  # noqa: BLE001 - a snapshot from another version: rebuild instead
-                    tracker = None
-            if tracker is None:
-                tracker, upto = DiversityTracker(self.plan.structure()), 0
+            restored = self._restore()
+            tracker, upto = restored if restored is not None else (DiversityTracker(self.plan.structure()), 0)
             tail = [self._div_item(r["record"], r["audited"]) for r in self.ledger.iter_accepted(after_id=upto)]
             # examples accepted in this run are in both the ledger tail and the pending list: count them once
             seen = {(i["user"], i["response"]) for i in tail}

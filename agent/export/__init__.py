@@ -1,11 +1,15 @@
 """Export: ledger -> training_data.jsonl, validation_data.jsonl, dataset_info.txt, report.html.
 
     1. one pass over the accepted examples keeps (id, stratum, first user text) and splits (split.py)
-    2. a second pass streams every record, converts it (formats.py) and writes it to a temporary file beside
-       its target; both files are renamed into place only when both are complete, so an interrupted export
-       leaves the previous files untouched and no temporary file behind
-    3. the written files are re-read and validated (validate.py); dataset_info.txt (info.py) and report.html
-       (report.py) are written from the statistics of pass 2 and those checks
+    2. a second pass streams every record, converts it (formats.py) and writes it into a staging folder
+       of this export's own (.datagen-export-XXXX inside the target folder)
+    3. the staged files are re-read and validated (validate.py); dataset_info.txt (info.py) and report.html
+       (report.py) are written beside them from the statistics of pass 2 and those checks
+    4. the swap: a marker (.datagen-export.swap) lists the staged files, then each is renamed into place
+       and the marker removed. The four files of one export are replaced together: a failure before the
+       marker leaves the previous files as they were (the staging folder is removed), and an export killed
+       during the swap is finished by the next export (finish_swap). Nothing outside the staging folders
+       and the marker, which carry datagen's own prefix, is ever removed.
 
 Memory stays flat in the number of examples apart from what the split and the near-duplicate checks need
 (ids, strata and first user texts). Files keep the ledger's order (trainers shuffle).
@@ -13,9 +17,11 @@ Memory stays flat in the number of examples apart from what the split and the ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,11 +36,12 @@ from agent.export.report import render_html
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
 from agent.plan import Plan
-from agent.yamlfile import write_atomic
 
 log = logging.getLogger(__name__)
 TRAIN, VAL = "training_data.jsonl", "validation_data.jsonl"
 INFO, REPORT = "dataset_info.txt", "report.html"
+STAGING_PREFIX = ".datagen-export-"   # an export's own staging folders: the only ones it ever removes
+SWAP_MARKER = ".datagen-export.swap"
 FORMAT_NOTES = {
     "openai": "OpenAI chat fine-tuning / TRL SFT: {\"messages\": [{\"role\", \"content\"}, ...]}",
     "sharegpt": "ShareGPT: {\"conversations\": [{\"from\": system|human|gpt, \"value\"}, ...]}",
@@ -74,8 +81,7 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
         raise DatagenError(f"validation split {share:g} must be at least 0 and below 1 (0.1 = 10%)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".*.tmp"):  # left by an export killed mid-write (kill -9 runs no cleanup)
-        stale.unlink(missing_ok=True)
+    finish_swap(out_dir)   # an export killed mid-swap is completed, a killed one's staging folder removed
     by = split.strata_dims(plan)
 
     def items():
@@ -85,31 +91,107 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
                 continue  # left out of the file, so it takes no place in either side
             yield split.Item(row["id"], tuple(labels.get(d, "") for d in by), user_text(row["record"]))
 
-    parts = split.split(items(), share, plan.quality.dedup_threshold, seed=plan.generation.seed, by=by)
-    stats = _write(plan, ledger, out_dir, fmt, parts.validation)
-    paths = [out_dir / TRAIN] + ([out_dir / VAL] if parts.n_val else [])
-    if not parts.n_val:
-        (out_dir / VAL).unlink(missing_ok=True)  # a stale one from an earlier export would mislead
-    if stats.left_out:
-        log.warning("%s: left out %d of %d examples: %s", fmt, stats.left_out, stats.left_out + stats.total,
-                    stats.left_out_reason)
-    result = ExportResult(out_dir, fmt, paths, stats, parts, simulated=ledger.simulated)
-    _check(plan, result, max_tokens)
-    ctx = _context(plan, ledger, result, share)
-    write_atomic(out_dir / INFO, info.render(ctx))
-    write_atomic(out_dir / REPORT, render_html(ctx))
-    result.paths += [out_dir / INFO, out_dir / REPORT]
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        parts = split.split(items(), share, plan.quality.dedup_threshold, seed=plan.generation.seed, by=by)
+        stats = _write(plan, ledger, staging, fmt, parts.validation)
+        names = [TRAIN] + ([VAL] if parts.n_val else [])
+        if stats.left_out:
+            log.warning("%s: left out %d of %d examples: %s", fmt, stats.left_out, stats.left_out + stats.total,
+                        stats.left_out_reason)
+        result = ExportResult(out_dir, fmt, [staging / n for n in names], stats, parts, simulated=ledger.simulated)
+        _check(plan, result, max_tokens)
+        ctx = _context(plan, ledger, result, share)
+        write_new(staging / INFO, info.render(ctx))
+        write_new(staging / REPORT, render_html(ctx))
+        names += [INFO, REPORT]
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)   # every failure, a full disk included: no file left behind
+        raise
+    try:
+        # a stale validation file from an earlier export would mislead: it goes in the same swap
+        _swap(out_dir, staging, names, remove=[] if parts.n_val else [VAL])
+    except BaseException:
+        if not (out_dir / SWAP_MARKER).exists():   # the swap never began (no room for the marker): undo
+            shutil.rmtree(staging, ignore_errors=True)
+        raise                                      # otherwise the next export finishes it
+    result.paths = [out_dir / n for n in names]
     result.seconds = time.monotonic() - started
     return result
 
 
+def write_new(path: Path, text: str) -> None:
+    """Write a new file (mode from the umask, like any tool) and flush it to disk."""
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not supported here (e.g. Windows): renames are still atomic, only their durability waits
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _swap(out_dir: Path, staging: Path, names: list[str], remove: list[str]) -> None:
+    """Install the staged files together: the marker first, so a kill mid-way is finished next time."""
+    marker = out_dir / SWAP_MARKER
+    pending = marker.with_name(marker.name + ".new")
+    try:
+        write_new(pending, json.dumps({"staging": staging.name, "install": names, "remove": remove}))
+        os.replace(pending, marker)
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    _fsync_dir(out_dir)
+    finish_swap(out_dir)
+
+
+def finish_swap(out_dir: Path) -> None:
+    """Complete a swap a killed export left half done, then remove staging folders no swap needs."""
+    marker = out_dir / SWAP_MARKER
+    (out_dir / (SWAP_MARKER + ".new")).unlink(missing_ok=True)   # a marker never completed: no swap began
+    job = None
+    if marker.is_file():
+        try:
+            job = json.loads(marker.read_text(encoding="utf-8"))
+            known = {TRAIN, VAL, INFO, REPORT}
+            ok = (isinstance(job, dict) and str(job.get("staging", "")).startswith(STAGING_PREFIX)
+                  and "/" not in job["staging"] and set(job.get("install", [])) <= known
+                  and set(job.get("remove", [])) <= known)
+        except (ValueError, OSError):
+            ok = False
+        if not ok:
+            log.warning("%s: not an export marker datagen wrote; left as is", marker)
+            job = None
+    if job is not None:
+        staging = out_dir / job["staging"]
+        for name in job["install"]:
+            if (staging / name).is_file():
+                os.replace(staging / name, out_dir / name)
+        for name in job["remove"]:
+            (out_dir / name).unlink(missing_ok=True)
+        _fsync_dir(out_dir)
+        marker.unlink()
+    for stale in out_dir.glob(STAGING_PREFIX + "*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _write(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str, validation: set[int]) -> info.Stats:
     stats = info.Stats()
-    temps: dict[str, tuple[IO[str], str]] = {}
+    files: dict[str, IO[str]] = {}
     try:
         for name in (TRAIN, VAL) if validation else (TRAIN,):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
-            temps[name] = (os.fdopen(fd, "w", encoding="utf-8", newline="\n"), tmp)
+            files[name] = open(out_dir / name, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
         labels_of = set(plan.dimensions)
         for row in ledger.iter_accepted():
             record = row["record"]
@@ -121,21 +203,17 @@ def _write(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str, validation: set[
             dropped = formats.drops_system(record, fmt)
             stats.system_dropped += dropped
             name = VAL if row["id"] in validation else TRAIN
-            temps[name][0].write(json.dumps(out, ensure_ascii=False) + "\n")
+            files[name].write(json.dumps(out, ensure_ascii=False) + "\n")
             written = formats.to_canonical(out, fmt)
             labels = {d: c for d, c in (row["audited"] or row["requested"]).items() if d in labels_of}
             stats.add(name, written, labels, example_tokens(written), "" if dropped else _system(record))
-        for f, _ in temps.values():
+        for f in files.values():
             f.flush()
             os.fsync(f.fileno())
-            f.close()
-        for name, (_, tmp) in temps.items():
-            os.replace(tmp, out_dir / name)
-    except BaseException:
-        for f, tmp in temps.values():
-            f.close()
-            Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        for f in files.values():
+            with contextlib.suppress(OSError):  # flushed above; on a failure the caller removes the staging folder
+                f.close()
     stats.files.setdefault(TRAIN, 0)
     return stats
 
@@ -165,7 +243,7 @@ def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> 
         "format": result.format, "format_note": FORMAT_NOTES[result.format],
         "train_name": TRAIN, "val_name": VAL, "simulated": result.simulated,
         "targets": info.target_rows(plan, ledger.label_counts(), result.stats),
-        "rejections": ledger.rejection_counts(), "batches": batches,
+        "rejections": ledger.rejection_counts(), "lost": ledger.lost_counts(), "batches": batches,
         "diversity": info.diversity_rows(batches, ledger.accepted_count(), plan.total),
         "checks": result.checks, "reports": result.reports,
         "plan_hash": ledger.meta("plan_hash"), "created_at": ledger.meta("created_at"), "exported_at": time.time(),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from agent.errors import DatagenError
+from agent.errors import DatagenError, storage_problem
 from agent.export.formats import FORMATS
 from agent.export.validate import DEFAULT_MAX_TOKENS
 
@@ -30,25 +31,33 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
            max_tokens: int) -> None:
     """Write training/validation JSONL, dataset_info.txt and report.html from a run's ledger."""
     from agent.export import export as run_export
-    from agent.ledger import Ledger, RunLock
+    from agent.ledger import Ledger, RunLock, check_compatible
     from agent.plan import load_plan
 
     plan = load_plan(plan_path)
     db = outputs / plan.name / "ledger.sqlite"
-    if not db.exists():
+    if not os.path.lexists(db):  # a dangling or looped symlink is the Ledger's to explain
         raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
                            f"datagen generate --plan {plan_path}")
     lock = RunLock(db.parent)  # not while a generate (or another export) works on this run
     lock.__enter__()
-    ledger = Ledger(db)
     try:
+        ledger = Ledger(db)
+    except BaseException:
+        lock.__exit__()
+        raise
+    try:
+        stored = ledger.stored_plan()
+        if stored is not None:  # the plan may have changed since the run: export only what it still describes
+            check_compatible(stored, plan, ledger)
         if not ledger.accepted_count():
             raise DatagenError(f"the run of plan {plan.name!r} has no accepted examples yet; nothing to export")
         try:
             result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens)
         except OSError as e:
-            raise DatagenError(f"cannot write the export to {out or db.parent}: {e.strerror or e}; "
-                               f"choose a writable --out folder") from None
+            full = storage_problem(e)  # a full disk: freeing space helps, another folder may not
+            raise DatagenError(f"cannot write the export to {out or db.parent}: " + (
+                full or f"{e.strerror or e}; choose a writable --out folder")) from None
     finally:
         ledger.close()
         lock.__exit__()

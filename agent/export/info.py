@@ -21,8 +21,8 @@ from agent.plan import Plan
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
-NEAR_DUP_RULE = ("near-duplicates: difflib.SequenceMatcher(None, new, old, autojunk=False).ratio() > {t:g} on the "
-                 "first user message (or prompt), the newer example first; the later one is rejected")
+NEAR_DUP_RULE = ("near-duplicates: difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() > {t:g} on the "
+                 "first user message (or prompt), in either argument order; the later one is rejected")
 
 
 def bin_label(i: int) -> str:
@@ -214,13 +214,17 @@ def render(ctx: dict[str, Any]) -> str:
     add(f"- near-duplicate groups kept on one side: {split.groups:,} ({split.grouped:,} examples); "
         f"groups moved to training by the cross-split check: {split.moved:,}")
     add("")
-    add("Rejections by Reason (generation):")
+    add("Rejections by Reason (generation; examples the audit turned down):")
     rejections = ctx["rejections"]
     if rejections:
         for reason, n in rejections.items():
             add(f"- {reason}: {n:,}")
     else:
         add("- none")
+    lost = ctx.get("lost") or {}
+    add(f"Failed calls (no example was produced, so none was rejected): {sum(lost.values()):,} examples lost")
+    for reason, n in lost.items():
+        add(f"- {reason}: {n:,}")
     add(f"Duplicates removed: {rejections.get('near_duplicate', 0):,}")
     add("- " + NEAR_DUP_RULE.format(t=plan.quality.dedup_threshold))
     add("")

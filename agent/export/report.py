@@ -173,6 +173,7 @@ ${{ "%.4f" | format(usage.cost) }} · multi-turn {{ multi }}</p>
 
 <h2>Rejections by reason</h2>
 {% if rejections %}{{ rejections }}{% else %}<p>No rejections.</p>{% endif %}
+{% if lost %}{{ lost }}{% else %}<p>No failed calls: every requested example came back from the model.</p>{% endif %}
 
 <h2>Diversity</h2>
 {% if diversity %}{{ diversity }}{% else %}<p>No batch audit in the ledger: diversity metrics are not available.</p>{% endif %}
@@ -209,6 +210,9 @@ def render_html(ctx: dict[str, Any]) -> str:
         rejections=hbars(f"{sum(rejections.values()):,} examples rejected during generation",
                          [(r, [n]) for r, n in rejections.items()], [("rejected", RED)], "rejections")
         if rejections else None,
+        lost=hbars(f"{sum(ctx.get('lost', {}).values()):,} examples lost to failed calls (no example existed)",
+                   [(r, [n]) for r, n in ctx.get("lost", {}).items()], [("lost", GREY)], "lost")
+        if ctx.get("lost") else None,
         diversity=gauges(ctx["diversity"]) if ctx["diversity"] else None,
         cost=vbars("Cost per batch (USD)", labels, costs, "cost", colour=AMBER, fmt=lambda v: f"${v:.4f}")
         if any(costs) else None, batches=len(labels),

@@ -4,7 +4,7 @@ Memory: only (ledger id, stratum, first user message) per example is held, never
 records are streamed again from the ledger when the files are written.
 
 1. Groups. Every example is checked, in ledger order, against all earlier ones with the plan's near-duplicate
-   rule (NearDupIndex: SequenceMatcher ratio > threshold, autojunk off, new text first); a match joins the
+   rule (NearDupIndex: SequenceMatcher ratio > threshold in either order, autojunk off); a match joins the
    two in one group (union-find). Groups are the unit of assignment, so a pair found here never straddles.
 2. Strata. A group's stratum is its first member's categories on STRATA dimensions (question_type x
    behaviour by default; the plan's first two dimensions when it has neither). Validation places are shared

@@ -90,7 +90,7 @@ class Report:
             f"tokens per example (cl100k): mean {mean:,.0f}, max {self.tokens_max:,}; "
             f"{self.over_limit:,} above the {self.max_tokens:,}-token limit",
             (f"near-duplicates (SequenceMatcher ratio > {self.threshold:g} on the first user message, autojunk off, "
-             f"later line first): {self.near_duplicates:,}"
+             f"either order): {self.near_duplicates:,}"
              + (f", {self.cross_duplicates:,} with an earlier file" if self.cross_duplicates else "")
              + f"; this check keeps every first user message and its index in memory ({self.examples:,} texts, "
              f"{self.user_chars / 1e6:,.1f} M characters; roughly 1-10 KB per example): --no-near-dups skips it"
@@ -187,6 +187,19 @@ def _check_line(report: Report, index: NearDupIndex | None, number: int, raw: by
     except json.JSONDecodeError as e:
         report.add(number, "bad_json", f"invalid JSON: {e.msg} (column {e.colno})")
         return
+    except RecursionError:  # legal JSON nested deeper than Python's parser goes
+        report.add(number, "bad_json", "JSON nested too deeply to read (thousands of levels)")
+        return
+    except ValueError as e:  # legal JSON Python will not convert, e.g. an integer of 4,300+ digits
+        report.add(number, "bad_json", f"JSON that cannot be read: {str(e).split(';')[0]}")
+        return
+    try:
+        _check_record(report, index, number, obj, quality)
+    except (RecursionError, ValueError, TypeError, OverflowError) as e:  # one strange record never stops the file
+        report.add(number, "unreadable", f"record cannot be checked ({type(e).__name__}: {str(e)[:120]})")
+
+
+def _check_record(report: Report, index: NearDupIndex | None, number: int, obj: Any, quality: Quality) -> None:
     if report.format is None:
         report.format = detect(obj)
         if report.format is None:
