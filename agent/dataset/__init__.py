@@ -42,12 +42,14 @@ __all__ = ["Bounds", "CleanReport", "Conversion", "Dataset", "DatasetStats", "Dr
 
 @dataclass(frozen=True)
 class Dataset(Sequence[dict[str, Any]]):
-    """Rows of one format, in order. `notes`: what the step that made them lost or changed."""
+    """Rows of one format, in order. `notes`: what the step that made them lost or changed; `lines`: the line
+    each row starts on in `path` (what reports name), when the rows came from a file."""
 
     rows: list[dict[str, Any]]
     format: str
     path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
 
     @overload
     def __getitem__(self, i: int) -> dict[str, Any]: ...
@@ -73,7 +75,9 @@ def _lines(source: Any, format: str | None = None) -> tuple[str, Iterator[Line],
         fmt, lines = detect_format(source, read_lines(source), format)
         return fmt, lines, str(source)
     if isinstance(source, Dataset):
-        return format or source.format, (Line(i, r) for i, r in enumerate(source.rows, 1)), str(source.path or "rows")
+        numbers = source.lines if len(source.lines) == len(source.rows) else range(1, len(source.rows) + 1)
+        return format or source.format, (Line(n, r) for n, r in zip(numbers, source.rows, strict=True)), \
+            str(source.path or "rows")
     rows = list(source)
     if format is None:
         format = next((f for f in map(detect, rows) if f), None)
@@ -91,13 +95,14 @@ def load(path: str | Path, format: str | None = None) -> Dataset:
     `clean(path)` reads such files and reports those lines as dropped instead.
     """
     fmt, lines, name = _lines(path, format)
-    rows = []
+    rows, numbers = [], []
     for line in lines:
         if line.error is not None:
             raise InputError(f"{name}:{line.number}: {line.error.split(': ', 1)[-1]}; fix the line, or "
                              f"`datagen clean` the file to drop such lines")
         rows.append(line.obj)
-    return Dataset(rows, fmt, Path(path))
+        numbers.append(line.number)
+    return Dataset(rows, fmt, Path(path), lines=numbers)
 
 
 def save(rows: Dataset | Iterable[dict[str, Any]], path: str | Path, array: bool | None = None) -> int:
@@ -125,10 +130,14 @@ def clean(rows: Any, *, rules: Rules | None = None, format: str | None = None) -
     The checks: the auditor's rules (seed 003, refusals, PII), seed 002's length bounds, near-duplicates
     (seed 003's 0.85); `rules=Rules(...)` changes any of them. See agent.dataset.clean.
     """
-    fmt, lines, _ = _lines(rows, format)
+    fmt, lines, name = _lines(rows, format)
+    parsed = [line.parsed() for line in lines]
     cleaner = Cleaner(fmt, rules)
-    kept = list(cleaner.run(lines))
-    return Dataset(kept, fmt, notes=cleaner.report.summary()), cleaner.report
+    kept = cleaner.select(parsed)
+    rows_kept = [line for line in parsed if line.number in kept]
+    path = Path(name) if isinstance(rows, str | Path) else rows.path if isinstance(rows, Dataset) else None
+    return (Dataset([line.obj for line in rows_kept], fmt, path, cleaner.report.summary(),
+                    [line.number for line in rows_kept]), cleaner.report)
 
 
 def stats(rows: Any, *, format: str | None = None) -> DatasetStats:

@@ -201,8 +201,7 @@ def _check_chunk(fmt: str, rules: Rules, chunk: list[Line]) -> list[Verdict]:
 
 class Cleaner:
     """Two passes: select() checks every row (in worker processes when jobs > 1) and finds near-duplicates among
-    the rows that pass; the caller then writes the rows whose line is in the returned set (run() does both for
-    rows already in memory).
+    the rows that pass; the caller then writes the rows whose line is in the returned set.
 
     Near-duplicates are found in one batch (agent.audit.dedup.dedupe: keep-first in file order) after the
     checks, which is several times faster than one query per row; memory is the passing rows' keys only.
@@ -220,12 +219,6 @@ class Cleaner:
         self.on_drop = on_drop
         self.jobs = max(1, jobs)
         self.near_dup_drops: list[Drop] = []
-
-    def run(self, lines: Iterable[Line]) -> Iterator[Any]:
-        """The kept rows' values (rows in memory: both passes over one list)."""
-        rows = [line.parsed() for line in lines]
-        kept = self.select(rows)
-        return (line.obj for line in rows if line.number in kept)
 
     def select(self, lines: Iterable[Line]) -> set[int]:
         """Pass 1 and the near-duplicate batch: the line numbers of the rows to keep."""

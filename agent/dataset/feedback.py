@@ -74,8 +74,11 @@ class FeedbackReport:
             side = "desirable" if self.before[True] > self.before[False] else "undesirable"
             out.append(f"balanced to 50/50: {self.downsampled:,} {side} rows left out at random (seeded)")
         total = self.labels[True] + self.labels[False]
-        note = "" if self.balanced or not total or 0.4 <= self.share <= 0.6 else \
-            " IMBALANCED: seed 002 wants ~50/50 (drop --no-balance to downsample the larger side)"
+        note = ""
+        if total and not 0.4 <= self.share <= 0.6:
+            note = " IMBALANCED: seed 002 wants ~50/50 (" + (
+                "only one label present: add rows of the other" if self.balanced
+                else "drop --no-balance to downsample the larger side") + ")"
         out.append(f"written: {total:,} kto rows, {self.labels[True]:,} desirable ({self.share:.0%}), "
                    f"{self.labels[False]:,} undesirable{note}")
         return out
