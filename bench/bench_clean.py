@@ -95,7 +95,7 @@ def main() -> None:
         planted = make_file(data, args.rows)
         print(f"corpus: {args.rows:,} rows, {data.stat().st_size / 1e6:.1f} MB, made in {time.perf_counter() - t0:.1f} s; "
               f"planted faults {planted}", flush=True)
-    cmd = [sys.executable, "-m", "agent", "clean", str(data), "-o", str(out), "--report", str(report),
+    cmd = [sys.executable, "-m", "agent", "-v", "clean", str(data), "-o", str(out), "--report", str(report),
            "--near-dups", args.near_dups]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})

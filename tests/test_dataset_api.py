@@ -143,3 +143,14 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path):
     assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
     assert dataset.save(SEED_002["kto"], path) == 2
     assert dataset.load(path).rows == SEED_002["kto"]
+
+
+def test_reader_handles_bom_crlf_blank_lines_and_array_line_numbers(tmp_path):
+    row = SEED_002["dpo"][0]
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(row).encode() + b"\r\n\r\n" + json.dumps(row).encode() + b"\r\n")
+    rows = dataset.load(path)
+    assert rows.rows == [row, row] and rows.lines == [1, 3]
+    array = tmp_path / "data.json"
+    array.write_text("\n\n[\n" + json.dumps(row) + ",\n\n  " + json.dumps(row, indent=2) + "\n]\n")
+    assert dataset.load(array).lines == [4, 6]

@@ -22,7 +22,10 @@ message / prompt of every row that passed the checks, and agent.audit.dedup's in
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import resource
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +41,7 @@ from agent.export import formats
 from agent.export.formats import SHAPE_OF
 from agent.plan import Quality
 
+log = logging.getLogger(__name__)
 NEAR_DUP_MODES = (*MODES, "off")
 BALANCE_LOW, BALANCE_HIGH = 0.4, 0.6   # seed 002's "~50% desirable / ~50% undesirable", with some slack
 
@@ -224,6 +228,7 @@ class Cleaner:
         """Pass 1 and the near-duplicate batch: the line numbers of the rows to keep."""
         report = self.report
         groups: dict[bool | None, tuple[list[int], list[str]]] = {}
+        started, cpu = time.perf_counter(), _cpu()
         for v in self._verdicts(lines):
             report.rows += 1
             if v.issues:
@@ -232,6 +237,9 @@ class Cleaner:
                 numbers, keys = groups.setdefault(v.group, ([], []))
                 numbers.append(v.number)
                 keys.append(v.key)
+        checked, checked_cpu = time.perf_counter(), _cpu()
+        log.debug("checks: %d rows in %.1f s, %.1f CPU s (%d processes)", report.rows, checked - started,
+                  checked_cpu - cpu, self.jobs)
         kept: set[int] = set()
         dups: list[Drop] = []
         for group, (numbers, keys) in groups.items():
@@ -249,6 +257,8 @@ class Cleaner:
                     report.kept += 1
                     if group is not None:
                         report.labels[group] += 1
+        log.debug("near-duplicates: %d rows in %.1f s, %.1f CPU s", sum(len(g[0]) for g in groups.values()),
+                  time.perf_counter() - checked, _cpu() - checked_cpu)
         self.near_dup_drops = sorted(dups, key=lambda d: d.line)
         for drop in self.near_dup_drops:
             self._count(drop)
@@ -289,6 +299,12 @@ class Cleaner:
 
 
 CHUNK = 500
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished workers."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def _chunks(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:

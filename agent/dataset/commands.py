@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -22,6 +24,7 @@ from agent.dataset.io import RowWriter, check_output, detect_format, open_atomic
 from agent.dataset.stats import dataset_stats
 from agent.export.formats import FORMATS
 
+log = logging.getLogger(__name__)
 InPath = click.Path(path_type=Path)
 OutPath = click.Path(path_type=Path, dir_okay=False)
 SHOW = 20
@@ -103,6 +106,7 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
 
         cleaner = Cleaner(fmt, rules, on_drop=on_drop, jobs=jobs)
         kept = cleaner.select(lines)
+        started = time.perf_counter()
         with RowWriter(out) as w:     # pass 2: the kept rows, as they were
             for line in read_lines(file, parse=False):
                 if line.number in kept:
@@ -110,6 +114,7 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
                         w.write_raw(line.raw)
                     else:
                         w.write(line.obj)
+        log.debug("writing: %d rows in %.1f s", w.count, time.perf_counter() - started)
         summary = [f"{file}: {line}" if i == 0 else line for i, line in enumerate(cleaner.report.summary())]
         if report is not None:
             body.seek(0)
