@@ -146,3 +146,17 @@ def test_no_near_dups_mode_keeps_copies(crafted):
     rows = [json.loads(ROWS[0][1]), json.loads(ROWS[0][1])]
     assert len(dataset.clean(rows)[0]) == 1
     assert len(dataset.clean(rows, rules=Rules(near_dups="off"))[0]) == 2
+
+
+def test_the_kept_line_bitmap_answers_like_a_set():
+    import random
+
+    from agent.dataset.clean import LineSet
+
+    rng = random.Random(3)
+    numbers = {rng.randrange(1, 200_000) for _ in range(5_000)} | {1, 7, 8, 9}
+    kept = LineSet()
+    for n in sorted(numbers, key=lambda _: rng.random()):
+        kept.add(n)
+    assert all((n in kept) == (n in numbers) for n in range(0, 200_010))
+    assert -1 not in kept and "7" not in kept

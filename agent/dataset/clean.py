@@ -224,15 +224,18 @@ class Cleaner:
         self.jobs = max(1, jobs)
         self.near_dup_drops: list[Drop] = []
 
-    def select(self, lines: Iterable[Line]) -> set[int]:
+    def select(self, lines: Iterable[Line]) -> LineSet:
         """Pass 1 and the near-duplicate batch: the line numbers of the rows to keep."""
         report = self.report
         groups: dict[bool | None, tuple[list[int], list[str]]] = {}
         started, cpu = time.perf_counter(), _cpu()
+        kept = LineSet()
         for v in self._verdicts(lines):
             report.rows += 1
             if v.issues:
                 self._drop(Drop(v.number, v.issues))
+            elif self.rules.near_dups == "off":
+                self._keep(kept, v.number, v.group)
             else:
                 numbers, keys = groups.setdefault(v.group, ([], []))
                 numbers.append(v.number)
@@ -240,12 +243,9 @@ class Cleaner:
         checked, checked_cpu = time.perf_counter(), _cpu()
         log.debug("checks: %d rows in %.1f s, %.1f CPU s (%d processes)", report.rows, checked - started,
                   checked_cpu - cpu, self.jobs)
-        kept: set[int] = set()
         dups: list[Drop] = []
         for group, (numbers, keys) in groups.items():
-            dropped: dict[int, tuple[int, float]] = {}
-            if self.rules.near_dups != "off":
-                dropped = {i: (j, r) for i, j, r in dedupe(keys, self.rules.threshold, self.rules.near_dups)}
+            dropped = {i: (j, r) for i, j, r in dedupe(keys, self.rules.threshold, self.rules.near_dups)}
             for i, number in enumerate(numbers):
                 if i in dropped:
                     j, r = dropped[i]
@@ -253,10 +253,7 @@ class Cleaner:
                     dups.append(Drop(number, [Issue("near_duplicate",
                                                     f"near-duplicate of line {numbers[j]} (ratio {r:.3f}{both})")]))
                 else:
-                    kept.add(number)
-                    report.kept += 1
-                    if group is not None:
-                        report.labels[group] += 1
+                    self._keep(kept, number, group)
         log.debug("near-duplicates: %d rows in %.1f s, %.1f CPU s", sum(len(g[0]) for g in groups.values()),
                   time.perf_counter() - checked, _cpu() - checked_cpu)
         self.near_dup_drops = sorted(dups, key=lambda d: d.line)
@@ -265,6 +262,12 @@ class Cleaner:
         if self.on_drop is None:
             report.drops = sorted(report.drops + self.near_dup_drops, key=lambda d: d.line)
         return kept
+
+    def _keep(self, kept: LineSet, number: int, group: bool | None) -> None:
+        kept.add(number)
+        self.report.kept += 1
+        if group is not None:
+            self.report.labels[group] += 1
 
     def _count(self, drop: Drop) -> None:
         self.report.dropped += 1
@@ -299,6 +302,25 @@ class Cleaner:
 
 
 CHUNK = 500
+
+
+class LineSet:
+    """The kept line numbers as a bitmap: one bit per line of the file, so memory does not grow with the rows."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+
+    def add(self, number: int) -> None:
+        byte = number >> 3
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
+        self._bits[byte] |= 1 << (number & 7)
+
+    def __contains__(self, number: object) -> bool:
+        if not isinstance(number, int) or number < 0:
+            return False
+        byte = number >> 3
+        return byte < len(self._bits) and bool(self._bits[byte] >> (number & 7) & 1)
 
 
 def _cpu() -> float:
