@@ -160,3 +160,13 @@ def test_the_kept_line_bitmap_answers_like_a_set():
         kept.add(n)
     assert all((n in kept) == (n in numbers) for n in range(0, 200_010))
     assert -1 not in kept and "7" not in kept
+
+
+def test_report_and_output_must_differ_and_unwritable_places_are_one_line(run_cli, crafted, tmp_path):
+    out = tmp_path / "x.jsonl"
+    res = run_cli("clean", str(crafted), "-o", str(out), "--report", str(out))
+    assert res.code == 2 and "the same file" in res.err and not out.exists()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    res = run_cli("clean", str(crafted), "-o", str(blocked / "sub" / "x.jsonl"))
+    assert res.code == 2 and "cannot write here" in res.err and len(res.err.strip().splitlines()) == 1

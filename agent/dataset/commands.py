@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from agent.dataset.convert import TARGETS, TEMPLATES, Converter
 from agent.dataset.feedback import KINDS, kto_from_feedback
 from agent.dataset.io import RowWriter, check_output, detect_format, open_atomic, read_lines
 from agent.dataset.stats import dataset_stats
+from agent.errors import InputError
 from agent.export.formats import FORMATS
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
     """Drop invalid, off-bounds, PII, refusal and near-duplicate rows; keep the rest unchanged and say why."""
     check_output(out, file)
     check_output(report, file)
+    if out is not None and report is not None and Path(out).resolve() == Path(report).resolve():
+        raise InputError(f"{report}: --report and -o name the same file; give the report its own name")
     rules = Rules(Bounds(instruction_chars, output_chars), threshold, length_ratio, allow_pii, near_dups)
     fmt, lines = detect_format(file, read_lines(file, parse=False), fmt)
     if jobs == 0:
@@ -105,26 +109,27 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
                 shown.append(drop)
 
         cleaner = Cleaner(fmt, rules, on_drop=on_drop, jobs=jobs)
-        kept = cleaner.select(lines)
-        started = time.perf_counter()
-        with RowWriter(out) as w:     # pass 2: the kept rows, as they were
-            for line in read_lines(file, parse=False):
+        # both outputs are opened first: an unwritable -o or --report fails before the work, not after it
+        with open_atomic(report) if report is not None else nullcontext() as rf, RowWriter(out) as w:
+            kept = cleaner.select(lines)
+            started = time.perf_counter()
+            for line in read_lines(file, parse=False):     # pass 2: the kept rows, as they were
                 if line.number in kept:
                     if line.raw is not None:
                         w.write_raw(line.raw)
                     else:
                         w.write(line.obj)
-        log.debug("writing: %d rows in %.1f s", w.count, time.perf_counter() - started)
-        summary = [f"{file}: {line}" if i == 0 else line for i, line in enumerate(cleaner.report.summary())]
-        if report is not None:
-            body.seek(0)
-            checks = ((int(row.split("\t", 1)[0]), row.split("\t", 1)[1]) for row in body)
-            dups = ((d.line, f"{d}\n") for d in cleaner.near_dup_drops)
-            with open_atomic(report) as f:
-                f.write("# datagen clean report\n" + "".join(f"# {line}\n" for line in summary)
-                        + "# dropped rows (line N: reason: detail; ...):\n")
+            log.debug("writing: %d rows in %.1f s", w.count, time.perf_counter() - started)
+            summary = [f"{file}: {line}" if i == 0 else line for i, line in enumerate(cleaner.report.summary())]
+            if rf is not None:
+                body.seek(0)
+                checks = ((int(row.split("\t", 1)[0]), row.split("\t", 1)[1]) for row in body)
+                dups = ((d.line, f"{d}\n") for d in cleaner.near_dup_drops)
+                rf.write("# datagen clean report\n" + "".join(f"# {line}\n" for line in summary)
+                         + "# dropped rows (line N: reason: detail; ...):\n")
+                # check drops were written in line order, near-duplicate drops are listed in line order: merge
                 for _, text in heapq.merge(checks, dups):
-                    f.write(text)
+                    rf.write(text)
     shown = sorted(shown + cleaner.near_dup_drops[:SHOW], key=lambda d: d.line)[:SHOW]
     _say(summary)
     if report is None:
