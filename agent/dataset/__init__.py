@@ -1,4 +1,5 @@
-"""datagen's tools for datasets you already have, as a small Python API (the CLI commands wrap these).
+"""datagen's tools for datasets you already have, as a small Python API (`datagen convert/clean/kto/stats` are
+thin wrappers over the same code: agent/dataset/commands.py).
 
     from agent import dataset
 

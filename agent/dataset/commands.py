@@ -1,5 +1,8 @@
 """The `convert`, `clean`, `kto` and `stats` click commands: thin wrappers over agent.dataset (registered in cli.py).
 
+`kto` and `stats` call the public functions; `convert` and `clean` drive the same Converter and Cleaner the
+functions use, streaming rows to the output instead of returning them as a list.
+
 Rows go to -o FILE (atomically; a ".json" name gets a JSON array, anything else JSONL) or to stdout; what
 happened goes to stderr, so `datagen convert a.jsonl --to text --template chatml > b.jsonl` works.
 """
@@ -18,11 +21,11 @@ from pathlib import Path
 
 import click
 
+from agent import dataset
 from agent.dataset.clean import NEAR_DUP_MODES, Bounds, Cleaner, Drop, Rules
 from agent.dataset.convert import TARGETS, TEMPLATES, Converter
-from agent.dataset.feedback import KINDS, kto_from_feedback
+from agent.dataset.feedback import KINDS
 from agent.dataset.io import RowWriter, check_output, detect_format, open_atomic, read_lines
-from agent.dataset.stats import dataset_stats
 from agent.errors import InputError
 from agent.export.formats import FORMATS
 
@@ -161,7 +164,7 @@ def kto(logs: Path, out: Path | None, kind: str, threshold: float, bad_max: floa
         prompt_field: str | None, completion_field: str | None, rating_field: str | None) -> None:
     """Turn feedback logs (thumbs, stars, booleans) into deduplicated, balanced KTO rows."""
     check_output(out, logs)
-    rows, report = kto_from_feedback(read_lines(logs), kind=kind, threshold=threshold, bad_max=bad_max,
+    rows, report = dataset.kto_from_feedback(logs, kind=kind, threshold=threshold, bad_max=bad_max,
                                      balance=balance, seed=seed, prompt_field=prompt_field,
                                      completion_field=completion_field, rating_field=rating_field)
     with RowWriter(out) as w:
@@ -177,8 +180,7 @@ def kto(logs: Path, out: Path | None, kind: str, threshold: float, bad_max: floa
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def stats(file: Path, fmt: str | None, as_json: bool) -> None:
     """Seed 000's diversity metrics (TTR, overlap, verbs, topics, lengths) for any dataset file."""
-    fmt, lines = detect_format(file, read_lines(file), fmt)
-    result = dataset_stats(lines, fmt)
+    result = dataset.stats(file, format=fmt)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
