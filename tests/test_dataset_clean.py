@@ -170,3 +170,41 @@ def test_report_and_output_must_differ_and_unwritable_places_are_one_line(run_cl
     blocked.write_text("")
     res = run_cli("clean", str(crafted), "-o", str(blocked / "sub" / "x.jsonl"))
     assert res.code == 2 and "cannot write here" in res.err and len(res.err.strip().splitlines()) == 1
+
+
+TOPICS = ["resize a storage volume", "rotate my API keys", "move an instance to another region",
+          "read last month's invoice", "attach a second GPU", "open port 8080 to the world", "pause billing",
+          "install CUDA 12 drivers"]
+
+
+def kto_rows(good: int, bad: int) -> list[dict]:
+    return [{"prompt": f"How do I {topic} on the console?", "completion": f"To {topic}, open the dashboard first "
+             f"and follow the steps under Settings.", "label": i < good}
+            for i, topic in enumerate(TOPICS[:good + bad])]
+
+
+def test_balance_leaves_out_a_seeded_sample_of_the_larger_label(run_cli, tmp_path):
+    src, out, report = tmp_path / "kto.jsonl", tmp_path / "out.jsonl", tmp_path / "report.txt"
+    src.write_text("".join(json.dumps(r) + "\n" for r in kto_rows(6, 2)))
+    res = run_cli("clean", str(src), "-o", str(out), "--report", str(report), "--balance", "--near-dups", "off")
+    assert res.code == 0, res.err
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["label"] for r in kept].count(True) == 2 and [r["label"] for r in kept].count(False) == 2
+    left_out = [row for row in report.read_text().splitlines() if "kto_balance:" in row and row.startswith("line")]
+    assert len(left_out) == 4 and all(int(r.split(":")[0].removeprefix("line ")) <= 6 for r in left_out)
+    assert "2 desirable (50%), 2 undesirable: balanced" in res.err
+    again = tmp_path / "again.jsonl"
+    run_cli("clean", str(src), "-o", str(again), "--balance", "--near-dups", "off")
+    assert again.read_text() == out.read_text()                    # seeded: the same sample each time
+    other = tmp_path / "other.jsonl"
+    run_cli("clean", str(src), "-o", str(other), "--balance", "--seed", "5", "--near-dups", "off")
+    assert len(other.read_text().splitlines()) == 4
+
+
+def test_balance_in_the_api_and_only_for_kto():
+    kept, report = dataset.clean(kto_rows(2, 5), balance=True)
+    assert sorted(r["label"] for r in kept) == [False, False, True, True]
+    assert report.reasons["kto_balance"] == 3 and report.kept == 4 and report.labels[False] == 2
+    assert [d.line for d in report.drops] == sorted(d.line for d in report.drops)
+    with pytest.raises(Exception, match="balances kto labels"):
+        dataset.clean([json.loads(ROWS[0][1])], balance=True)

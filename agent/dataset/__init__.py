@@ -125,17 +125,24 @@ def convert(rows: Any, to: str, *, template: str | None = None, strict: bool = F
     return Dataset(out, to, notes=converter.result.summary())
 
 
-def clean(rows: Any, *, rules: Rules | None = None, format: str | None = None) -> tuple[Dataset, CleanReport]:
+def clean(rows: Any, *, rules: Rules | None = None, format: str | None = None, balance: bool = False,
+          seed: int = 0) -> tuple[Dataset, CleanReport]:
     """The rows that pass every check, and the report (every dropped row with its line and reasons).
 
     The checks: the auditor's rules (seed 003, refusals, PII), seed 002's length bounds, near-duplicates
-    (seed 003's 0.85); `rules=Rules(...)` changes any of them. See agent.dataset.clean.
+    (seed 003's 0.85); `rules=Rules(...)` changes any of them. balance=True (kto): a seeded random sample of
+    the larger label's kept rows is left out so the labels are 50/50. See agent.dataset.clean.
     """
     fmt, lines, name = _lines(rows, format)
+    if balance and fmt != "kto":
+        raise InputError(f"balance=True balances kto labels, and these rows are {fmt}")
     parsed = [line.parsed() for line in lines]
     cleaner = Cleaner(fmt, rules)
     kept = cleaner.select(parsed)
-    rows_kept = [line for line in parsed if line.number in kept]
+    balancer = cleaner.balancer(seed) if balance else None
+    rows_kept = [line for line in parsed
+                 if line.number in kept and not cleaner.balanced_away(balancer, line.number, line.obj.get("label"))]
+    cleaner.report.drops.sort(key=lambda d: d.line)
     path = Path(name) if isinstance(rows, str | Path) else rows.path if isinstance(rows, Dataset) else None
     return (Dataset([line.obj for line in rows_kept], fmt, path, cleaner.report.summary(),
                     [line.number for line in rows_kept]), cleaner.report)

@@ -12,8 +12,8 @@ A row is dropped, with every reason it has, when
   - it is a near-duplicate of a row kept before it (near_duplicate): SequenceMatcher ratio above the threshold
     (seed 003: 0.85), autojunk off, on the first user message (chat) or the prompt (dpo; kto within the same
     label, since one prompt with a good and a bad completion is what KTO wants).
-Kept rows are written unchanged. KTO balance (seed 002: ~50/50) is reported, not enforced here (`datagen kto`
-balances).
+Kept rows are written unchanged. KTO balance (seed 002: ~50/50) is reported; with balance on, a seeded random
+sample of the larger label's kept rows is left out (kto_balance) so the labels are exactly 50/50.
 
 Memory: rows stream through twice (check, then write); what grows is the near-duplicate part: the first user
 message / prompt of every row that passed the checks, and agent.audit.dedup's index of them (exact mode up to
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import random
 import resource
 import time
 from collections import Counter, deque
@@ -123,7 +124,7 @@ class CleanReport:
         share = self.balance
         if share is not None:
             verdict = "balanced" if BALANCE_LOW <= share <= BALANCE_HIGH else \
-                "IMBALANCED: seed 002 wants ~50/50; `datagen kto` can downsample the larger side"
+                "IMBALANCED: seed 002 wants ~50/50; --balance downsamples the larger side"
             out.append(f"kto labels kept: {self.labels[True]:,} desirable ({share:.0%}), "
                        f"{self.labels[False]:,} undesirable: {verdict}")
         return out
@@ -263,6 +264,24 @@ class Cleaner:
             report.drops = sorted(report.drops + self.near_dup_drops, key=lambda d: d.line)
         return kept
 
+    def balancer(self, seed: int = 0) -> Balancer | None:
+        """After select(), for kto: what downsamples the larger label's kept rows to 50/50; None if nothing to do."""
+        t, f = self.report.labels[True], self.report.labels[False]
+        if SHAPE_OF[self.fmt] != "kto" or not t or not f or t == f:
+            return None
+        return Balancer(t > f, max(t, f), abs(t - f), seed)
+
+    def balanced_away(self, balancer: Balancer | None, number: int, label: Any) -> bool:
+        """True (and the drop recorded) when the kept row at `number` is one the balancing leaves out."""
+        if balancer is None or not balancer.drop(label):
+            return False
+        self.report.kept -= 1
+        self.report.labels[label] -= 1
+        self._drop(Drop(number, [Issue("kto_balance", f"left out to balance the labels 50/50 (--balance): "
+                                                      f"{balancer.total:,} kept rows were labelled {str(label).lower()}, "
+                                                      f"{balancer.total - balancer.extra_total:,} the other way")]))
+        return True
+
     def _keep(self, kept: LineSet, number: int, group: bool | None) -> None:
         kept.add(number)
         self.report.kept += 1
@@ -302,6 +321,24 @@ class Cleaner:
 
 
 CHUNK = 500
+
+
+class Balancer:
+    """Leaves out exactly `extra` of the `candidates` rows labelled `larger`, a seeded uniform sample, in one pass
+    in file order without holding them (selection sampling, Knuth's Algorithm S)."""
+
+    def __init__(self, larger: bool, candidates: int, extra: int, seed: int = 0):
+        self.larger, self.total, self.extra_total = larger, candidates, extra
+        self._left, self._extra = candidates, extra
+        self._rng = random.Random(seed)
+
+    def drop(self, label: Any) -> bool:
+        if label is not self.larger or self._left <= 0:
+            return False
+        out = self._rng.random() * self._left < self._extra
+        self._left -= 1
+        self._extra -= out
+        return out
 
 
 class LineSet:

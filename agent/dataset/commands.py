@@ -89,11 +89,13 @@ def convert(file: Path, target: str, template: str | None, fmt: str | None, out:
 @click.option("--length-ratio", type=click.FloatRange(min=1), default=1.5, show_default=True,
               help="Preference pairs: the longest chosen/rejected length ratio kept.")
 @click.option("--allow-pii", is_flag=True, help="Keep rows with e-mail addresses, phone numbers, card numbers ...")
+@click.option("--balance", is_flag=True, help="kto: leave out a random sample of the larger label's rows (50/50).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --balance's sample.")
 @click.option("--jobs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes for the checks; 0: one per CPU for files over 2 MB, else 1.")
 def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, threshold: float, near_dups: str,
           instruction_chars: tuple[int, int], output_chars: tuple[int, int], length_ratio: float,
-          allow_pii: bool, jobs: int) -> None:
+          allow_pii: bool, balance: bool, seed: int, jobs: int) -> None:
     """Drop invalid, off-bounds, PII, refusal and near-duplicate rows; keep the rest unchanged and say why."""
     check_output(out, file)
     check_output(report, file)
@@ -101,13 +103,17 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
         raise InputError(f"{report}: --report and -o name the same file; give the report its own name")
     rules = Rules(Bounds(instruction_chars, output_chars), threshold, length_ratio, allow_pii, near_dups)
     fmt, lines = detect_format(file, read_lines(file, parse=False), fmt)
+    if balance and fmt != "kto":
+        raise InputError(f"{file}: --balance balances kto labels, and this file is {fmt}; leave --balance out")
     if jobs == 0:
         jobs = (os.cpu_count() or 1) if file.stat().st_size > 2_000_000 else 1
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as body:
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as body, \
+            tempfile.TemporaryFile("w+", encoding="utf-8") as balanced:
         shown: list[Drop] = []
+        sink = [body]    # pass 1's drops, then pass 2's (--balance): each file in line order
 
         def on_drop(drop: Drop) -> None:
-            body.write(f"{drop.line}\t{drop}\n")
+            sink[0].write(f"{drop.line}\t{drop}\n")
             if len(shown) < SHOW:
                 shown.append(drop)
 
@@ -115,9 +121,14 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
         # both outputs are opened first: an unwritable -o or --report fails before the work, not after it
         with open_atomic(report) if report is not None else nullcontext() as rf, RowWriter(out) as w:
             kept = cleaner.select(lines)
+            balancer = cleaner.balancer(seed) if balance else None
+            sink[0] = balanced
             started = time.perf_counter()
             for line in read_lines(file, parse=False):     # pass 2: the kept rows, as they were
                 if line.number in kept:
+                    if balancer is not None and cleaner.balanced_away(balancer, line.number,
+                                                                       line.parsed().obj["label"]):
+                        continue
                     if line.raw is not None:
                         w.write_raw(line.raw)
                     else:
@@ -126,12 +137,14 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
             summary = [f"{file}: {line}" if i == 0 else line for i, line in enumerate(cleaner.report.summary())]
             if rf is not None:
                 body.seek(0)
+                balanced.seek(0)
                 checks = ((int(row.split("\t", 1)[0]), row.split("\t", 1)[1]) for row in body)
+                later = ((int(row.split("\t", 1)[0]), row.split("\t", 1)[1]) for row in balanced)
                 dups = ((d.line, f"{d}\n") for d in cleaner.near_dup_drops)
                 rf.write("# datagen clean report\n" + "".join(f"# {line}\n" for line in summary)
                          + "# dropped rows (line N: reason: detail; ...):\n")
-                # check drops were written in line order, near-duplicate drops are listed in line order: merge
-                for _, text in heapq.merge(checks, dups):
+                # three lists, each in line order (checks, near-duplicates, balancing): merged by line
+                for _, text in heapq.merge(checks, dups, later):
                     rf.write(text)
     shown = sorted(shown + cleaner.near_dup_drops[:SHOW], key=lambda d: d.line)[:SHOW]
     _say(summary)
