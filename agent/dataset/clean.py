@@ -130,32 +130,32 @@ class CleanReport:
         return out
 
 
-def text_fields(obj: dict[str, Any], fmt: str) -> list[tuple[str, str, str]]:
-    """(where, kind, text) for each text seed 002's bounds apply to; kind is "instruction" or "output"."""
+def text_fields(obj: dict[str, Any], fmt: str, record: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """(where, kind, text) for each text seed 002's bounds apply to; kind is "instruction" or "output".
+
+    Read from the canonical record (so every format agent.export.formats knows is covered), except alpaca's
+    instruction, which the bound applies to without its "input" context."""
     if fmt == "alpaca":
         return [("instruction", "instruction", obj["instruction"]), ("output", "output", obj["output"])]
-    if fmt in ("openai", "sharegpt"):
-        key, role, text = ("messages", "role", "content") if fmt == "openai" else ("conversations", "from", "value")
-        kinds = {"user": "instruction", "human": "instruction", "assistant": "output", "gpt": "output"}
+    record = record if record is not None else formats.to_canonical(obj, fmt)
+    shape = SHAPE_OF[fmt]
+    if shape == "chat":
         out, seen = [], Counter()
-        for turn in obj[key]:
-            kind = kinds.get(turn[role])
-            if kind:
-                seen[kind] += 1
-                name = "user" if kind == "instruction" else "assistant"
-                out.append((f"{name} turn {seen[kind]}", kind, turn[text]))
+        for m in record["messages"]:
+            if m["role"] in ("user", "assistant"):
+                seen[m["role"]] += 1
+                out.append((f"{m['role']} turn {seen[m['role']]}", "instruction" if m["role"] == "user" else "output",
+                            m["content"]))
         return out
-    if fmt == "dpo":
-        return [("prompt", "instruction", obj["prompt"]), ("chosen", "output", obj["chosen"]),
-                ("rejected", "output", obj["rejected"])]
-    if fmt == "kto":
-        return [("prompt", "instruction", obj["prompt"]), ("completion", "output", obj["completion"])]
-    return []
+    if shape == "preference":
+        return [("prompt", "instruction", record["prompt"]), ("chosen", "output", record["chosen"]),
+                ("rejected", "output", record["rejected"])]
+    return [("prompt", "instruction", record["prompt"]), ("completion", "output", record["completion"])]
 
 
-def bound_issues(obj: dict[str, Any], fmt: str, bounds: Bounds) -> list[Issue]:
+def bound_issues(obj: dict[str, Any], fmt: str, bounds: Bounds, record: dict[str, Any] | None = None) -> list[Issue]:
     issues = []
-    for where, kind, text in text_fields(obj, fmt):
+    for where, kind, text in text_fields(obj, fmt, record):
         lo, hi = bounds.instruction if kind == "instruction" else bounds.output
         n = len(text.strip())
         if n == 0:
@@ -178,7 +178,7 @@ def row_issues(line: Line, fmt: str, rules: Rules, quality: Quality | None = Non
         return [Issue("bad_structure", f"not a valid {fmt} record: {'; '.join(errors)}")], None
     record = formats.to_canonical(line.obj, fmt)
     issues = check_record(record, SHAPE_OF[fmt], quality or rules.quality)
-    return issues + bound_issues(line.obj, fmt, rules.bounds), record
+    return issues + bound_issues(line.obj, fmt, rules.bounds, record), record
 
 
 @dataclass

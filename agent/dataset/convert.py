@@ -1,5 +1,9 @@
 """Convert rows between the trainer formats (export.formats), or render them as training text with a chat template.
 
+Every conversion goes source row -> canonical record (formats.to_canonical) -> reshaped when the record shapes
+differ (chat / preference / kto) -> target row (formats.to_format), so any format export.formats knows works
+both ways without a conversion table here.
+
 Lossless where the target can hold it: a row of the same format passes through unchanged; openai <-> sharegpt
 keep everything; top-level fields a format does not own (an "id", a "source") are carried over. Where the
 target cannot hold something, the row loses it and the loss is counted by kind (or, with strict=True, the
@@ -14,9 +18,10 @@ conversion stops at the first such row):
     unreadable     a row that is not a record of the source format: left out
 
 Notes (nothing lost): alpaca's "input" becomes part of the user turn, as trainers join them; chat rows made
-into kto rows are labelled desirable (true). A chat row cannot become a dpo row (there is no rejected reply):
-that conversion is refused. kto -> dpo pairs each prompt's desirable and undesirable rows in file order, so it
-keeps the rows in memory; every other conversion streams.
+into kto rows are labelled desirable (true); preference pairs made into kto rows give one row per side. A chat
+row cannot become a preference row (there is no rejected reply): that conversion is refused. kto -> preference
+pairs each prompt's desirable and undesirable rows in file order, so it keeps the rows in memory; every other
+conversion streams.
 
 Text: --to text renders each conversation with a chat template (ChatML, Llama 3) from templates/, written
 after the templates' public definitions, into {"text": ...} rows (TRL's SFT "text" field).
@@ -113,7 +118,7 @@ class Converter:
 
     def run(self, lines: Iterable[Line]) -> Iterator[dict[str, Any]]:
         """The converted rows, in input order (kto -> dpo: in order of each prompt's first pair)."""
-        if SHAPE_OF[self.source] == "kto" and self.target == "dpo":
+        if SHAPE_OF[self.source] == "kto" and SHAPE_OF.get(self.target) == "preference":
             yield from self._pairs(lines)
             return
         for line in lines:
@@ -143,67 +148,72 @@ class Converter:
         self.result.first_loss.setdefault(kind, number)
 
     def _row(self, number: int, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        extras = {k: v for k, v in obj.items() if k not in KEYS[self.source]}
+        """Source row -> canonical record (formats.to_canonical) -> reshaped if the shapes differ -> target."""
         if self.target == self.source:
             return [obj]
-        if self.target == TEXT:
-            messages = self._chat(number, obj)
-            if messages is None:
-                return []
-            return [self._with(number, {TEXT: render(self.template, messages)}, extras)]  # type: ignore[arg-type]
-        shape = SHAPE_OF[self.target]
-        if shape == "chat":
-            messages = self._chat(number, obj)
-            if messages is None:
-                return []
-            out = formats.to_format({"messages": messages}, self.target)
-            if out is None:
-                self._lose(number, "multi_turn", formats.MULTI_TURN_REASON)
-                return []
-            if formats.drops_system({"messages": messages}, self.target):
-                self._lose(number, "system")
-            return [self._with(number, out, extras)]
-        if SHAPE_OF[self.source] == "preference":   # dpo -> kto: the pair split in two
-            self.result.notes["pairs_split"] += 1
-            return [self._with(number, {"prompt": obj["prompt"], "completion": obj[k], "label": k == "chosen"}, extras)
-                    for k in ("chosen", "rejected")]
-        messages = self._chat(number, obj)             # chat -> kto
-        if messages is None:
+        extras = {k: v for k, v in obj.items() if k not in KEYS[self.source]}
+        if self.source == "alpaca" and obj["input"].strip():
+            self.result.notes["input_joined"] += 1
+        if self.source in MESSAGE_KEYS:
+            extra = {k for turn in obj[KEYS[self.source][0]] for k in turn if k not in MESSAGE_KEYS[self.source]}
+            if extra:
+                self.result.message_fields |= extra
+                self._lose(number, "message_fields", f"message fields {', '.join(sorted(extra))} have no place")
+        try:
+            record = formats.to_canonical(obj, self.source)
+        except Unconvertible as e:   # structure was checked in _read; kept for safety
+            self._lose(number, "unreadable", str(e))
             return []
+        rows = []
+        for reshaped in self._reshape(number, record):
+            out = self._write(number, reshaped, extras)
+            if out is not None:
+                rows.append(out)
+        return rows
+
+    def _reshape(self, number: int, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The canonical record in the target's shape (see agent.example): none, one or two records."""
+        src, dst = SHAPE_OF[self.source], SHAPE_OF.get(self.target, "chat")
+        if src == dst:
+            return [record]
+        system = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+        if dst == "chat":
+            if src == "preference":
+                self._lose(number, "rejected")
+                reply = record["chosen"]
+            elif record["label"] is not True:
+                self._lose(number, "undesirable")
+                return []
+            else:
+                reply = record["completion"]
+            return [{"messages": system + [{"role": "user", "content": record["prompt"]},
+                                           {"role": "assistant", "content": reply}]}]
+        if src == "preference":     # -> kto: the pair split in two
+            self.result.notes["pairs_split"] += 1
+            return [{"system": record.get("system", ""), "prompt": record["prompt"], "completion": record[k],
+                     "label": k == "chosen"} for k in ("chosen", "rejected")]
+        # chat -> kto (chat -> preference is refused by check_target)
+        messages = record["messages"]
         turns = [m for m in messages if m["role"] != "system"]
         if [m["role"] for m in turns] != ["user", "assistant"]:
             self._lose(number, "multi_turn", "a multi-turn conversation cannot be one kto row")
             return []
-        if len(turns) < len(messages) and any(m["content"] for m in messages if m["role"] == "system"):
-            self._lose(number, "system")
         self.result.notes["labelled_true"] += 1
-        return [self._with(number, {"prompt": turns[0]["content"], "completion": turns[1]["content"], "label": True},
-                           extras)]
+        first_system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        return [{"system": first_system, "prompt": turns[0]["content"], "completion": turns[1]["content"],
+                 "label": True}]
 
-    def _chat(self, number: int, obj: dict[str, Any]) -> list[dict[str, str]] | None:
-        """The row as role/content messages; None (and a counted loss) when it has no chat form."""
-        shape = SHAPE_OF[self.source]
-        if shape == "chat":
-            if self.source == "alpaca" and obj["input"].strip():
-                self.result.notes["input_joined"] += 1
-            key = KEYS[self.source][0]
-            if self.source in MESSAGE_KEYS and self.target != self.source:
-                extra = {k for turn in obj[key] for k in turn if k not in MESSAGE_KEYS[self.source]}
-                if extra:
-                    self.result.message_fields |= extra
-                    self._lose(number, "message_fields", f"message fields {', '.join(sorted(extra))} have no place")
-            try:
-                return formats.to_canonical(obj, self.source)["messages"]
-            except Unconvertible as e:   # structure was checked in _read; kept for safety
-                self._lose(number, "unreadable", str(e))
-                return None
-        if shape == "preference":
-            self._lose(number, "rejected")
-            return [{"role": "user", "content": obj["prompt"]}, {"role": "assistant", "content": obj["chosen"]}]
-        if obj["label"] is not True:
-            self._lose(number, "undesirable")
+    def _write(self, number: int, record: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any] | None:
+        """A canonical record of the target's shape as a target row; None (and a counted loss) if it cannot be."""
+        if self.target == TEXT:
+            return self._with(number, {TEXT: render(self.template, record["messages"])}, extras)  # type: ignore[arg-type]
+        out = formats.to_format(record, self.target)
+        if out is None:
+            self._lose(number, "multi_turn", formats.MULTI_TURN_REASON)
             return None
-        return [{"role": "user", "content": obj["prompt"]}, {"role": "assistant", "content": obj["completion"]}]
+        if formats.drops_system(record, self.target):
+            self._lose(number, "system")
+        return self._with(number, out, extras)
 
     def _with(self, number: int, out: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
         clash = [k for k in extras if k in out]
@@ -212,20 +222,25 @@ class Converter:
         return {**out, **{k: v for k, v in extras.items() if k not in out}}
 
     def _pairs(self, lines: Iterable[Line]) -> Iterator[dict[str, Any]]:
-        """kto -> dpo: the i-th desirable and i-th undesirable row of each prompt make a pair."""
-        sides: dict[str, dict[bool, list[tuple[int, dict[str, Any]]]]] = defaultdict(lambda: {True: [], False: []})
+        """kto -> preference: the i-th desirable and i-th undesirable row of each prompt make a pair."""
+        sides: dict[tuple[str, str], dict[bool, list[tuple[int, dict[str, Any], dict[str, Any]]]]] = \
+            defaultdict(lambda: {True: [], False: []})
         for line in lines:
             obj = self._read(line)
             if obj is not None:
-                sides[obj["prompt"]][obj["label"]].append((line.number, obj))
-        for prompt, side in sides.items():
+                record = formats.to_canonical(obj, self.source)
+                extras = {k: v for k, v in obj.items() if k not in KEYS[self.source]}
+                sides[(record.get("system", ""), record["prompt"])][record["label"]].append((line.number, record, extras))
+        for (system, prompt), side in sides.items():
             good, bad = side[True], side[False]
-            for (n, chosen), (_, rejected) in zip(good, bad, strict=False):
-                extras = {k: v for k, v in {**rejected, **chosen}.items() if k not in KEYS["kto"]}
-                self.result.rows_out += 1
-                yield self._with(n, {"prompt": prompt, "chosen": chosen["completion"],
-                                     "rejected": rejected["completion"]}, extras)
-            for n, _ in (good[len(bad):] or bad[len(good):]):
+            for (n, chosen, extras_good), (_, rejected, extras_bad) in zip(good, bad, strict=False):
+                pair = {"system": system, "prompt": prompt, "chosen": chosen["completion"],
+                        "rejected": rejected["completion"]}
+                out = self._write(n, pair, {**extras_bad, **extras_good})
+                if out is not None:
+                    self.result.rows_out += 1
+                    yield out
+            for n, _, _ in (good[len(bad):] or bad[len(good):]):
                 self._lose(n, "unpaired")
 
 

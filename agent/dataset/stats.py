@@ -109,7 +109,7 @@ def dataset_stats(lines: Iterable[Line], fmt: str, bounds: Bounds | None = None)
                 continue
             result.readable += 1
             record = formats.to_canonical(line.obj, fmt)
-            for _, kind, text in text_fields(line.obj, fmt):
+            for _, kind, text in text_fields(line.obj, fmt, record):
                 chars[kind].append(len(text.strip()))
             turns[user_turns(record)] += 1
             if "messages" in record:
