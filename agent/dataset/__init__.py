@@ -33,7 +33,7 @@ from agent.dataset.feedback import kto_from_feedback as _kto_from_feedback
 from agent.dataset.io import Line, detect_format, read_lines, write_rows
 from agent.dataset.stats import DatasetStats, dataset_stats
 from agent.errors import InputError
-from agent.export.formats import FORMATS, detect
+from agent.export.formats import FORMATS, SHAPE_OF, detect
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, validate_file
 
 __all__ = ["Bounds", "CleanReport", "Conversion", "Dataset", "DatasetStats", "Drop", "FORMATS", "FeedbackReport",
@@ -134,7 +134,7 @@ def clean(rows: Any, *, rules: Rules | None = None, format: str | None = None, b
     the larger label's kept rows is left out so the labels are 50/50. See agent.dataset.clean.
     """
     fmt, lines, name = _lines(rows, format)
-    if balance and fmt != "kto":
+    if balance and SHAPE_OF.get(fmt) != "kto":
         raise InputError(f"balance=True balances kto labels, and these rows are {fmt}")
     parsed = [line.parsed() for line in lines]
     cleaner = Cleaner(fmt, rules)

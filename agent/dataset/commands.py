@@ -27,7 +27,7 @@ from agent.dataset.convert import TARGETS, TEMPLATES, Converter
 from agent.dataset.feedback import KINDS
 from agent.dataset.io import RowWriter, check_output, detect_format, open_atomic, read_lines
 from agent.errors import InputError
-from agent.export.formats import FORMATS
+from agent.export.formats import FORMATS, SHAPE_OF
 
 log = logging.getLogger(__name__)
 InPath = click.Path(path_type=Path)
@@ -103,7 +103,7 @@ def clean(file: Path, out: Path | None, report: Path | None, fmt: str | None, th
         raise InputError(f"{report}: --report and -o name the same file; give the report its own name")
     rules = Rules(Bounds(instruction_chars, output_chars), threshold, length_ratio, allow_pii, near_dups)
     fmt, lines = detect_format(file, read_lines(file, parse=False), fmt)
-    if balance and fmt != "kto":
+    if balance and SHAPE_OF.get(fmt) != "kto":
         raise InputError(f"{file}: --balance balances kto labels, and this file is {fmt}; leave --balance out")
     if jobs == 0:
         jobs = (os.cpu_count() or 1) if file.stat().st_size > 2_000_000 else 1
