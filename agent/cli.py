@@ -219,6 +219,16 @@ def _register_export_commands() -> None:
 _register_export_commands()
 
 
+def _register_dataset_commands() -> None:
+    from agent.dataset.commands import clean, convert, kto, stats
+
+    for command in (convert, clean, kto, stats):
+        cli.add_command(command)
+
+
+_register_dataset_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: DatagenError -> one line on stderr and its exit code; no traceback unless DATAGEN_DEBUG=1."""
     debug = os.environ.get("DATAGEN_DEBUG") == "1"
