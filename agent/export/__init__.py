@@ -25,7 +25,7 @@ from typing import IO, Any
 from agent.audit.dedup import NearDupIndex
 from agent.errors import DatagenError
 from agent.example import user_text
-from agent.export import formats, info, split
+from agent.export import bundle, formats, info, split, trainers
 from agent.export.report import render_html
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
@@ -64,7 +64,8 @@ def export_run(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None
 
 
 def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, val_split: float | None = None,
-           max_tokens: int = DEFAULT_MAX_TOKENS) -> ExportResult:
+           max_tokens: int = DEFAULT_MAX_TOKENS, trainer: str | None = None,
+           with_metadata: bool = False) -> ExportResult:
     """Split, write, re-read and check, then document: everything `datagen export` reports comes from here."""
     started = time.monotonic()
     fmt = fmt or plan.output_format
@@ -81,7 +82,7 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
     def items():
         for row in ledger.iter_accepted():
             labels = row["audited"] or row["requested"]
-            if fmt == "alpaca" and formats.to_format(row["record"], fmt) is None:
+            if fmt.startswith("alpaca") and formats.to_format(row["record"], fmt) is None:
                 continue  # left out of the file, so it takes no place in either side
             yield split.Item(row["id"], tuple(labels.get(d, "") for d in by), user_text(row["record"]))
 
@@ -99,6 +100,9 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
     write_atomic(out_dir / INFO, info.render(ctx))
     write_atomic(out_dir / REPORT, render_html(ctx))
     result.paths += [out_dir / INFO, out_dir / REPORT]
+    # hook: the trainers' configs, manifest, dataset card and metadata (bundle.py)
+    result.paths += bundle.write(ctx, ledger, out_dir, fmt, parts.validation, TRAIN, VAL if parts.n_val else None,
+                                 trainer=trainer, with_metadata=with_metadata)
     result.seconds = time.monotonic() - started
     return result
 
@@ -162,7 +166,7 @@ def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> 
     batches = ledger.batches()
     return {
         "plan": plan, "stats": result.stats, "split": result.split, "usage": usage, "share": share,
-        "format": result.format, "format_note": FORMAT_NOTES[result.format],
+        "format": result.format, "format_note": FORMAT_NOTES.get(result.format) or trainers.DESCRIBE[result.format],
         "train_name": TRAIN, "val_name": VAL, "simulated": result.simulated,
         "targets": info.target_rows(plan, ledger.label_counts(), result.stats),
         "rejections": ledger.rejection_counts(), "batches": batches,

@@ -9,9 +9,11 @@ import click
 
 from agent.errors import DatagenError
 from agent.export.formats import FORMATS
+from agent.export.trainers import TRAINERS
 from agent.export.validate import DEFAULT_MAX_TOKENS
 
 FormatChoice = click.Choice(FORMATS)
+TrainerChoice = click.Choice(list(TRAINERS))
 
 
 @click.command()
@@ -26,14 +28,20 @@ FormatChoice = click.Choice(FORMATS)
               show_default=True, help="Folder that holds one run folder per plan.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_TOKENS, show_default=True,
               help="Per-example token limit the written files are checked against.")
+@click.option("--for", "trainer", type=TrainerChoice,
+              help="The trainer that will load the files: picks the format and writes its config beside the data.")
+@click.option("--with-metadata", is_flag=True,
+              help="Also write <split>_metadata.jsonl: id, topic and labels of every row, line for line.")
 def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path | None, outputs: Path,
-           max_tokens: int) -> None:
-    """Write training/validation JSONL, dataset_info.txt and report.html from a run's ledger."""
+           max_tokens: int, trainer: str | None, with_metadata: bool) -> None:
+    """Write training/validation JSONL, dataset_info.txt, report.html, a dataset card and trainer configs."""
     from agent.export import export as run_export
+    from agent.export.trainers import choose_format
     from agent.ledger import Ledger, RunLock
     from agent.plan import load_plan
 
     plan = load_plan(plan_path)
+    fmt = choose_format(trainer, fmt, plan.record_shape, plan.output_format)
     db = outputs / plan.name / "ledger.sqlite"
     if not db.exists():
         raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
@@ -45,7 +53,8 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
         if not ledger.accepted_count():
             raise DatagenError(f"the run of plan {plan.name!r} has no accepted examples yet; nothing to export")
         try:
-            result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens)
+            result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens,
+                                trainer=trainer, with_metadata=with_metadata)
         except OSError as e:
             raise DatagenError(f"cannot write the export to {out or db.parent}: {e.strerror or e}; "
                                f"choose a writable --out folder") from None
