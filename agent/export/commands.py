@@ -86,11 +86,19 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
 @click.option("--no-near-dups", is_flag=True,
               help="Skip the near-duplicate check: constant memory (the check keeps every first user message).")
 @click.option("--show", type=click.IntRange(min=0), default=50, show_default=True, help="Errors to list.")
-def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_near_dups: bool, show: int) -> None:
-    """Check a JSONL file in any of the five formats: exit 0 valid, 1 not valid, 2 unreadable."""
+@click.option("--for", "rules", type=click.Choice(["openai"]),
+              help="Also apply a trainer's own file rules (openai: 10+ examples, roles, weight; counts in o200k).")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Count tokens with this tokenizer.json (the student model's) instead of cl100k/o200k.")
+def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_near_dups: bool, show: int,
+             rules: str | None, tokenizer_path: Path | None) -> None:
+    """Check a JSONL file in any of the trainer formats: exit 0 valid, 1 not valid, 2 unreadable."""
+    from agent import tokens
     from agent.export.validate import validate_file
 
-    report = validate_file(file, fmt, max_tokens=max_tokens, threshold=threshold, near_dups=not no_near_dups)
+    tok = tokens.from_file(tokenizer_path) if tokenizer_path else None
+    report = validate_file(file, fmt, max_tokens=max_tokens, threshold=threshold, near_dups=not no_near_dups,
+                           tokenizer=tok, rules=rules)
     for line in report.summary():
         click.echo(line)
     for err in report.errors[:show]:
