@@ -25,7 +25,7 @@ from typing import IO, Any
 from agent.audit.dedup import NearDupIndex
 from agent.errors import DatagenError
 from agent.example import user_text
-from agent.export import bundle, formats, info, split, trainers
+from agent.export import bundle, formats, info, samples, split, trainers
 from agent.export.report import render_html
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
@@ -173,4 +173,5 @@ def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> 
         "diversity": info.diversity_rows(batches, ledger.accepted_count(), plan.total),
         "checks": result.checks, "reports": result.reports,
         "plan_hash": ledger.meta("plan_hash"), "created_at": ledger.meta("created_at"), "exported_at": time.time(),
+        "samples": samples.collect(plan, ledger),  # report.html's examples, rejections, near-dups, lengths
     }

@@ -1,0 +1,120 @@
+"""Every trainer's export loads with `datasets`, passes TRL's data utilities and trains one step of the matching
+TRL trainer (SFT / DPO / KTO) on a tiny randomly initialised model built here, offline: a byte-level BPE
+tokenizer trained on the exported text with a ChatML chat template, and a 1-layer Llama. `make test-long`
+(the `trainers` extra installs datasets, trl, transformers and torch)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from agent.export import TRAIN, VAL, export
+from agent.export.trainers import MANIFEST, TRAINERS, choose_format
+from tests.test_export import copy_run, read_jsonl, runs  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.long
+
+# ChatML; assistant turns wrapped in {% generation %} so TRL can train on the assistant tokens only
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+          "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+          "{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def texts(line) -> list[str]:
+    if isinstance(line, dict):
+        return [t for v in line.values() for t in texts(v)]
+    if isinstance(line, list):
+        return [t for v in line for t in texts(v)]
+    return [line] if isinstance(line, str) else []
+
+
+def tiny_model(corpus: list[str]):
+    """A tokenizer trained on `corpus` and a random 1-layer Llama sized to it: nothing downloaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LlamaForCausalLM(config), tokenizer
+
+
+def load(folder, tmp_path):
+    import datasets
+
+    return datasets.load_dataset("json", data_files={"train": str(folder / TRAIN), "validation": str(folder / VAL)},
+                                 cache_dir=str(tmp_path / "hf-cache"))
+
+
+@pytest.mark.parametrize("trainer,shape", [(t, s) for t in TRAINERS for s in ("chat", "preference", "kto")
+                                           if s in TRAINERS[t].default])
+def test_every_trainer_export_loads_and_is_conversational(runs, tmp_path, trainer, shape):  # noqa: F811
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    plan, ledger, folder = copy_run(runs, shape, tmp_path)
+    fmt = choose_format(trainer, None, shape, plan.output_format)
+    result = export(plan, ledger, folder, fmt=fmt, trainer=trainer)
+    ds = load(folder, tmp_path)
+    assert ds["train"].num_rows == result.stats.files[TRAIN] and ds["validation"].num_rows == result.stats.files[VAL]
+    assert json.loads((folder / MANIFEST).read_text())["format"] == fmt
+    if fmt == "openai-dpo":
+        return  # OpenAI's own shape: checked against OpenAI's rules in test_trainers.py, not TRL's
+    if fmt in ("sharegpt", "dpo-system", "kto-system", "alpaca-history"):
+        return  # LLaMA-Factory's shapes: read through its converter rules in test_trainers.py
+    row = ds["train"][0]
+    assert is_conversational(row)
+    _, tokenizer = tiny_model(["hello"])
+    rendered = maybe_apply_chat_template(row, tokenizer)
+    prompt = rendered.get("prompt", rendered.get("text", ""))
+    assert prompt.startswith("<|im_start|>system\n") and "<|im_start|>user\n" in prompt
+    assert "<|im_start|>human" not in json.dumps(rendered)
+
+
+def config_kwargs(tmp_path) -> dict:
+    return {"output_dir": str(tmp_path / "out"), "max_steps": 1, "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1, "report_to": [], "save_strategy": "no", "logging_steps": 1,
+            "use_cpu": True, "dataloader_num_workers": 0, "seed": 0}
+
+
+@pytest.mark.parametrize("shape", ["chat", "preference", "kto"])
+def test_one_training_step_of_the_matching_trl_trainer(runs, tmp_path, shape):  # noqa: F811
+    import torch
+    import trl
+
+    plan, ledger, folder = copy_run(runs, shape, tmp_path)
+    fmt = choose_format("trl", None, shape, plan.output_format)
+    export(plan, ledger, folder, fmt=fmt, trainer="trl")
+    ds = load(folder, tmp_path)
+    train = ds["train"].select(range(8 if shape == "kto" else 4))
+    model, tokenizer = tiny_model([t for line in read_jsonl(folder / TRAIN) for t in texts(line)])
+    before = [p.detach().clone() for p in model.parameters()]
+    kw = config_kwargs(tmp_path)
+    if shape == "chat":
+        args = trl.SFTConfig(**kw, max_length=512, assistant_only_loss=True)
+        trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        labels = trainer.train_dataset[0]["labels"]
+        trained = sum(1 for x in labels if x != -100)
+        assert 0 < trained < len(labels)   # the loss is on the assistant's tokens only, and there are some
+    elif shape == "preference":
+        args = trl.DPOConfig(**kw, max_length=512)
+        trainer = trl.DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=train,
+                                 processing_class=tokenizer)  # a ref model given: TRL would load it from a hub id
+    else:
+        kw["per_device_train_batch_size"] = 4  # KTO estimates its KL term from mismatched pairs within a batch
+        args = trl.KTOConfig(**kw, max_length=512)
+        trainer = trl.KTOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=train,
+                                 processing_class=tokenizer)
+    out = trainer.train()
+    assert out.global_step == 1 and torch.isfinite(torch.tensor(out.training_loss))
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
