@@ -221,39 +221,43 @@ EXAMPLE = """{% macro example(ex) %}<div class="ex"><div class="muted">#{{ ex.id
 
 
 def range_hist(row: LengthRow, width: int = 760) -> Markup:
-    """Words per example of one category: bars inside the target range green, outside red, range shaded."""
+    """Words per example of one category: the target range shaded; in each bar the examples inside the range
+    green, those outside red (a bar that straddles a bound can hold both)."""
     high = row.high or max(row.words, default=1)
     top = max(max(row.words, default=0), int(high * 1.25), 10)
     n_bins = 20
-    step = max(1, -(-top // n_bins))
-    counts = [0] * n_bins
+    step = max(1, -(-(top + 1) // n_bins))
+    inside_at, outside_at = [0] * n_bins, [0] * n_bins
+    lo = row.low or 0
     for w in row.words:
-        counts[min(n_bins - 1, w // step)] += 1
+        ok = w >= lo and (row.high is None or w <= row.high)
+        (inside_at if ok else outside_at)[min(n_bins - 1, w // step)] += 1
     height, plot_top, bottom, left = 150, 40, 30, 10
     plot_h = height - plot_top - bottom
     slot = (width - left - 10) / n_bins
-    peak = max(counts) or 1
-    lo = row.low or 0
-    x_of = lambda words: left + (words / step) * slot  # noqa: E731 - a scale, used three times
+    peak = max(a + b for a, b in zip(inside_at, outside_at, strict=True)) or 1
+    x_of = lambda words: left + (words / step) * slot  # noqa: E731 - a scale, used twice
     inside = row.inside
     title = (f"{row.dimension} = {row.category}: {len(row.words):,} examples, target {lo}-{row.high or '∞'} words, "
              f"{inside:,} inside ({inside / len(row.words):.0%})" if row.words else
-             f"{row.dimension} = {row.category}: no examples")
+             f"{row.dimension} = {row.category}: 0 examples")
     out = [f'<svg class="chart" data-chart="length:{escape(row.dimension)}:{escape(row.category)}" '
            f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            f'role="img" aria-label="{escape(title)}">', f'<text x="0" y="16" class="t">{escape(title)}</text>',
-           f'<rect x="{x_of(lo):.1f}" y="{plot_top}" width="{max(0.0, x_of(row.high or top) - x_of(lo)):.1f}" '
+           f'<rect x="{x_of(lo):.1f}" y="{plot_top}" width="{max(0.0, x_of((row.high or top) + 1) - x_of(lo)):.1f}" '
            f'height="{plot_h}" fill="#e7f4ec"><title>target range</title></rect>',
            f'<line x1="{left}" y1="{plot_top + plot_h}" x2="{width - 10}" y2="{plot_top + plot_h}" stroke="#888"/>']
-    for i, c in enumerate(counts):
-        a, b = i * step, (i + 1) * step - 1
-        ok = a >= lo and (row.high is None or b <= row.high)
-        h = plot_h * c / peak
-        out.append(f'<rect x="{left + i * slot + slot * 0.1:.1f}" y="{plot_top + plot_h - h:.1f}" '
-                   f'width="{slot * 0.8:.1f}" height="{h:.1f}" fill="{GREEN if ok else RED}">'
-                   f'<title>{a}-{b} words: {c:,}</title></rect>')
+    for i, (good, bad) in enumerate(zip(inside_at, outside_at, strict=True)):
+        x = left + i * slot + slot * 0.1
+        y = plot_top + plot_h
+        for n, colour, what in ((good, GREEN, "inside"), (bad, RED, "outside")):
+            if n:
+                h = plot_h * n / peak
+                y -= h
+                out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" fill="{colour}">'
+                           f'<title>{i * step}-{(i + 1) * step - 1} words: {n:,} {what} the range</title></rect>')
         if i % 4 == 0:
-            out.append(f'<text x="{left + i * slot:.1f}" y="{plot_top + plot_h + 14}" class="s">{a}</text>')
+            out.append(f'<text x="{left + i * slot:.1f}" y="{plot_top + plot_h + 14}" class="s">{i * step}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 

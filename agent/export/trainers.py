@@ -129,7 +129,7 @@ def axolotl_block(fmt: str, path: str) -> dict[str, Any]:
 
 
 def write_configs(out_dir: Path, trainer: str | None, fmt: str, files: dict[str, str], name: str,
-                  counts: dict[str, int]) -> list[Path]:
+                  counts: dict[str, int], metadata: list[str] | None = None, tokenizer: str = "") -> list[Path]:
     """Write manifest.json and the trainer's config beside the data; `files`: split -> file name."""
     from agent.yamlfile import write_atomic
 
@@ -155,6 +155,8 @@ def write_configs(out_dir: Path, trainer: str | None, fmt: str, files: dict[str,
         "files": [{"path": file, "split": split, "format": fmt, "examples": counts.get(file, 0)}
                   for split, file in files.items()],
         "configs": configs,
+        "metadata": metadata or [],
+        "tokenizer": tokenizer,
     }
     write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     written += [out_dir / c for c in configs] + [out_dir / MANIFEST]
