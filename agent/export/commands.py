@@ -108,3 +108,15 @@ def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_
         click.echo(f"  ... and {hidden:,} more (--show N to list more)")
     if not report.ok:
         sys.exit(1)
+
+
+@click.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--repo-id", required=True, help="The Hugging Face dataset repo, owner/name (created if missing).")
+@click.option("--public", is_flag=True, help="Create the repo public (default: private).")
+@click.option("--endpoint", help="The Hub's URL (default: huggingface_hub's, HF_ENDPOINT or huggingface.co).")
+def push(folder: Path, repo_id: str, public: bool, endpoint: str | None) -> None:
+    """Upload an export folder (data, card, configs, report) to a Hugging Face dataset repo; token from HF_TOKEN."""
+    from agent.export.push import push as run_push
+
+    click.echo(run_push(folder, repo_id, private=not public, endpoint=endpoint))

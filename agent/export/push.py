@@ -18,6 +18,12 @@ from agent.export.trainers import MANIFEST
 ALWAYS = (CARD, "dataset_info.txt", "report.html", MANIFEST)
 
 
+class PushError(DatagenError):
+    """The Hub refused or could not be reached: not the user's input, so exit 1."""
+
+    exit_code = 1
+
+
 def files_to_push(folder: Path) -> list[str]:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
@@ -51,7 +57,7 @@ def push(folder: Path, repo_id: str, private: bool = True, endpoint: str | None 
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         hint = " (set HF_TOKEN to a token with write access)" if status in (401, 403) else ""
-        raise DatagenError(f"push to dataset {repo_id} failed: HTTP {status}{hint}") from None
+        raise PushError(f"push to dataset {repo_id} failed: HTTP {status}{hint}") from None
     except OSError as e:
-        raise DatagenError(f"push to dataset {repo_id} failed: {e.strerror or type(e).__name__}") from None
+        raise PushError(f"push to dataset {repo_id} failed: {e.strerror or type(e).__name__}") from None
     return str(getattr(info, "commit_url", info))
