@@ -126,7 +126,8 @@ def from_file(path: Path) -> Tokenizer:
     except Exception as e:  # noqa: BLE001 - the library raises plain Exception for a bad file
         raise InputError(f"{path}: not a tokenizer.json the tokenizers library can read ({e}); pass the "
                          f"tokenizer.json from the student model's folder") from None
-    return Tokenizer(f"{Path(path).name} ({path})", lambda t: len(tok.encode(t, add_special_tokens=False).ids))
+    where = Path(path).resolve()
+    return Tokenizer(f"{where.parent.name}/{where.name}", lambda t: len(tok.encode(t, add_special_tokens=False).ids))
 
 
 def for_model(model: str) -> Tokenizer:

@@ -269,7 +269,7 @@ def test_validate_counts_in_the_student_tokenizer_and_says_so(tmp_path, run_cli)
     tok = tiny_tokenizer_json(tmp_path / "tokenizer.json")
     r = run_cli("validate", str(data), "--tokenizer", str(tok), "--no-near-dups")
     # 3 framing + (3 + 7 words) + (3 + 2 words) with one id per whitespace word
-    assert "tokens per example (tokenizer.json" in r.out and "mean 18," in r.out
+    assert f"tokens per example ({tmp_path.name}/tokenizer.json)" in r.out and "mean 18," in r.out
     r = run_cli("validate", str(data), "--tokenizer", str(tmp_path / "d.jsonl"))
     assert r.code == 2 and "not a tokenizer.json" in r.err
 
@@ -315,3 +315,17 @@ def test_the_openai_preference_export_passes_openais_rules(runs, tmp_path):  # n
     _, _, folder, _ = export_for(runs, tmp_path, "openai", "preference")
     report = validate_file(folder / TRAIN, rules="openai")
     assert report.ok and report.format == "openai-dpo" and report.examples >= 10, report.summary()
+
+
+def test_export_checks_token_limits_in_the_tokenizer_it_names(runs, tmp_path, run_cli):  # noqa: F811
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    path = plan_file(tmp_path, plan)
+    r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--for", "openai")
+    assert r.code == 0 and "tokens per example (o200k_base)" in r.err
+    assert json.loads((folder / MANIFEST).read_text())["tokenizer"] == "o200k_base"
+    tok = tiny_tokenizer_json(tmp_path / "tokenizer.json")
+    r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--tokenizer", str(tok), "--max-tokens", "20")
+    assert f"tokens per example ({tmp_path.name}/tokenizer.json)" in r.err
+    assert "FAIL" in r.err                       # every example is longer than 20 of the student's tokens
+    r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path))
+    assert "tokens per example (cl100k_base)" in r.err

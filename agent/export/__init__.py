@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from agent import tokens
 from agent.audit.dedup import NearDupIndex
 from agent.errors import DatagenError
 from agent.example import user_text
@@ -65,10 +66,12 @@ def export_run(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None
 
 def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, val_split: float | None = None,
            max_tokens: int = DEFAULT_MAX_TOKENS, trainer: str | None = None,
-           with_metadata: bool = False) -> ExportResult:
+           with_metadata: bool = False, tokenizer: tokens.Tokenizer | None = None) -> ExportResult:
     """Split, write, re-read and check, then document: everything `datagen export` reports comes from here."""
     started = time.monotonic()
     fmt = fmt or plan.output_format
+    if tokenizer is None and trainer == "openai":
+        tokenizer = tokens.o200k()  # what OpenAI's fine-tunable models count in
     formats.check_fits(fmt, plan.record_shape)
     share = plan.validation_split if val_split is None else val_split
     if not 0 <= share < 1:
@@ -95,7 +98,7 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
         log.warning("%s: left out %d of %d examples: %s", fmt, stats.left_out, stats.left_out + stats.total,
                     stats.left_out_reason)
     result = ExportResult(out_dir, fmt, paths, stats, parts, simulated=ledger.simulated)
-    _check(plan, result, max_tokens)
+    _check(plan, result, max_tokens, tokenizer)
     ctx = _context(plan, ledger, result, share)
     write_atomic(out_dir / INFO, info.render(ctx))
     write_atomic(out_dir / REPORT, render_html(ctx))
@@ -150,12 +153,13 @@ def _system(record: dict[str, Any]) -> str:
     return str(record.get("system") or "")
 
 
-def _check(plan: Plan, result: ExportResult, max_tokens: int) -> None:
+def _check(plan: Plan, result: ExportResult, max_tokens: int, tokenizer: tokens.Tokenizer | None = None) -> None:
     """Re-read and validate the written files; the checklist is marked from what they really hold."""
     threshold = plan.quality.dedup_threshold
     index = NearDupIndex(threshold)  # shared: validation lines are also checked against every training line
     for path in result.paths:
         result.reports[path.name] = validate_file(path, result.format, max_tokens=max_tokens, threshold=threshold,
+                                                  tokenizer=tokenizer,
                                                   quality=plan.quality, index=index)
     targets = info.target_rows(plan, {}, result.stats)
     result.checks = info.checklist(plan, result.stats, result.reports, targets)

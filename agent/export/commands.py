@@ -32,9 +32,12 @@ TrainerChoice = click.Choice(list(TRAINERS))
               help="The trainer that will load the files: picks the format and writes its config beside the data.")
 @click.option("--with-metadata", is_flag=True,
               help="Also write <split>_metadata.jsonl: id, topic and labels of every row, line for line.")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Check --max-tokens in this tokenizer.json (the student model's; default cl100k, o200k --for openai).")
 def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path | None, outputs: Path,
-           max_tokens: int, trainer: str | None, with_metadata: bool) -> None:
+           max_tokens: int, trainer: str | None, with_metadata: bool, tokenizer_path: Path | None) -> None:
     """Write training/validation JSONL, dataset_info.txt, report.html, a dataset card and trainer configs."""
+    from agent import tokens
     from agent.export import export as run_export
     from agent.export.trainers import choose_format
     from agent.ledger import Ledger, RunLock
@@ -42,6 +45,7 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
 
     plan = load_plan(plan_path)
     fmt = choose_format(trainer, fmt, plan.record_shape, plan.output_format)
+    tok = tokens.from_file(tokenizer_path) if tokenizer_path else None
     db = outputs / plan.name / "ledger.sqlite"
     if not db.exists():
         raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
@@ -54,7 +58,7 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
             raise DatagenError(f"the run of plan {plan.name!r} has no accepted examples yet; nothing to export")
         try:
             result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens,
-                                trainer=trainer, with_metadata=with_metadata)
+                                trainer=trainer, with_metadata=with_metadata, tokenizer=tok)
         except OSError as e:
             raise DatagenError(f"cannot write the export to {out or db.parent}: {e.strerror or e}; "
                                f"choose a writable --out folder") from None
@@ -70,6 +74,10 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
         click.echo(f"{stats.system_dropped:,} system prompts dropped: {result.format} has no field for them", err=True)
     failed = [c.item for c in result.checks if c.status == "FAIL"]
     review = sum(c.status == "REVIEW" for c in result.checks)
+    report = next(iter(result.reports.values()), None)
+    if report is not None:
+        click.echo(f"tokens per example ({report.tokenizer}): max {max(r.tokens_max for r in result.reports.values()):,}"
+                   f" of the {max_tokens:,} limit", err=True)
     click.echo(f"checklist: {len(result.checks) - len(failed) - review} PASS, {len(failed)} FAIL, {review} REVIEW"
                + (f" (FAIL: {'; '.join(failed)})" if failed else "") + "; details in dataset_info.txt", err=True)
     if result.simulated:
