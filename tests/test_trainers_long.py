@@ -6,6 +6,7 @@ tokenizer trained on the exported text with a ChatML chat template, and a 1-laye
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import pytest
@@ -118,3 +119,64 @@ def test_one_training_step_of_the_matching_trl_trainer(runs, tmp_path, shape):  
     out = trainer.train()
     assert out.global_step == 1 and torch.isfinite(torch.tensor(out.training_loss))
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@functools.cache
+def llama_factory():
+    """LLaMA-Factory's own parser and converter modules, imported without its package __init__ (which pulls in
+    torchaudio, peft and the rest of its trainer). `make test-long` installs it with --no-deps."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llamafactory")
+    if spec is None:
+        pytest.skip("llamafactory is not installed (make test-long installs it with --no-deps)")
+    root = Path(spec.submodule_search_locations[0])
+    for name, path in (("llamafactory", root), ("llamafactory.data", root / "data"), ("llamafactory.extras", root / "extras")):
+        package = types.ModuleType(name)  # a bare package: its submodules import, its __init__ does not run
+        package.__path__ = [str(path)]
+        sys.modules[name] = package
+    return importlib.import_module("llamafactory.data.parser"), importlib.import_module("llamafactory.data.converter")
+
+
+@pytest.mark.parametrize("shape,fmt", [("chat", "sharegpt"), ("chat", "openai"), ("chat", "alpaca-history"),
+                                       ("preference", "dpo-system"), ("kto", "kto-system"), ("preference", "dpo"),
+                                       ("kto", "kto")])
+def test_llama_factorys_own_converter_reads_the_written_dataset_info(runs, tmp_path, shape, fmt):  # noqa: F811
+    from types import SimpleNamespace
+
+    import datasets
+
+    from agent.export import formats
+
+    parser, converter = llama_factory()
+    plan, ledger, folder = copy_run(runs, shape, tmp_path)
+    export(plan, ledger, folder, fmt=fmt, trainer="llama-factory")
+    data_args = SimpleNamespace(streaming=False, preprocessing_num_workers=None, overwrite_cache=True,
+                                media_dir=str(folder))
+    training_args = SimpleNamespace(local_process_index=0)
+    for split, file in (("train", TRAIN), ("validation", VAL)):
+        (attr,) = parser.get_dataset_list([f"{plan.name}_{split}"], str(folder))
+        raw = datasets.load_dataset("json", data_files=str(folder / file), cache_dir=str(tmp_path / "hf"))["train"]
+        aligned = converter.align_dataset(raw, attr, data_args, training_args)
+        assert aligned.num_rows == raw.num_rows
+        for line, row in zip(read_jsonl(folder / file), aligned, strict=True):
+            record = formats.to_canonical(line, fmt)
+            assert row["_prompt"] and row["_response"], row          # LLaMA-Factory empties what it cannot read
+            assert row["_prompt"][-1]["role"] == "user"
+            if "messages" in record:
+                turns = [m for m in record["messages"] if m["role"] != "system"]
+                assert row["_prompt"] + row["_response"] == turns
+            else:
+                assert row["_prompt"] == [{"role": "user", "content": record["prompt"]}]
+                if shape == "preference":
+                    assert [m["content"] for m in row["_response"]] == [record["chosen"], record["rejected"]]
+                else:  # kto: the completion, and an empty turn placed after it (desirable) or before it
+                    contents = [m["content"] for m in row["_response"]]
+                    assert contents == ([record["completion"], ""] if record["label"] else ["", record["completion"]])
+            system = next((m["content"] for m in record.get("messages", []) if m["role"] == "system"),
+                          record.get("system", ""))
+            assert row["_system"] == system

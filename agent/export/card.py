@@ -41,7 +41,9 @@ def trl_snippet(shape: str, fmt: str, files: dict[str, str]) -> str:
     trainer = TRL_TRAINER[shape]
     config = {"SFTTrainer": "SFTConfig", "DPOTrainer": "DPOConfig", "KTOTrainer": "KTOConfig"}[trainer]
     data_files = ", ".join(f'"{s}": "{f}"' for s, f in files.items())
-    extra = ", assistant_only_loss=True" if shape == "chat" and fmt == "openai" else ""
+    # assistant_only_loss needs a chat template with {% generation %} markers, which many models lack: a comment
+    extra = ")  # SFTConfig(..., assistant_only_loss=True) trains on replies only, if the template marks them" \
+        if shape == "chat" else ")"
     return f"""```python
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -50,8 +52,9 @@ from trl import {config}, {trainer}
 ds = load_dataset("json", data_files={{{data_files}}})
 model = AutoModelForCausalLM.from_pretrained("YOUR_MODEL")
 tokenizer = AutoTokenizer.from_pretrained("YOUR_MODEL")   # its chat template renders the messages
-trainer = {trainer}(model=model, args={config}(output_dir="out"{extra}), train_dataset=ds["train"],
-                    eval_dataset=ds.get("validation"), processing_class=tokenizer)
+args = {config}(output_dir="out"{extra}
+trainer = {trainer}(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds.get("validation"),
+                    processing_class=tokenizer)
 trainer.train()
 ```"""
 
