@@ -223,9 +223,13 @@ def test_metadata_side_files_describe_their_data_files_line_for_line(runs, tmp_p
             row = by_id[m["id"]]
             assert m["row"] == i and formats.to_format(row["record"], "openai") == line
             assert m["topic"] == row["topic"] and m["behaviour"] == (row["audited"] or row["requested"])["behaviour"]
-    # a later export without the flag removes them: they would no longer match the data
-    export(plan, Ledger_reopen(folder), folder, fmt="openai")
-    assert not list(folder.glob("*_metadata.jsonl"))
+    # a later export without the flag, for another trainer, removes them: they would no longer match the data
+    export(plan, Ledger_reopen(folder), folder, fmt="sharegpt", trainer="llama-factory")
+    assert not list(folder.glob("*_metadata.jsonl")) and (folder / LF_INFO).exists()
+    (folder / "my_notes_metadata.jsonl").write_text("{}\n")          # not ours: left alone
+    export(plan, Ledger_reopen(folder), folder, fmt="openai", trainer="axolotl")
+    assert not (folder / LF_INFO).exists() and (folder / AXOLOTL).exists()
+    assert (folder / "my_notes_metadata.jsonl").exists()
 
 
 def Ledger_reopen(folder: Path):

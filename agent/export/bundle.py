@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,7 @@ def write(ctx: dict[str, Any], ledger, out_dir: Path, fmt: str, validation: set[
     files = {"train": train} | ({"validation": val} if val else {})
     written: list[Path] = []
     meta: dict[str, str] = {}
-    for stale in out_dir.glob("*_metadata.jsonl"):
-        stale.unlink()  # from an earlier export with --with-metadata: would no longer match the data
+    earlier = _earlier_files(out_dir)
     if with_metadata:
         written += metadata.write_metadata(plan, ledger, out_dir, fmt, validation, train, val)
         meta = {s: metadata.side_name(f) for s, f in files.items()}
@@ -32,4 +32,18 @@ def write(ctx: dict[str, Any], ledger, out_dir: Path, fmt: str, validation: set[
     written += trainers.write_configs(out_dir, trainer, fmt, files, plan.name, stats.files, list(meta.values()),
                                       tokenizer)
     write_atomic(out_dir / CARD, render_card(ctx, fmt, trainer, files, meta))
-    return written + [out_dir / CARD]
+    written.append(out_dir / CARD)
+    # configs and metadata an earlier export wrote here describe other files now: remove them (only ours,
+    # as its manifest named them)
+    for name in earlier - {p.name for p in written}:
+        (out_dir / name).unlink(missing_ok=True)
+    return written
+
+
+def _earlier_files(out_dir: Path) -> set[str]:
+    try:
+        manifest = json.loads((out_dir / trainers.MANIFEST).read_text(encoding="utf-8"))
+        names = list(manifest.get("configs", [])) + list(manifest.get("metadata", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")}
