@@ -180,3 +180,28 @@ def test_llama_factorys_own_converter_reads_the_written_dataset_info(runs, tmp_p
             system = next((m["content"] for m in record.get("messages", []) if m["role"] == "system"),
                           record.get("system", ""))
             assert row["_system"] == system
+
+
+@pytest.mark.parametrize("trainer,shape", [("trl", "chat"), ("trl", "preference"), ("unsloth", "kto")])
+def test_the_cards_training_code_runs_as_written(runs, tmp_path, monkeypatch, trainer, shape):  # noqa: F811
+    """The TRL code in README.md, run as a user would from the export folder: only the model name (a tiny
+    random model saved locally) and the step budget are filled in."""
+    import re
+    import subprocess
+    import sys
+
+    plan, ledger, folder = copy_run(runs, shape, tmp_path)
+    export(plan, ledger, folder, fmt=choose_format(trainer, None, shape, plan.output_format), trainer=trainer)
+    card = (folder / "README.md").read_text()
+    code = re.search(r"```python\n(from datasets import load_dataset\nfrom transformers.*?)```", card, re.S).group(1)
+    model, tokenizer = tiny_model([t for line in read_jsonl(folder / TRAIN) for t in texts(line)])
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    assert code.count('"YOUR_MODEL"') == 2 and code.count('output_dir="out"') == 1
+    code = code.replace('"YOUR_MODEL"', repr(str(tmp_path / "tiny"))).replace(
+        'output_dir="out"', f'output_dir={str(tmp_path / "out")!r}, max_steps=1, report_to=[], use_cpu=True, '
+                            'save_strategy="no", per_device_train_batch_size=4, max_length=512')
+    code += "\nassert trainer.state.global_step == 1\n"
+    r = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=600,
+                       env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
