@@ -146,7 +146,8 @@ def write_configs(out_dir: Path, trainer: str | None, fmt: str, files: dict[str,
         block["datasets"] = [axolotl_block(fmt, str((out_dir / files["train"]).resolve()))]
         if "validation" in files:
             block["test_datasets"] = [axolotl_block(fmt, str((out_dir / files["validation"]).resolve()))]
-        text = ("# Paste into your Axolotl config (written by datagen for " + fmt + " files).\n"
+        text = (f"# Paste into your Axolotl config (written by datagen for {fmt} files).\n"
+                "# The paths are where the files were written: change them if you move the folder.\n"
                 + yaml.safe_dump(block, sort_keys=False))
         write_atomic(out_dir / AXOLOTL, text)
         configs.append(AXOLOTL)
