@@ -325,7 +325,9 @@ def test_export_checks_token_limits_in_the_tokenizer_it_names(runs, tmp_path, ru
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     path = plan_file(tmp_path, plan)
     r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--for", "openai")
-    assert r.code == 0 and "tokens per example (o200k_base)" in r.err
+    assert r.code == 0 and "tokens per example (o200k_base)" in r.err and "OpenAI file rules: met" in r.err
+    r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--for", "openai", "--val-split", "0.9")
+    assert "OpenAI file rules: NOT met: 6 examples; OpenAI requires at least 10" in r.err
     assert json.loads((folder / MANIFEST).read_text())["tokenizer"] == "o200k_base"
     tok = tiny_tokenizer_json(tmp_path / "tokenizer.json")
     r = run_cli("export", "--plan", str(path), "--outputs", str(tmp_path), "--tokenizer", str(tok), "--max-tokens", "20")

@@ -74,6 +74,14 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
         click.echo(f"{stats.system_dropped:,} system prompts dropped: {result.format} has no field for them", err=True)
     failed = [c.item for c in result.checks if c.status == "FAIL"]
     review = sum(c.status == "REVIEW" for c in result.checks)
+    if trainer == "openai":  # OpenAI's own upload rules on the training file (the export's checks are general)
+        from agent.export.validate import validate_file
+
+        rules = validate_file(result.paths[0], result.format, max_tokens=max_tokens, near_dups=False,
+                              tokenizer=tok, rules="openai")
+        problems = rules.file_errors + [f"{c} x{n}" for c, n in rules.codes.items() if c.startswith("openai_")]
+        click.echo("OpenAI file rules: " + ("met" if not problems else "NOT met: " + "; ".join(problems)
+                                            + f" (datagen validate --for openai {result.paths[0]})"), err=True)
     report = next(iter(result.reports.values()), None)
     if report is not None:
         click.echo(f"tokens per example ({report.tokenizer}): max {max(r.tokens_max for r in result.reports.values()):,}"
