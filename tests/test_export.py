@@ -448,10 +448,10 @@ def test_a_really_full_disk_at_export_leaves_nothing_behind(runs, tmp_path, run_
     """A real full filesystem (a small tmpfs; root only): one line, no temporary file, the disk as it was."""
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "256k"):
+    if not _mount_tmpfs(disk, "4m"):   # room for a whole export (report, card and manifest included)
         pytest.skip("needs root and a mountable tmpfs (the monkeypatched ENOSPC tests cover the rest)")
     try:
-        (disk / "filler").write_bytes(b"x" * (256 * 1024 - 32 * 1024))   # about 32 KB left: less than an export
+        (disk / "filler").write_bytes(b"x" * (4096 * 1024 - 32 * 1024))   # about 32 KB left: less than an export
         before = sorted(p.name for p in disk.iterdir())
         r = run_cli("export", "--plan", str(plan_file(tmp_path, plan)), "--outputs", str(tmp_path), "--out", str(disk))
         assert r.code == 2

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from agent import tokens
 from agent.audit.dedup import NearDupIndex
 from agent.errors import DatagenError
 from agent.example import user_text
-from agent.export import formats, info, split
+from agent.export import bundle, formats, info, samples, split, trainers
 from agent.export.report import render_html
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
@@ -71,10 +72,13 @@ def export_run(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None
 
 
 def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, val_split: float | None = None,
-           max_tokens: int = DEFAULT_MAX_TOKENS) -> ExportResult:
+           max_tokens: int = DEFAULT_MAX_TOKENS, trainer: str | None = None,
+           with_metadata: bool = False, tokenizer: tokens.Tokenizer | None = None) -> ExportResult:
     """Split, write, re-read and check, then document: everything `datagen export` reports comes from here."""
     started = time.monotonic()
     fmt = fmt or plan.output_format
+    if tokenizer is None and trainer == "openai":
+        tokenizer = tokens.o200k()  # what OpenAI's fine-tunable models count in
     formats.check_fits(fmt, plan.record_shape)
     share = plan.validation_split if val_split is None else val_split
     if not 0 <= share < 1:
@@ -87,7 +91,7 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
     def items():
         for row in ledger.iter_accepted():
             labels = row["audited"] or row["requested"]
-            if fmt == "alpaca" and formats.to_format(row["record"], fmt) is None:
+            if fmt.startswith("alpaca") and formats.to_format(row["record"], fmt) is None:
                 continue  # left out of the file, so it takes no place in either side
             yield split.Item(row["id"], tuple(labels.get(d, "") for d in by), user_text(row["record"]))
 
@@ -100,17 +104,21 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
             log.warning("%s: left out %d of %d examples: %s", fmt, stats.left_out, stats.left_out + stats.total,
                         stats.left_out_reason)
         result = ExportResult(out_dir, fmt, [staging / n for n in names], stats, parts, simulated=ledger.simulated)
-        _check(plan, result, max_tokens)
+        _check(plan, result, max_tokens, tokenizer)
         ctx = _context(plan, ledger, result, share)
         write_new(staging / INFO, info.render(ctx))
         write_new(staging / REPORT, render_html(ctx))
         names += [INFO, REPORT]
+        # the trainers' configs, manifest, dataset card and metadata (bundle.py), staged with the rest
+        extra, stale = bundle.write(ctx, ledger, staging, out_dir, fmt, parts.validation, TRAIN,
+                                    VAL if parts.n_val else None, trainer=trainer, with_metadata=with_metadata)
+        names += extra
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)   # every failure, a full disk included: no file left behind
         raise
     try:
-        # a stale validation file from an earlier export would mislead: it goes in the same swap
-        _swap(out_dir, staging, names, remove=[] if parts.n_val else [VAL])
+        # a stale validation file or config from an earlier export would mislead: it goes in the same swap
+        _swap(out_dir, staging, names, remove=([] if parts.n_val else [VAL]) + sorted(stale))
     except BaseException:
         if not (out_dir / SWAP_MARKER).exists():   # the swap never began (no room for the marker): undo
             shutil.rmtree(staging, ignore_errors=True)
@@ -163,7 +171,7 @@ def finish_swap(out_dir: Path) -> None:
     if marker.is_file():
         try:
             job = json.loads(marker.read_text(encoding="utf-8"))
-            known = {TRAIN, VAL, INFO, REPORT}
+            known = {TRAIN, VAL, INFO, REPORT} | bundle.NAMES
             ok = (isinstance(job, dict) and str(job.get("staging", "")).startswith(STAGING_PREFIX)
                   and "/" not in job["staging"] and set(job.get("install", [])) <= known
                   and set(job.get("remove", [])) <= known)
@@ -224,12 +232,13 @@ def _system(record: dict[str, Any]) -> str:
     return str(record.get("system") or "")
 
 
-def _check(plan: Plan, result: ExportResult, max_tokens: int) -> None:
+def _check(plan: Plan, result: ExportResult, max_tokens: int, tokenizer: tokens.Tokenizer | None = None) -> None:
     """Re-read and validate the written files; the checklist is marked from what they really hold."""
     threshold = plan.quality.dedup_threshold
     index = NearDupIndex(threshold)  # shared: validation lines are also checked against every training line
     for path in result.paths:
         result.reports[path.name] = validate_file(path, result.format, max_tokens=max_tokens, threshold=threshold,
+                                                  tokenizer=tokenizer,
                                                   quality=plan.quality, index=index)
     targets = info.target_rows(plan, {}, result.stats)
     result.checks = info.checklist(plan, result.stats, result.reports, targets)
@@ -240,11 +249,12 @@ def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> 
     batches = ledger.batches()
     return {
         "plan": plan, "stats": result.stats, "split": result.split, "usage": usage, "share": share,
-        "format": result.format, "format_note": FORMAT_NOTES[result.format],
+        "format": result.format, "format_note": FORMAT_NOTES.get(result.format) or trainers.DESCRIBE[result.format],
         "train_name": TRAIN, "val_name": VAL, "simulated": result.simulated,
         "targets": info.target_rows(plan, ledger.label_counts(), result.stats),
         "rejections": ledger.rejection_counts(), "lost": ledger.lost_counts(), "batches": batches,
         "diversity": info.diversity_rows(batches, ledger.accepted_count(), plan.total),
         "checks": result.checks, "reports": result.reports,
         "plan_hash": ledger.meta("plan_hash"), "created_at": ledger.meta("created_at"), "exported_at": time.time(),
+        "samples": samples.collect(plan, ledger),  # report.html's examples, rejections, near-dups, lengths
     }

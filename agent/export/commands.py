@@ -10,9 +10,11 @@ import click
 
 from agent.errors import DatagenError, storage_problem
 from agent.export.formats import FORMATS
+from agent.export.trainers import TRAINERS
 from agent.export.validate import DEFAULT_MAX_TOKENS
 
 FormatChoice = click.Choice(FORMATS)
+TrainerChoice = click.Choice(list(TRAINERS))
 
 
 @click.command()
@@ -27,14 +29,24 @@ FormatChoice = click.Choice(FORMATS)
               show_default=True, help="Folder that holds one run folder per plan.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_TOKENS, show_default=True,
               help="Per-example token limit the written files are checked against.")
+@click.option("--for", "trainer", type=TrainerChoice,
+              help="The trainer that will load the files: picks the format and writes its config beside the data.")
+@click.option("--with-metadata", is_flag=True,
+              help="Also write <split>_metadata.jsonl: id, topic and labels of every row, line for line.")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Check --max-tokens in this tokenizer.json (the student model's; default cl100k, o200k --for openai).")
 def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path | None, outputs: Path,
-           max_tokens: int) -> None:
-    """Write training/validation JSONL, dataset_info.txt and report.html from a run's ledger."""
+           max_tokens: int, trainer: str | None, with_metadata: bool, tokenizer_path: Path | None) -> None:
+    """Write training/validation JSONL, dataset_info.txt, report.html, a dataset card and trainer configs."""
+    from agent import tokens
     from agent.export import export as run_export
+    from agent.export.trainers import choose_format
     from agent.ledger import Ledger, RunLock, check_compatible
     from agent.plan import load_plan
 
     plan = load_plan(plan_path)
+    fmt = choose_format(trainer, fmt, plan.record_shape, plan.output_format)
+    tok = tokens.from_file(tokenizer_path) if tokenizer_path else None
     db = outputs / plan.name / "ledger.sqlite"
     if not os.path.lexists(db):  # a dangling or looped symlink is the Ledger's to explain
         raise DatagenError(f"no run yet for plan {plan.name!r} in {outputs}; start one with: "
@@ -53,7 +65,8 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
         if not ledger.accepted_count():
             raise DatagenError(f"the run of plan {plan.name!r} has no accepted examples yet; nothing to export")
         try:
-            result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens)
+            result = run_export(plan, ledger, out or db.parent, fmt=fmt, val_split=val_split, max_tokens=max_tokens,
+                                trainer=trainer, with_metadata=with_metadata, tokenizer=tok)
         except OSError as e:
             full = storage_problem(e)  # a full disk: freeing space helps, another folder may not
             raise DatagenError(f"cannot write the export to {out or db.parent}: " + (
@@ -70,6 +83,18 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
         click.echo(f"{stats.system_dropped:,} system prompts dropped: {result.format} has no field for them", err=True)
     failed = [c.item for c in result.checks if c.status == "FAIL"]
     review = sum(c.status == "REVIEW" for c in result.checks)
+    if trainer == "openai":  # OpenAI's own upload rules on the training file (the export's checks are general)
+        from agent.export.validate import validate_file
+
+        rules = validate_file(result.paths[0], result.format, max_tokens=max_tokens, near_dups=False,
+                              tokenizer=tok, rules="openai")
+        problems = rules.file_errors + [f"{c} x{n}" for c, n in rules.codes.items() if c.startswith("openai_")]
+        click.echo("OpenAI file rules: " + ("met" if not problems else "NOT met: " + "; ".join(problems)
+                                            + f" (datagen validate --for openai {result.paths[0]})"), err=True)
+    report = next(iter(result.reports.values()), None)
+    if report is not None:
+        click.echo(f"tokens per example ({report.tokenizer}): max {max(r.tokens_max for r in result.reports.values()):,}"
+                   f" of the {max_tokens:,} limit", err=True)
     click.echo(f"checklist: {len(result.checks) - len(failed) - review} PASS, {len(failed)} FAIL, {review} REVIEW"
                + (f" (FAIL: {'; '.join(failed)})" if failed else "") + "; details in dataset_info.txt", err=True)
     if result.simulated:
@@ -86,11 +111,19 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
 @click.option("--no-near-dups", is_flag=True,
               help="Skip the near-duplicate check: constant memory (the check keeps every first user message).")
 @click.option("--show", type=click.IntRange(min=0), default=50, show_default=True, help="Errors to list.")
-def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_near_dups: bool, show: int) -> None:
-    """Check a JSONL file in any of the five formats: exit 0 valid, 1 not valid, 2 unreadable."""
+@click.option("--for", "rules", type=click.Choice(["openai"]),
+              help="Also apply a trainer's own file rules (openai: 10+ examples, roles, weight; counts in o200k).")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Count tokens with this tokenizer.json (the student model's) instead of cl100k/o200k.")
+def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_near_dups: bool, show: int,
+             rules: str | None, tokenizer_path: Path | None) -> None:
+    """Check a JSONL file in any of the trainer formats: exit 0 valid, 1 not valid, 2 unreadable."""
+    from agent import tokens
     from agent.export.validate import validate_file
 
-    report = validate_file(file, fmt, max_tokens=max_tokens, threshold=threshold, near_dups=not no_near_dups)
+    tok = tokens.from_file(tokenizer_path) if tokenizer_path else None
+    report = validate_file(file, fmt, max_tokens=max_tokens, threshold=threshold, near_dups=not no_near_dups,
+                           tokenizer=tok, rules=rules)
     for line in report.summary():
         click.echo(line)
     for err in report.errors[:show]:
@@ -100,3 +133,15 @@ def validate(file: Path, fmt: str | None, max_tokens: int, threshold: float, no_
         click.echo(f"  ... and {hidden:,} more (--show N to list more)")
     if not report.ok:
         sys.exit(1)
+
+
+@click.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--repo-id", required=True, help="The Hugging Face dataset repo, owner/name (created if missing).")
+@click.option("--public", is_flag=True, help="Create the repo public (default: private).")
+@click.option("--endpoint", help="The Hub's URL (default: huggingface_hub's, HF_ENDPOINT or huggingface.co).")
+def push(folder: Path, repo_id: str, public: bool, endpoint: str | None) -> None:
+    """Upload an export folder (data, card, configs, report) to a Hugging Face dataset repo; token from HF_TOKEN."""
+    from agent.export.push import push as run_push
+
+    click.echo(run_push(folder, repo_id, private=not public, endpoint=endpoint))

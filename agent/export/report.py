@@ -14,6 +14,7 @@ from jinja2 import Environment
 from markupsafe import Markup, escape
 
 from agent.export.info import TOKEN_BINS, Stats, bin_label, pct, when
+from agent.export.samples import LengthRow
 
 BLUE, GREY, GREEN, RED, AMBER = "#3b6fd8", "#b9c0cc", "#2e9d5b", "#d0453b", "#c98a13"
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
@@ -142,6 +143,13 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 svg.chart { display: block; margin: 10px 0 18px; max-width: 100%; height: auto; }
 svg .t { font: 600 14px sans-serif; fill: #1d2330; } svg .l { font: 12px sans-serif; fill: #1d2330; }
 svg .s { font: 11px sans-serif; fill: #5b6475; } svg .v { font: 11px sans-serif; fill: #1d2330; }
+details { margin: 4px 0; } details > summary { cursor: pointer; padding: 3px 0; }
+details.dim > summary { font-weight: 600; } details.cat { margin-left: 16px; }
+.ex { border-left: 3px solid #dde; margin: 6px 0 10px 16px; padding: 2px 10px; }
+.turn { margin: 4px 0; } .role { font: 600 11px sans-serif; color: #5b6475; text-transform: uppercase; }
+.turn pre { white-space: pre-wrap; word-wrap: break-word; margin: 2px 0; font: 13px/1.4 ui-monospace, Menlo, monospace;
+  background: #f6f7f9; padding: 6px 8px; }
+.why { color: #b3261e; font-size: 13px; } .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
 </style></head><body>
 {% if simulated %}<div class="banner">SIMULATED DATA — NOT FOR TRAINING: every example came from datagen's
 simulated provider, not from a language model.</div>{% endif %}
@@ -171,9 +179,31 @@ ${{ "%.4f" | format(usage.cost) }} · multi-turn {{ multi }}</p>
 {{ query_hist }}
 {{ reply_hist }}
 
+<h2>Lengths per category against the target range</h2>
+{% if length_charts %}{% for chart in length_charts %}{{ chart }}{% endfor %}{% else %}<p>No category of this plan
+has a word range.</p>{% endif %}
+
+<h2>Examples by category</h2>
+<p class="muted">A few accepted examples of every category (the same ones on every export: picked by a hash of
+their id). Read them: seed 001 asks for a review of 20+ samples.</p>
+{% for dim, cats in samples.examples.items() %}<details class="dim"><summary>{{ dim }}</summary>
+{% for cat, exs in cats.items() %}<details class="cat"><summary>{{ cat }} ({{ exs | length }} shown)</summary>
+{% for ex in exs %}{{ example(ex) }}{% endfor %}</details>
+{% endfor %}</details>
+{% endfor %}
+
 <h2>Rejections by reason</h2>
 {% if rejections %}{{ rejections }}{% else %}<p>No rejections.</p>{% endif %}
 {% if lost %}{{ lost }}{% else %}<p>No failed calls: every requested example came back from the model.</p>{% endif %}
+{% if samples.rejected %}<details><summary>{{ samples.rejected | length }} rejected examples with their reasons
+</summary>{% for ex in samples.rejected %}{{ example(ex) }}{% endfor %}</details>{% endif %}
+
+<h2>Closest near-duplicates rejected</h2>
+{% if samples.near_pairs %}{% for ratio, rejected, kept in samples.near_pairs %}<details class="near">
+<summary>ratio {{ "%.3f" | format(ratio) }}: {{ rejected.spec_id }} (rejected) vs {{ kept.spec_id }} (kept)</summary>
+<div class="pair"><div><span class="role">rejected</span><pre>{{ rejected.turns[0].text }}</pre></div>
+<div><span class="role">kept</span><pre>{{ kept.turns[0].text }}</pre></div></div></details>
+{% endfor %}{% else %}<p>No near-duplicate was rejected.</p>{% endif %}
 
 <h2>Diversity</h2>
 {% if diversity %}{{ diversity }}{% else %}<p>No batch audit in the ledger: diversity metrics are not available.</p>{% endif %}
@@ -183,6 +213,54 @@ ${{ "%.4f" | format(usage.cost) }} · multi-turn {{ multi }}</p>
 simulated provider, or a model missing from the price table).</p>{% else %}<p>No batches recorded.</p>{% endif %}
 </body></html>
 """
+
+
+EXAMPLE = """{% macro example(ex) %}<div class="ex"><div class="muted">#{{ ex.id }} · {{ ex.spec_id }}
+{%- if ex.topic %} · {{ ex.topic }}{% endif %}</div>{% if ex.note %}<div class="why">{{ ex.note }}</div>{% endif %}
+{% for t in ex.turns %}<div class="turn"><span class="role">{{ t.role }}</span><pre>{{ t.text }}</pre></div>{% endfor %}
+</div>{% endmacro %}"""
+
+
+def range_hist(row: LengthRow, width: int = 760) -> Markup:
+    """Words per example of one category: the target range shaded; in each bar the examples inside the range
+    green, those outside red (a bar that straddles a bound can hold both)."""
+    high = row.high or max(row.words, default=1)
+    top = max(max(row.words, default=0), int(high * 1.25), 10)
+    n_bins = 20
+    step = max(1, -(-(top + 1) // n_bins))
+    inside_at, outside_at = [0] * n_bins, [0] * n_bins
+    lo = row.low or 0
+    for w in row.words:
+        ok = w >= lo and (row.high is None or w <= row.high)
+        (inside_at if ok else outside_at)[min(n_bins - 1, w // step)] += 1
+    height, plot_top, bottom, left = 150, 40, 30, 10
+    plot_h = height - plot_top - bottom
+    slot = (width - left - 10) / n_bins
+    peak = max(a + b for a, b in zip(inside_at, outside_at, strict=True)) or 1
+    x_of = lambda words: left + (words / step) * slot  # noqa: E731 - a scale, used twice
+    inside = row.inside
+    title = (f"{row.dimension} = {row.category}: {len(row.words):,} examples, target {lo}-{row.high or '∞'} words, "
+             f"{inside:,} inside ({inside / len(row.words):.0%})" if row.words else
+             f"{row.dimension} = {row.category}: 0 examples")
+    out = [f'<svg class="chart" data-chart="length:{escape(row.dimension)}:{escape(row.category)}" '
+           f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           f'role="img" aria-label="{escape(title)}">', f'<text x="0" y="16" class="t">{escape(title)}</text>',
+           f'<rect x="{x_of(lo):.1f}" y="{plot_top}" width="{max(0.0, x_of((row.high or top) + 1) - x_of(lo)):.1f}" '
+           f'height="{plot_h}" fill="#e7f4ec"><title>target range</title></rect>',
+           f'<line x1="{left}" y1="{plot_top + plot_h}" x2="{width - 10}" y2="{plot_top + plot_h}" stroke="#888"/>']
+    for i, (good, bad) in enumerate(zip(inside_at, outside_at, strict=True)):
+        x = left + i * slot + slot * 0.1
+        y = plot_top + plot_h
+        for n, colour, what in ((good, GREEN, "inside"), (bad, RED, "outside")):
+            if n:
+                h = plot_h * n / peak
+                y -= h
+                out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" fill="{colour}">'
+                           f'<title>{i * step}-{(i + 1) * step - 1} words: {n:,} {what} the range</title></rect>')
+        if i % 4 == 0:
+            out.append(f'<text x="{left + i * slot:.1f}" y="{plot_top + plot_h + 14}" class="s">{i * step}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
 
 
 def render_html(ctx: dict[str, Any]) -> str:
@@ -199,7 +277,9 @@ def render_html(ctx: dict[str, Any]) -> str:
     rejections = ctx["rejections"]
     labels, costs = batch_costs(ctx["batches"])
     env = Environment(autoescape=True)
-    return env.from_string(PAGE).render(
+    samples = ctx.get("samples") or {"examples": {}, "rejected": [], "near_pairs": [], "lengths": []}
+    return env.from_string(EXAMPLE + PAGE).render(
+        samples=samples, length_charts=[range_hist(r) for r in samples["lengths"]],
         plan=ctx["plan"], format=ctx["format"], plan_hash=ctx["plan_hash"] or "unknown", simulated=ctx["simulated"],
         started=when(ctx["created_at"]), exported=when(ctx["exported_at"]), stats=stats, usage=ctx["usage"],
         multi=pct(stats.multi_turn, stats.total), checks=ctx["checks"], font=Markup(FONT),

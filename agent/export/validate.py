@@ -36,6 +36,13 @@ from agent.yamlfile import open_input
 # https://community.openai.com/t/question-about-limited-time-gpt4o-free-fine-tune/884424 . It varies by
 # model and changes over time: a configurable assumption (--max-tokens), not a constant of nature.
 DEFAULT_MAX_TOKENS = 65_536
+# OpenAI's fine-tuning file rules (platform.openai.com/docs/guides/supervised-fine-tuning and
+# .../direct-preference-optimization, as of 2026): at least 10 examples; roles system/user/assistant/tool;
+# at least one assistant message to learn from; `weight` (0 or 1) only on assistant messages; preference
+# lines hold input.messages and exactly one assistant message in preferred_output / non_preferred_output.
+OPENAI_MIN_EXAMPLES = 10
+OPENAI_FORMATS = ("openai", "openai-dpo")
+OPENAI_MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
 MAX_LINE_BYTES = 10 * 1024 * 1024
 MAX_STORED = 1000
 _CHUNK = 1024 * 1024
@@ -71,10 +78,18 @@ class Report:
     threshold: float = 0.85
     near_dups: bool = True          # False: the near-duplicate check was skipped
     user_chars: int = 0             # what the near-duplicate index holds
+    tok: tokens.Tokenizer | None = field(default=None, repr=False)  # None: cl100k_base (tokens.count)
+    rules: str | None = None        # "openai": OpenAI's fine-tuning file rules were applied too
+    file_errors: list[str] = field(default_factory=list)   # rules about the whole file (too few examples)
+
+    @property
+    def tokenizer(self) -> str:
+        """The tokenizer every token figure was counted with."""
+        return self.tok.name if self.tok else "cl100k_base"
 
     @property
     def ok(self) -> bool:
-        return self.error_lines == 0 and self.blank == 0 and self.examples > 0
+        return self.error_lines == 0 and self.blank == 0 and self.examples > 0 and not self.file_errors
 
     def add(self, line: int, code: str, message: str) -> None:
         self.codes[code] += 1
@@ -87,7 +102,7 @@ class Report:
             f"{self.path}: {'VALID' if self.ok else 'NOT VALID'} ({self.format or 'format unknown'})",
             f"records: {self.lines:,} lines, {self.examples:,} readable as {self.format or '?'}, {self.valid:,} "
             f"without errors, {self.error_lines:,} with errors" + (f", {self.blank:,} blank" if self.blank else ""),
-            f"tokens per example (cl100k): mean {mean:,.0f}, max {self.tokens_max:,}; "
+            f"tokens per example ({self.tokenizer}): mean {mean:,.0f}, max {self.tokens_max:,}; "
             f"{self.over_limit:,} above the {self.max_tokens:,}-token limit",
             (f"near-duplicates (SequenceMatcher ratio > {self.threshold:g} on the first user message, autojunk off, "
              f"either order): {self.near_duplicates:,}"
@@ -96,6 +111,10 @@ class Report:
              f"{self.user_chars / 1e6:,.1f} M characters; roughly 1-10 KB per example): --no-near-dups skips it"
              if self.near_dups else "near-duplicates: not checked (--no-near-dups)"),
         ]
+        out += [f"file: {e}" for e in self.file_errors]
+        if self.rules == "openai" and not self.file_errors:
+            out.append(f"OpenAI file rules: applied (at least {OPENAI_MIN_EXAMPLES} examples, roles, weight, "
+                       f"{self.max_tokens:,}-token limit)")
         if self.codes:
             out.append("errors by kind: " + ", ".join(f"{c} {n:,}" for c, n in self.codes.most_common()))
         return out
@@ -119,30 +138,60 @@ def iter_lines(f: BinaryIO, cap: int = MAX_LINE_BYTES) -> Iterator[tuple[int, by
         yield number, raw.rstrip(b"\r\n")
 
 
-def example_tokens(record: dict[str, Any]) -> int:
+def example_tokens(record: dict[str, Any], tok: tokens.Tokenizer | None = None) -> int:
     """Tokens one example puts through the model (OpenAI's chat framing for messages; text fields otherwise)."""
+    count = tok.count if tok else tokens.count
     if "messages" in record:
-        return tokens.count_messages(record["messages"])
+        return tok.count_messages(record["messages"]) if tok else tokens.count_messages(record["messages"])
     if "chosen" in record:  # DPO trains on prompt+chosen and prompt+rejected: the longer pair is the limit
-        prompt = tokens.count(record.get("system", "")) + tokens.count(record["prompt"])
-        return prompt + max(tokens.count(record["chosen"]), tokens.count(record["rejected"]))
-    return tokens.count(record.get("system", "")) + tokens.count(record["prompt"]) + tokens.count(record["completion"])
+        prompt = count(record.get("system", "")) + count(record["prompt"])
+        return prompt + max(count(record["chosen"]), count(record["rejected"]))
+    return count(record.get("system", "")) + count(record["prompt"]) + count(record["completion"])
+
+
+def openai_rule_errors(obj: dict[str, Any], fmt: str) -> list[tuple[str, str]]:
+    """(code, message) for each of OpenAI's per-line rules a line of `fmt` breaks (structure already checked)."""
+    if fmt not in OPENAI_FORMATS:
+        return [("openai_format", f"OpenAI fine-tuning takes {' or '.join(OPENAI_FORMATS)} lines, not {fmt}")]
+    out = []
+    msgs = obj["messages"] if fmt == "openai" else obj["input"]["messages"] + obj["preferred_output"]
+    for i, m in enumerate(msgs, 1):
+        extra = sorted(set(m) - OPENAI_MESSAGE_KEYS)
+        if extra:
+            out.append(("openai_key", f"message {i} has keys OpenAI rejects: {', '.join(extra)}"))
+        if "weight" in m:
+            if m.get("role") != "assistant":
+                out.append(("openai_weight", f"message {i}: weight is only allowed on assistant messages"))
+            elif m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
+                out.append(("openai_weight", f"message {i}: weight must be 0 or 1, got {m['weight']!r}"))
+    if fmt == "openai":
+        weights = [m.get("weight", 1) for m in msgs if m.get("role") == "assistant"]
+        if not weights:
+            out.append(("openai_no_assistant", "no assistant message: nothing to train on"))
+        elif all(w == 0 for w in weights):
+            out.append(("openai_no_assistant", "every assistant message has weight 0: nothing to train on"))
+    return out
 
 
 def validate_file(path: str | Path, fmt: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
                   threshold: float = 0.85, quality: Quality | None = None,
                   max_line_bytes: int = MAX_LINE_BYTES, index: NearDupIndex | None = None,
-                  near_dups: bool = True) -> Report:
+                  near_dups: bool = True, tokenizer: tokens.Tokenizer | None = None,
+                  rules: str | None = None) -> Report:
     """Check every line of a JSONL file; raises InputError only when the file cannot be read at all.
 
     `index`: a near-duplicate index shared with files validated before this one (training, then
     validation): a line matching one of theirs counts in `cross_duplicates`, not `near_duplicates`.
+    `rules="openai"`: OpenAI's fine-tuning file rules too (counted in o200k unless a tokenizer is given).
     """
     path = Path(path)
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     quality = quality or Quality()
-    report = Report(path=path, format=fmt, max_tokens=max_tokens, threshold=threshold, near_dups=near_dups)
+    if rules == "openai" and tokenizer is None:
+        tokenizer = tokens.o200k()  # the tokenizer of every model OpenAI fine-tunes today (gpt-4o / 4.1 families)
+    report = Report(path=path, format=fmt, max_tokens=max_tokens, threshold=threshold, near_dups=near_dups,
+                    tok=tokenizer, rules=rules)
     if index is None and near_dups:
         index = NearDupIndex(threshold)
     f = open_input(path, "JSONL")
@@ -154,6 +203,8 @@ def validate_file(path: str | Path, fmt: str | None = None, max_tokens: int = DE
             raise InputError(f"{path}: is a folder, expected a JSONL file") from None
         except OSError as e:
             raise InputError(f"{path}: cannot read the file: {e.strerror or e}") from None
+    if rules == "openai" and report.examples < OPENAI_MIN_EXAMPLES:
+        report.file_errors.append(f"{report.examples} examples; OpenAI requires at least {OPENAI_MIN_EXAMPLES}")
     return report
 
 
@@ -215,7 +266,10 @@ def _check_record(report: Report, index: NearDupIndex | None, number: int, obj: 
     report.examples += 1
     for issue in check_record(record, SHAPE_OF[report.format], quality):
         report.add(number, issue.code, issue.message)
-    n = example_tokens(record)
+    if report.rules == "openai":
+        for code, message in openai_rule_errors(obj, report.format):
+            report.add(number, code, message)
+    n = example_tokens(record, report.tok)
     report.tokens_total += n
     report.tokens_max = max(report.tokens_max, n)
     if n > report.max_tokens:
