@@ -26,6 +26,7 @@ from agent.progress import headline
 from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
 from agent.reply import Parsed, parse_judgement, parse_reply
+from agent.sources import PassagePicker
 from agent.tokens import PriceTable
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class RunResult:
 
 class Engine:
     def __init__(self, plan: Plan, ledger: Ledger, provider: Provider, limiter: Limiter, prices: PriceTable,
-                 *, max_cost: float | None = None, progress=None):
+                 *, max_cost: float | None = None, progress=None, passages=None, references=None):
         self.plan = plan
         self.ledger = ledger
         self.provider = provider
@@ -72,9 +73,12 @@ class Engine:
         self.prices = prices
         self.max_cost = max_cost
         self.progress = progress
-        self.auditor = Auditor(plan, ledger)
+        self.auditor = Auditor(plan, ledger, references)
         self.run_no = ledger.next_run_number()
         self.rng = random.Random(plan.generation.seed * 1_000_003 + self.run_no)
+        # grounding (agent/sources.py, agent/references.py): a passage per spec, real examples per call
+        self.picker = PassagePicker(passages, ledger.passage_usage(), self.rng) if passages else None
+        self.references = references
         self.batch_no = ledger.last_call_batch()
         self.reserved: dict[str, Counter[str]] = {d: Counter() for d in plan.dimensions}
         self.open_calls: Counter[int] = Counter()
@@ -104,8 +108,10 @@ class Engine:
         for i, lab in enumerate(labels):
             for d, c in lab.items():
                 self.reserved[d][c] += 1
+            passage = self.picker.pick(lab.get("domain", "")) if self.picker else None
             specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=self.topic(lab),
-                              system_prompt=self.system_prompt()))
+                              system_prompt=self.system_prompt(), passage=passage.id if passage else "",
+                              document=passage.document() if passage else ""))
         k = self.plan.generation.examples_per_call
         calls = [specs[i:i + k] for i in range(0, len(specs), k)]
         self.open_calls[self.batch_no] = len(calls)
@@ -132,8 +138,8 @@ class Engine:
         instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
         avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
-        request = build_request(self.plan, specs, avoid=avoid,
-                                steering={"instructions": instructions}, temperature=temperature)
+        request = build_request(self.plan, specs, avoid=avoid, steering={"instructions": instructions},
+                                temperature=temperature, references=self.references.next() if self.references else ())
         ids = [s.id for s in specs]
         try:
             completion = await call_with_retries(self.provider, request, self.limiter, out.attempts.append)
@@ -210,6 +216,10 @@ class Engine:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_judgement"
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
         self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated)
+        if self.picker:  # least-used follows accepted examples: a passage whose example failed is due again
+            for r in rows:
+                if r.status != "accepted" and r.passage:
+                    self.picker.release(r.passage)
         cost = sum(c.cost for c in calls)
         self.spent += cost
         self.cost_this_run += cost

@@ -113,6 +113,9 @@ class Plan(Strict):
     # pairs "dimension=category" that should not be drawn together (a 600-word refusal, say)
     exclusions: list[tuple[str, str]] = Field(default_factory=list)
     topics: dict[str, list[str]] = Field(default_factory=dict, description="domain category -> concrete topics")
+    # grounding (agent/sources.py, agent/references.py): paths are read from the folder datagen runs in
+    sources: list[str] = Field(default_factory=list, description="documents to ground answers in: files and folders")
+    examples: list[str] = Field(default_factory=list, description="files of real examples: style references")
     dimensions: dict[str, Dimension] = Field(min_length=1)
 
     @model_validator(mode="after")

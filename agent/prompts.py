@@ -61,6 +61,8 @@ def spec_lines(plan: Plan, specs: list[Spec]) -> list[str]:
     lines = []
     for s in specs:
         parts = [f"topic: {s.topic}"] if s.topic else []
+        if s.passage:
+            parts.append(f"doc: {s.passage}")
         for dim, cat in s.labels.items():
             rng = words.get(dim, {}).get(cat)
             parts.append(f"{dim}={cat}" + (f" ({rng})" if rng else ""))
@@ -76,15 +78,26 @@ def parse_spec_lines(user: str) -> list[Spec]:
     specs = []
     for m in SPEC_LINE.finditer(user):
         labels: dict[str, str] = {}
-        topic = ""
+        topic = passage = ""
         for part in m.group("body").split("; "):
             if part.startswith("topic: "):
                 topic = part[len("topic: "):]
+            elif part.startswith("doc: "):
+                passage = part[len("doc: "):]
             elif "=" in part:
                 dim, _, rest = part.partition("=")
                 labels[dim] = rest.split(" (", 1)[0]
-        specs.append(Spec(id=m.group("id"), labels=labels, topic=topic))
+        specs.append(Spec(id=m.group("id"), labels=labels, topic=topic, passage=passage,
+                          document=documents(user).get(passage, "")))
     return specs
+
+
+DOC_BLOCK = re.compile(r'^<doc id="(?P<id>[^"]+)">\n(?P<text>.*?)\n</doc>$', re.M | re.S)
+
+
+def documents(user: str) -> dict[str, str]:
+    """The documentation passages a rendered batch prompt shows, by id."""
+    return {m.group("id"): m.group("text") for m in DOC_BLOCK.finditer(user)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -97,10 +110,14 @@ def system_prompt(plan: Plan) -> str:
 
 
 def build_request(plan: Plan, specs: list[Spec], *, avoid: list[str] = (), steering: dict | None = None,
-                  temperature: float | None = None, system: str | None = None) -> Request:
+                  temperature: float | None = None, system: str | None = None,
+                  references: list[tuple[str, str]] = ()) -> Request:
     steering = steering or {}
+    # grounding: each passage once, however many specs use it; references: real examples, style only
+    docs = {s.passage: s.document for s in specs if s.passage}
     user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid),
-                  steering={"instructions": steering.get("instructions", [])})
+                  steering={"instructions": steering.get("instructions", [])}, documents=docs,
+                  references=list(references))
     g = plan.generation
     return Request(
         system=system or system_prompt(plan),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
     prices = load_prices(opts.prices)
     provider = create(g.provider, model=g.model, api_key=opts.api_key, base_url=g.base_url, seed=g.seed,
                       **({"drift": opts.drift} if g.provider == "simulated" else {}))
+    passages, sources, references = grounding(plan)
     out_dir = run_dir(plan, opts.outputs)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,13 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
             limiter = Limiter(concurrency=g.concurrency, requests_per_minute=g.requests_per_minute,
                               input_tokens_per_minute=g.input_tokens_per_minute,
                               output_tokens_per_minute=g.output_tokens_per_minute)
-            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=opts.max_cost, progress=progress)
+            if plan.sources:
+                for note in ledger.sync_passages(sources, passages):
+                    log.warning("%s", note)
+                    if not opts.quiet:
+                        print(f"datagen: {note}", file=sys.stderr)
+            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=opts.max_cost, progress=progress,
+                            passages=passages, references=references)
             try:
                 result = asyncio.run(_run(engine, provider))
             finally:
@@ -96,6 +104,21 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
             ledger.close()
             logging.getLogger("agent").removeHandler(handler)
             handler.close()
+
+
+def grounding(plan: Plan):
+    """The plan's documents as passages and its real examples, read before anything is written (a bad path is
+    a ConfigError like any other input error)."""
+    passages, sources, references = [], [], None
+    if plan.sources:
+        from agent.sources import load_for_plan
+
+        sources, passages = load_for_plan(plan)
+    if plan.examples:
+        from agent.references import References, load
+
+        references = References(load(plan.examples), plan.quality.dedup_threshold, plan.generation.seed)
+    return passages, sources, references
 
 
 async def _run(engine: Engine, provider) -> RunResult:

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from agent.audit import grounding
 from agent.audit.checks import check_record
 from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
@@ -42,8 +43,10 @@ def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
 
 
 class Auditor:
-    def __init__(self, plan: Plan, ledger: Ledger):
+    def __init__(self, plan: Plan, ledger: Ledger, references=None):
         self.plan = plan
+        self.references = references           # agent/references.py: real examples never to be copied
+        self.grounding = GroundingTally(ledger, plan)
         self.shape = plan.record_shape
         self.accepted: Counts = {d: {c.name: 0 for c in dim.categories} for d, dim in plan.dimensions.items()}
         for d, cats in ledger.label_counts().items():
@@ -89,7 +92,7 @@ class Auditor:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
         row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,
-                         topic=spec.topic, user_text=text)
+                         topic=spec.topic, user_text=text, passage=spec.passage)
         issues = check_record(record, self.shape, self.plan.quality, requested=spec.labels)
         if issues:
             return self._reject(row, f"check:{issues[0].code}", "; ".join(i.message for i in issues[:3]))
@@ -109,6 +112,15 @@ class Auditor:
             how = f"came out as {full}={audited[full]}" + (
                 f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")
             return self._reject(row, f"no_room:{full}", f"{how}, which is already full")
+        if self.references is not None:
+            copied = self.references.copied(text)
+            if copied is not None:
+                return self._reject(row, "copies_real_example", f"ratio {copied[1]:.3f} with real example {copied[0] + 1}")
+        if spec.document:
+            bad = self.grounding.check(spec, record, self.shape, audited.get("domain", ""))
+            if bad:
+                return self._reject(row, "ungrounded", "unsupported claim" + ("s" if len(bad) > 1 else "") + ": "
+                                    + ", ".join(f"{c.text!r} ({c.kind})" for c in bad[:3]) + f"; not in passage {spec.passage}")
         row.status = "accepted"
         for d, c in audited.items():
             self.accepted[d][c] = self.accepted[d].get(c, 0) + 1
@@ -120,7 +132,8 @@ class Auditor:
         return row
 
     def reject_spec(self, spec: Spec, reason: str, detail: str) -> ExampleRow:
-        row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), topic=spec.topic)
+        row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), topic=spec.topic,
+                         passage=spec.passage)
         return self._reject(row, reason, detail)
 
     def _reject(self, row: ExampleRow, reason: str, detail: str) -> ExampleRow:
@@ -181,6 +194,7 @@ class Auditor:
             "steering": steer,
             "missing": [{"dimension": d, "category": c, "misses": n} for (d, c), n in self.misses.items() if n >= 2],
             "unfillable": [{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.unfillable.items()],
+            **({"grounding": self.grounding.summary()} if self.grounding.active else {}),
             **extra,
         }
         self.batch_reasons.clear()
@@ -244,3 +258,48 @@ class Auditor:
             self._pending_diversity = tail + [i for i in self._pending_diversity if (i["user"], i["response"]) not in seen]
             self._tracker = tracker
         return self._tracker
+
+
+class GroundingTally:
+    """The grounding check's supports (cached per passage) and its measure: the share of checked answers
+    with an unsupported claim, per domain category, for the batch and the whole run (resumes included)."""
+
+    def __init__(self, ledger: Ledger, plan: Plan):
+        self.fixed = "\n".join([plan.persona, *plan.system_prompts])
+        self.supports: dict[str, grounding.Support] = {}
+        self.run: dict[str, Counter[str]] = {}
+        self.batch: dict[str, Counter[str]] = {}
+        # checked = accepted with a passage + rejected as ungrounded (the check is the last one before acceptance)
+        for cat, status, n in ledger.db.execute(
+                "SELECT COALESCE(json_extract(audited, '$.domain'), ''), status, COUNT(*) FROM examples"
+                " WHERE passage IS NOT NULL AND (status = 'accepted' OR reason = 'ungrounded') GROUP BY 1, 2"):
+            tally = self.run.setdefault(cat, Counter())
+            tally["checked"] += n
+            tally["unsupported"] += n if status == "rejected" else 0
+        self.active = bool(plan.sources)
+
+    def check(self, spec: Spec, record: dict[str, Any], shape: str, category: str) -> list[grounding.Claim]:
+        support = self.supports.get(spec.passage)
+        if support is None or len(self.supports) > 4096:
+            if len(self.supports) > 4096:
+                self.supports.clear()
+            support = self.supports[spec.passage] = grounding.Support(f"{spec.document}\n{self.fixed}")
+        bad = grounding.unsupported(grounding.answer_text(record, shape), support,
+                                    grounding.Support(grounding.user_side(record)))
+        for tallies in (self.run, self.batch):
+            t = tallies.setdefault(category, Counter())
+            t["checked"] += 1
+            t["unsupported"] += bool(bad)
+        return bad
+
+    def summary(self) -> dict[str, Any]:
+        def table(tallies: dict[str, Counter[str]]) -> dict[str, Any]:
+            checked = sum(t["checked"] for t in tallies.values())
+            bad = sum(t["unsupported"] for t in tallies.values())
+            return {"checked": checked, "unsupported": bad, "share": round(bad / checked, 4) if checked else 0.0,
+                    "by_category": {c: {"checked": t["checked"], "unsupported": t["unsupported"],
+                                        "share": round(t["unsupported"] / t["checked"], 4) if t["checked"] else 0.0}
+                                    for c, t in sorted(tallies.items())}}
+        out = {"batch": table(self.batch), "run": table(self.run)}
+        self.batch = {}
+        return out

@@ -23,6 +23,7 @@ from agent.providers.base import Completion, Provider, Request
 DRIFT_OFF_SPEC = 0.15
 DRIFT_NEAR_COPY = 0.05
 DRIFT_BAD_REPLY = 0.03
+DRIFT_UNGROUNDED = 0.08   # a grounded answer states a figure its passage does not (an invented price, say)
 
 RESPONSE_WORDS = {"short": (50, 150), "medium": (151, 400), "long": (401, 800)}
 INPUT_WORDS = {"short": (5, 20), "medium": (21, 100), "long": (101, 200)}
@@ -95,6 +96,7 @@ class SimulatedProvider(Provider):
         labels = dict(spec.labels)
         if self.drift and purpose == "generate" and rng.random() < DRIFT_OFF_SPEC:
             labels = miss(rng, labels)
+        known = grounded_facts(rng, spec.document, self.drift and purpose == "generate") if spec.document else []
         lo, hi = RESPONSE_WORDS.get(labels.get("response_length", "medium"), (151, 400))
         ilo, ihi = INPUT_WORDS.get(labels.get("input_length", "short"), (5, 20))
         question = text.user_message(rng, labels, spec.topic, ilo, ihi)
@@ -102,23 +104,35 @@ class SimulatedProvider(Provider):
             question = near_copy(rng, rng.choice(self.asked))
         self.asked.append(question)
         if shape == "preference":
-            chosen = text.assistant_message(rng, labels, spec.topic, lo, hi)
+            chosen = text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)
             rejected = text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=True)
             return {"id": spec.id, "prompt": question, "chosen": chosen, "rejected": rejected}
         if shape == "kto":
             bad = labels.get("kto_label") == "undesirable"
             return {"id": spec.id, "prompt": question,
-                    "completion": text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=bad)}
+                    "completion": text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=bad,
+                                                        known=[] if bad else known)}
         messages = [{"role": "user", "content": question},
-                    {"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi)}]
+                    {"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)}]
         if labels.get("turns") == "multi_turn":
             for _ in range(rng.randint(1, 2)):
                 follow = text._fill(rng, rng.choice(text.FOLLOW_UPS), spec.topic)
                 if labels.get("typos") == "typos":
                     follow = text.add_typos(rng, follow)
                 messages.append({"role": "user", "content": follow})
-                messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi)})
+                messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)})
         return {"id": spec.id, "messages": messages}
+
+
+def grounded_facts(rng: random.Random, document: str, drift: bool) -> list[str]:
+    """Two facts from the passage, in a random order; with drift, sometimes one figure in them is invented."""
+    found = text.facts(document)
+    picked = rng.sample(found[:6], min(2, len(found[:6]))) if found else []
+    if drift and picked and rng.random() < DRIFT_UNGROUNDED:
+        i = next((k for k, f in enumerate(picked) if re.search(r"\d", f)), None)
+        if i is not None:  # the first figure, changed: 2.49 -> 3.49, 80 -> 81
+            picked[i] = re.sub(r"\d+", lambda m: str(int(m.group(0)) + 1), picked[i], count=1)
+    return picked
 
 
 def miss(rng: random.Random, labels: dict[str, str]) -> dict[str, str]:
