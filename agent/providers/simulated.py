@@ -24,6 +24,8 @@ DRIFT_OFF_SPEC = 0.15
 DRIFT_NEAR_COPY = 0.05
 DRIFT_BAD_REPLY = 0.03
 DRIFT_UNGROUNDED = 0.08   # a grounded answer states a figure its passage does not (an invented price, say)
+DRIFT_COPY_REFERENCE = 0.04  # a question copied (one word changed) from a real example the prompt showed
+REFERENCE_USER = re.compile(r"^- User: (.+)$", re.M)
 
 RESPONSE_WORDS = {"short": (50, 150), "medium": (151, 400), "long": (401, 800)}
 INPUT_WORDS = {"short": (5, 20), "medium": (21, 100), "long": (101, 200)}
@@ -67,7 +69,8 @@ class SimulatedProvider(Provider):
             shape = "kto"
         # the specs are read from the prompt text itself, as a model would; request.specs is the fallback
         specs = parse_spec_lines(request.user) or list(request.specs)
-        items = [self._example(rng, spec, shape, request.purpose) for spec in specs]
+        shown = REFERENCE_USER.findall(request.user)
+        items = [self._example(rng, spec, shape, request.purpose, shown) for spec in specs]
         body = json.dumps({"examples": items}, ensure_ascii=False)
         if self.drift and request.purpose == "generate" and rng.random() < DRIFT_BAD_REPLY:
             if rng.random() < 0.5:  # truncated mid-reply, as when max_tokens runs out
@@ -92,7 +95,7 @@ class SimulatedProvider(Provider):
             out.append({"id": spec.id, **labels})
         return out
 
-    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str) -> dict:
+    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str, shown: list[str] = ()) -> dict:
         labels = dict(spec.labels)
         if self.drift and purpose == "generate" and rng.random() < DRIFT_OFF_SPEC:
             labels = miss(rng, labels)
@@ -102,6 +105,8 @@ class SimulatedProvider(Provider):
         question = text.user_message(rng, labels, spec.topic, ilo, ihi)
         if self.drift and purpose == "generate" and self.asked and rng.random() < DRIFT_NEAR_COPY:
             question = near_copy(rng, rng.choice(self.asked))
+        elif self.drift and purpose == "generate" and shown and rng.random() < DRIFT_COPY_REFERENCE:
+            question = near_copy(rng, rng.choice(shown))
         self.asked.append(question)
         if shape == "preference":
             chosen = text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)
