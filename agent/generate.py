@@ -109,7 +109,8 @@ class Engine:
             for d, c in lab.items():
                 self.reserved[d][c] += 1
             passage = self.picker.pick(lab.get("domain", "")) if self.picker else None
-            specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=self.topic(lab),
+            topic = passage.heading.split(" > ")[-1] if passage and passage.heading else self.topic(lab)
+            specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=topic,
                               system_prompt=self.system_prompt(), passage=passage.id if passage else "",
                               document=passage.document() if passage else ""))
         k = self.plan.generation.examples_per_call

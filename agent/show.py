@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from agent.coverage import coverage
+from agent.coverage import lines as coverage_lines
 from agent.plan import Plan
 
 
@@ -60,6 +62,8 @@ def status(plan: Plan, ledger, console: Console) -> None:
         console.print("failed calls (examples lost, none produced): " + ", ".join(f"{k} {v}" for k, v in lost.items()))
     if usage["faults"]:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
+    for line in coverage_lines(coverage(ledger)):
+        console.print(line, markup=False, highlight=False)
     fill_tables(plan, ledger.label_counts(), console)
 
 

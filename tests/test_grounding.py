@@ -245,6 +245,15 @@ def test_the_grounded_demo_plan_end_to_end(tmp_path, run_cli):
     real = [json.loads(line)["messages"][1]["content"] for line in (tmp_path / "examples.jsonl").read_text().splitlines()]
     refs = References([(u, "") for u in real], threshold=0.85)
     assert all(refs.copied(json.loads(rec)["messages"][1]["content"]) is None for _, rec in rows)
+    # coverage: status, dataset_info.txt, report.html and the metadata side files name sources and passages
+    status = run_cli("status", "--plan", str(plan_path), "--outputs", str(out))
+    assert "Sources: 6 documents, 26 passages, 26 used" in status.out and "Grounding check:" in status.out
+    info = (out / "grounded" / "dataset_info.txt").read_text()
+    assert "02-pricing.md (sha256 " in info and "pricing_and_billing:" in info
+    assert "Grounding: documents and coverage" in (out / "grounded" / "report.html").read_text()
+    assert run_cli("export", "--plan", str(plan_path), "--outputs", str(out), "--with-metadata").code == 0
+    meta = [json.loads(line) for line in (out / "grounded" / "training_metadata.jsonl").read_text().splitlines()]
+    assert meta and all(m["passage"] in passages for m in meta)
     # the simulated model sometimes copies a real example it was shown: those were rejected, saying which
     copies = [d for d, in con.execute("SELECT detail FROM examples WHERE reason = 'copies_real_example'")]
     assert copies and all("with real example" in d for d in copies)
