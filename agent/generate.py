@@ -42,6 +42,7 @@ class Outcome:
     attempts: list[Attempt] = field(default_factory=list)
     parsed: Parsed | None = None
     judged: dict[str, dict[str, str]] = field(default_factory=dict)   # spec id -> the judge's labels
+    faithful: dict[str, int] = field(default_factory=dict)            # spec id -> the judge's 1-5 (grounded runs)
     purposes: list[str] = field(default_factory=list)                 # one per completion
     error: ProviderError | None = None
     latency: float = 0.0
@@ -61,6 +62,16 @@ class RunResult:
     @property
     def complete(self) -> bool:
         return self.accepted >= self.total
+
+
+def judged_faithfulness(completion: Completion) -> dict[str, int]:
+    from agent.audit.grounding import faithfulness
+    from agent.reply import extract_json
+
+    try:
+        return faithfulness(completion.data if completion.data is not None else extract_json(completion.text))
+    except ValueError:
+        return {}
 
 
 class Engine:
@@ -178,6 +189,8 @@ class Engine:
         out.completions.append(completion)
         out.purposes.append("judge")
         out.judged = parse_judgement(completion, self.plan)
+        if any(s.document for s in specs):
+            out.faithful = judged_faithfulness(completion)
 
     # -- recording ----------------------------------------------------------------------------------
     def record(self, out: Outcome) -> None:
@@ -195,7 +208,8 @@ class Engine:
             for s in out.specs:
                 item = out.parsed.items.get(s.id)
                 if item is not None:
-                    rows.append(self.auditor.judge(s, item, judged=out.judged.get(s.id)))
+                    rows.append(self.auditor.judge(s, item, judged=out.judged.get(s.id),
+                                                   faithful=out.faithful.get(s.id)))
                 elif s.id in out.parsed.item_errors:
                     rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
                 else:

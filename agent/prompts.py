@@ -157,17 +157,21 @@ def judged_dimensions(plan: Plan) -> list[str]:
 def judge_request(plan: Plan, specs: list[Spec], texts: dict[str, tuple[str, str]]) -> Request:
     """One call that classifies many examples. texts: spec id -> (user message, assistant reply)."""
     dims = judged_dimensions(plan)
-    examples = [{"id": s.id, "user": texts[s.id][0][:2000], "response": texts[s.id][1][:3000]}
-                for s in specs if s.id in texts]
+    examples = [{"id": s.id, "user": texts[s.id][0][:2000], "response": texts[s.id][1][:3000],
+                 "documentation": s.document[:3000]} for s in specs if s.id in texts]
     item = {"type": "object", "additionalProperties": False, "required": ["id", *dims],
             "properties": {"id": {"type": "string"},
                            **{d: {"type": "string", "enum": [c.name for c in plan.dimensions[d].categories]}
                               for d in dims}}}
+    faithful = any(s.document for s in specs)   # grounded: the judge also rates faithfulness to the passage
+    if faithful:
+        item["properties"]["faithful"] = {"type": "integer", "minimum": 1, "maximum": 5}
+        item["required"].append("faithful")
     schema = {"type": "object", "additionalProperties": False, "required": ["labels"],
               "properties": {"labels": {"type": "array", "items": item}}}
     g = plan.generation
     return Request(system="You classify synthetic training examples exactly and consistently. Reply with JSON only.",
-                   user=render("judge.j2", plan=plan, dims=dims, examples=examples), schema=schema,
+                   user=render("judge.j2", plan=plan, dims=dims, examples=examples, faithful=faithful), schema=schema,
                    schema_name="labels", model=g.model, temperature=0.0, max_tokens=2000, timeout=g.timeout_seconds,
                    seed=g.seed, specs=tuple(s for s in specs if s.id in texts), purpose="judge")
 

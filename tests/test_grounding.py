@@ -289,3 +289,64 @@ def test_a_missing_source_is_one_clear_line(tmp_path, run_cli):
     r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(tmp_path / "out"))
     assert r.code == 2 and "does not exist" in r.err and "Traceback" not in r.err
     assert not (tmp_path / "out" / "grounded").exists()
+
+
+def test_a_version_2_ledger_gains_the_passage_column_and_table(tmp_path):
+    db = tmp_path / "ledger.sqlite"
+    Ledger(db).close()
+    con = sqlite3.connect(db)  # make it a version-2 ledger: examples without passage, no passages table
+    con.execute("DROP TABLE passages")
+    con.execute("ALTER TABLE examples DROP COLUMN passage")
+    con.execute("INSERT INTO examples (spec_id, status, requested, created_at) VALUES ('s', 'accepted', '{}', 1)")
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    ledger = Ledger(db)
+    try:
+        assert ledger.meta("schema_version") == "3"
+        assert ledger.db.execute("SELECT spec_id, passage FROM examples").fetchall() == [("s", None)]
+        assert ledger.passage_rows() == [] and ledger.passage_usage() == {}
+    finally:
+        ledger.close()
+
+
+def test_with_the_judge_on_it_rates_faithfulness_and_low_ratings_are_rejected(tmp_path, run_cli):
+    plan_path = grounded_copy(tmp_path, total=150)
+    data = yaml.safe_load(plan_path.read_text())
+    data["audit"] = {"judge": True}
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    assert run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--quiet").code == 0
+    con = sqlite3.connect(out / "grounded" / "ledger.sqlite")
+    details = [d for d, in con.execute("SELECT detail FROM examples WHERE reason = 'unfaithful'")]
+    assert details and all("rated faithfulness" in d and "/5" in d for d in details)
+    summary = json.loads(con.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()[0])
+    run = summary["grounding"]["run"]
+    assert 2 <= run["judge_faithfulness"] <= 5
+    assert all("judge_faithfulness" in t for t in run["by_category"].values())
+
+
+def test_datagen_plan_writes_sources_and_examples_and_proposes_topics(tmp_path, run_cli):
+    shutil.copytree(HANDBOOK, tmp_path / "handbook")
+    req = tmp_path / "req.yaml"
+    req.write_text(yaml.safe_dump({
+        "task": "customer support", "domain": "cloud GPU rental", "num_examples": 100,
+        "subject_areas": ["GPU instances", "pricing and billing", "API and CLI"],
+        "sources": [str(tmp_path / "handbook")], "examples": [str(ROOT / "plans" / "handbook_examples.jsonl")]}))
+    r = run_cli("plan", str(req), "-o", str(tmp_path / "p.yaml"))
+    assert r.code == 0, r.err
+    plan = load_plan(tmp_path / "p.yaml")
+    assert plan.sources == [str(tmp_path / "handbook")] and plan.examples[0].endswith("handbook_examples.jsonl")
+    assert "GPU prices" in plan.topics["pricing_and_billing"] and "Rate limits" in plan.topics["api_and_cli"]
+
+
+def test_the_interview_asks_for_documents_and_examples(tmp_path):
+    from agent.interview import QUESTIONS, parse_paths
+
+    prompts = {q.key: q.prompt for q in QUESTIONS}
+    assert prompts["sources"].startswith("Documents to ground answers in (folder or files")
+    assert prompts["examples"].startswith("Real examples to learn the style from")
+    assert parse_paths(f"{HANDBOOK}, {ROOT / 'plans' / 'handbook_examples.jsonl'}")[0] == str(HANDBOOK)
+    assert parse_paths("") == []
+    with pytest.raises(ValueError, match="does not exist"):
+        parse_paths(str(tmp_path / "nope"))

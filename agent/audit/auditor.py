@@ -88,7 +88,8 @@ class Auditor:
         return self.plan.total - self.n_accepted
 
     # -- one example ----------------------------------------------------------------------------------
-    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None) -> ExampleRow:
+    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None,
+              faithful: int | None = None) -> ExampleRow:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
         row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,
@@ -121,6 +122,9 @@ class Auditor:
             if bad:
                 return self._reject(row, "ungrounded", "unsupported claim" + ("s" if len(bad) > 1 else "") + ": "
                                     + ", ".join(f"{c.text!r} ({c.kind})" for c in bad[:3]) + f"; not in passage {spec.passage}")
+            if faithful is not None and self.grounding.rate(audited.get("domain", ""), faithful) < grounding.FAITHFUL_MIN:
+                return self._reject(row, "unfaithful", f"the judge rated faithfulness to passage {spec.passage} "
+                                    f"{faithful}/5 (needs {grounding.FAITHFUL_MIN})")
         row.status = "accepted"
         for d, c in audited.items():
             self.accepted[d][c] = self.accepted[d].get(c, 0) + 1
@@ -269,13 +273,14 @@ class GroundingTally:
         self.supports: dict[str, grounding.Support] = {}
         self.run: dict[str, Counter[str]] = {}
         self.batch: dict[str, Counter[str]] = {}
-        # checked = accepted with a passage + rejected as ungrounded (the check is the last one before acceptance)
-        for cat, status, n in ledger.db.execute(
-                "SELECT COALESCE(json_extract(audited, '$.domain'), ''), status, COUNT(*) FROM examples"
-                " WHERE passage IS NOT NULL AND (status = 'accepted' OR reason = 'ungrounded') GROUP BY 1, 2"):
+        # checked = what reached the check, the last before acceptance: accepted, ungrounded or unfaithful
+        for cat, reason, n in ledger.db.execute(
+                "SELECT COALESCE(json_extract(audited, '$.domain'), ''), reason, COUNT(*) FROM examples"
+                " WHERE passage IS NOT NULL AND (status = 'accepted' OR reason IN ('ungrounded', 'unfaithful'))"
+                " GROUP BY 1, 2"):
             tally = self.run.setdefault(cat, Counter())
             tally["checked"] += n
-            tally["unsupported"] += n if status == "rejected" else 0
+            tally["unsupported"] += n if reason == "ungrounded" else 0
         self.active = bool(plan.sources)
 
     def check(self, spec: Spec, record: dict[str, Any], shape: str, category: str) -> list[grounding.Claim]:
@@ -292,14 +297,24 @@ class GroundingTally:
             t["unsupported"] += bool(bad)
         return bad
 
+    def rate(self, category: str, faithful: int) -> int:
+        """Count a judge's faithfulness rating (the run's mean per category goes in the audit record)."""
+        for tallies in (self.run, self.batch):
+            t = tallies.setdefault(category, Counter())
+            t["rated"] += 1
+            t["rating_sum"] += faithful
+        return faithful
+
     def summary(self) -> dict[str, Any]:
+        def row(t: Counter[str]) -> dict[str, Any]:
+            out = {"checked": t["checked"], "unsupported": t["unsupported"],
+                   "share": round(t["unsupported"] / t["checked"], 4) if t["checked"] else 0.0}
+            if t["rated"]:
+                out["judge_faithfulness"] = round(t["rating_sum"] / t["rated"], 2)
+            return out
+
         def table(tallies: dict[str, Counter[str]]) -> dict[str, Any]:
-            checked = sum(t["checked"] for t in tallies.values())
-            bad = sum(t["unsupported"] for t in tallies.values())
-            return {"checked": checked, "unsupported": bad, "share": round(bad / checked, 4) if checked else 0.0,
-                    "by_category": {c: {"checked": t["checked"], "unsupported": t["unsupported"],
-                                        "share": round(t["unsupported"] / t["checked"], 4) if t["checked"] else 0.0}
-                                    for c, t in sorted(tallies.items())}}
+            return {**row(sum(tallies.values(), Counter())), "by_category": {c: row(t) for c, t in sorted(tallies.items())}}
         out = {"batch": table(self.batch), "run": table(self.run)}
         self.batch = {}
         return out

@@ -223,3 +223,17 @@ def user_side(record: dict) -> str:
     if "messages" in record:
         return "\n".join(m.get("content", "") for m in record["messages"] if m.get("role") == "user")
     return str(record.get("prompt", ""))
+
+
+FAITHFUL_MIN = 3   # a judge rating below this (of 5) rejects the example
+
+
+def faithfulness(data: object) -> dict[str, int]:
+    """The judge's "faithful" rating per example id, from its parsed JSON reply (what is not a 1-5 is left out)."""
+    rows = data.get("labels") if isinstance(data, dict) else None
+    out = {}
+    for row in rows or []:
+        if isinstance(row, dict) and isinstance(row.get("id"), str) and isinstance(row.get("faithful"), int) \
+                and 1 <= row["faithful"] <= 5:
+            out[row["id"]] = row["faithful"]
+    return out

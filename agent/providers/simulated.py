@@ -92,6 +92,8 @@ class SimulatedProvider(Provider):
             if self.drift and labels and rng.random() < 0.10:
                 d = rng.choice(sorted(labels))
                 labels[d] = rng.choice(props[d]["enum"])
+            if "faithful" in props:  # grounded runs: mostly faithful, now and then a low rating
+                labels["faithful"] = 2 if self.drift and rng.random() < 0.04 else rng.choice([4, 5])
             out.append({"id": spec.id, **labels})
         return out
 
