@@ -144,9 +144,13 @@ def sample_request(plan: Plan) -> Request:
     """A representative request (first categories of every dimension) for estimates and template tests."""
     labels = {d: next(c.name for c in dim.categories if (c.quota or 0) > 0 or c.share > 0)
               for d, dim in plan.dimensions.items()}
-    specs = [Spec(id=f"s{i}", labels=labels, topic="example topic", system_prompt=plan.system_prompts[0])
+    from agent.sources import sample_grounding
+
+    document, references = sample_grounding(plan)  # a grounded plan's prompts carry passages and references
+    specs = [Spec(id=f"s{i}", labels=labels, topic="example topic", system_prompt=plan.system_prompts[0],
+                  passage=f"doc-{i}" if document else "", document=document)
              for i in range(plan.generation.examples_per_call)]
-    return build_request(plan, specs, avoid=["an earlier question"] * 20)
+    return build_request(plan, specs, avoid=["an earlier question"] * 20, references=references)
 
 
 def judged_dimensions(plan: Plan) -> list[str]:

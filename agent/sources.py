@@ -401,3 +401,20 @@ def topics_from(passages: list[Passage], per_category: int = 12) -> dict[str, li
         if title not in lst and len(lst) < per_category:
             lst.append(title)
     return out
+
+
+def sample_grounding(plan) -> tuple[str, list[tuple[str, str]]]:
+    """A typical passage (the median by length) and a call's real examples, for estimates; ("", []) for a
+    plan without them or whose files cannot be read now (generate reports that, not the estimate)."""
+    document, refs = "", []
+    try:
+        if plan.sources:
+            passages = sorted(ingest(plan.sources)[1], key=lambda p: p.words)
+            document = passages[len(passages) // 2].document() if passages else ""
+        if plan.examples:
+            from agent.references import PER_CALL, SHOWN_CHARS, load
+
+            refs = [(u[:SHOWN_CHARS], r[:SHOWN_CHARS]) for u, r in load(plan.examples)[:PER_CALL]]
+    except ConfigError:
+        pass
+    return document, refs

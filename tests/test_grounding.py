@@ -350,3 +350,13 @@ def test_the_interview_asks_for_documents_and_examples(tmp_path):
     assert parse_paths("") == []
     with pytest.raises(ValueError, match="does not exist"):
         parse_paths(str(tmp_path / "nope"))
+
+
+def test_the_estimate_counts_the_passages_and_references_a_grounded_prompt_carries():
+    from agent.prompts import sample_request
+
+    grounded = sample_request(load_plan(GROUNDED_PLAN))
+    plain = sample_request(load_plan(ROOT / "plans" / "example.yaml"))
+    assert grounded.user.count('<doc id="doc-') == grounded.user.count("doc: doc-") == 5
+    assert "Real examples from the company" in grounded.user and "<doc" not in plain.user
+    assert len(grounded.user) > len(plain.user) + 1000
