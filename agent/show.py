@@ -90,6 +90,11 @@ def audit(plan: Plan, ledger, console: Console) -> None:
         console.print(f"[red]unfillable[/red]: {u['dimension']}.{u['category']} short by {u['short_by']}")
     if last.get("steering"):
         console.print(f"next batches steered with: {last['steering']}")
+    if last.get("grounding"):  # grounded runs: the share of answers with an unsupported claim, per category
+        run = last["grounding"]["run"]
+        console.print(f"grounding: {run['unsupported']:,} of {run['checked']:,} answers had an unsupported claim "
+                      f"({run['share']:.1%}); " + ", ".join(f"{c} {t['share']:.1%}" for c, t in run["by_category"].items()),
+                      markup=False, highlight=False)
     fill_tables(plan, ledger.label_counts(), console)
 
 

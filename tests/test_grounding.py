@@ -187,6 +187,7 @@ def test_versions_urls_codes_products_and_plans():
     assert bad("You'll see HTTP 503 and QUOTA_EXCEEDED.") == ["HTTP 503", "QUOTA_EXCEEDED"]
     assert bad("The H100 SXM is our fastest.") == []
     assert bad("The B200 is our fastest.") == ["B200"]
+    assert bad("Checksums use SHA256 and keys AES256; p99 latency, Q4 and FP16 or INT8 are no products.") == []
     assert bad("Upgrade to the Team plan.") == [] and bad("Upgrade to the Pro plan.") == ["Pro plan"]
     assert bad("I don't know that; please contact support.") == []
     assert {c.kind for c in claims("$5, 10 GB, v2, E1234, A100, Pro plan, https://x.example.com")} == {
@@ -248,6 +249,7 @@ def test_the_grounded_demo_plan_end_to_end(tmp_path, run_cli):
     # coverage: status, dataset_info.txt, report.html and the metadata side files name sources and passages
     status = run_cli("status", "--plan", str(plan_path), "--outputs", str(out))
     assert "Sources: 6 documents, 26 passages, 26 used" in status.out and "Grounding check:" in status.out
+    assert "grounding: " in run_cli("audit", "--plan", str(plan_path), "--outputs", str(out)).out
     info = (out / "grounded" / "dataset_info.txt").read_text()
     assert "02-pricing.md (sha256 " in info and "pricing_and_billing:" in info
     assert "Grounding: documents and coverage" in (out / "grounded" / "report.html").read_text()

@@ -84,6 +84,8 @@ _VERSION = re.compile(r"\bv\d+(?:\.\d+)*\b|\b\d+\.\d+\.\d+\b|(?:\b(?:CUDA|Python
 _URL = re.compile(r"\bhttps?://[^\s)\]>\"'`]+|\b(?:[a-z0-9-]+\.)+(?:com|io|dev|ai|net|org|cloud)(?:/[^\s)\]>\"'`]*)?", re.I)
 _CODE = re.compile(r"\b(?:HTTP|[Ee]rror|[Ss]tatus|[Cc]ode)\s+(?P<http>[1-5]\d\d)\b|\b(?P<err>[A-Z][A-Z0-9]*_[A-Z0-9_]+|E\d{3,5})\b")
 _PRODUCT = re.compile(r"\b(?:[A-Z]{1,4}\d{2,4}[A-Za-z]{0,3}|RTX\s?\d{4}|MI\d{3}X?)\b")
+# letter+digit names that are standards, not products a company sells: SHA256, AES256, UTF16, ISO27001, P99
+_NOT_PRODUCT = re.compile(r"(?:SHA|AES|UTF|ISO|RFC|TLS|HTTP|IPV|X|P|Q|FP|INT|BF)\d+[A-Za-z]*")
 _PLAN = re.compile(r"\b([A-Z][a-zA-Z]+)\s+(?:plan|tier)\b")
 _NOT_PLAN = {"The", "This", "That", "Your", "Our", "Each", "Every", "A", "An", "Any", "Which", "What", "Paid",
              "Free", "Pricing", "Billing", "Support", "Payment"}
@@ -132,7 +134,7 @@ def claims(text: str) -> list[Claim]:
             out.append(Claim(m.group(0), "code", ("code", code.upper())))
             taken.append(m.span())
     for m in _PRODUCT.finditer(t):
-        if free(m):
+        if free(m) and not _NOT_PRODUCT.fullmatch(m.group(0)):
             out.append(Claim(m.group(0), "product", ("product", re.sub(r"\s", "", m.group(0).upper()))))
             taken.append(m.span())
     for m in _QTY.finditer(t):
