@@ -183,6 +183,9 @@ def test_versions_urls_codes_products_and_plans():
     assert bad("Install the CLI with Python 3.9 and call https://api.cloudgpu.example.com/v2.") == []
     assert bad("It needs Python 3.11.") == ["Python 3.11"]
     assert bad("Call https://api.cloudgpu.example.com/v3/jobs") == ["https://api.cloudgpu.example.com/v3/jobs"]
+    endpoints = PASSAGE + "\n| /v2/instances | POST |"
+    assert bad("POST https://api.cloudgpu.example.com/v2/instances", endpoints) == []
+    assert bad("POST https://api.cloudgpu.example.com/v2/jobs", endpoints) == ["https://api.cloudgpu.example.com/v2/jobs"]
     assert bad("You'll see HTTP 429 and RATE_LIMITED.") == []
     assert bad("You'll see HTTP 503 and QUOTA_EXCEEDED.") == ["HTTP 503", "QUOTA_EXCEEDED"]
     assert bad("The H100 SXM is our fastest.") == []

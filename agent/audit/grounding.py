@@ -160,6 +160,7 @@ class Support:
         self.lower = self.text.lower()
         self.keys = {c.key for c in claims(text)}
         self.prices = sorted({k[1] for k in self.keys if k[0] == "price"})
+        self.urls = sorted({k[1].rstrip("/") for k in self.keys if k[0] == "url"}, key=len, reverse=True)
         self.numbers = {_num(n) for n in re.findall(_NUM, self.text)}
 
     def supports(self, claim: Claim, answer_numbers: set[float] = frozenset()) -> bool:
@@ -174,8 +175,11 @@ class Support:
             word = claim.key[1]
             return re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", re.sub(r"\s", "", self.lower)
                              if kind == "product" else self.lower) is not None
-        if kind == "url":
-            return claim.key[1] in self.lower
+        if kind == "url":  # a documented URL, or a documented base URL + a documented path ("/v2" + "/instances")
+            url = claim.key[1]
+            return url in self.lower or any(
+                url.startswith(base) and (rest := url[len(base):].split("?")[0]).startswith("/") and rest in self.lower
+                for base in self.urls)
         if kind == "price":
             return self._derived(claim.key[1], answer_numbers | self.numbers)
         return False
