@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import shutil
 import sqlite3
@@ -112,7 +113,8 @@ def notes(ing: dict, chk: dict) -> str:
         "cached per passage as the auditor does, and rebuilt per example).",
         "",
         f"Command: `.venv/bin/python bench/bench_grounding.py --write`. Machine: {platform.machine()}, {cpus} cores, "
-        f"Python {platform.python_version()}. Date: {dt.date.today().isoformat()}.",
+        f"Python {platform.python_version()}. Date: {dt.date.today().isoformat()}. Load average at the end: "
+        f"{os.getloadavg()[0]:.1f} (the machine is shared; figures on idle cores are lower).",
         "",
         "| input | files | pages | passages | seconds | pages/s |",
         "|---|---|---|---|---|---|",

@@ -46,8 +46,14 @@ def _words_value(run: str) -> int | None:
     return total + current
 
 
+_NUMBER_WORDS = frozenset([*_SMALL, *_TENS, *_SCALES])
+
+
 def words_to_digits(text: str) -> str:
     """'twenty-four hours' -> '24 hours', 'one thousand GB' -> '1000 GB' ('a' alone stays a word)."""
+    if _NUMBER_WORDS.isdisjoint(re.findall(r"[a-z]+", text.lower())):
+        return text  # most texts have no number word: skip the slow alternation scan
+
     def sub(m: re.Match) -> str:
         value = _words_value(m.group(0))
         return m.group(0) if value is None else str(value)
