@@ -88,23 +88,20 @@ def source_files(paths: Iterable[str]) -> list[Path]:
 
 # -- reading each kind into (heading level, heading, body) sections ------------------------------------
 Section = tuple[int, str, str]
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-
-
 def markdown_sections(text: str) -> list[Section]:
+    """Sections at the headings markdown-it finds (ATX and setext; never a '#' line inside a code fence)."""
+    from markdown_it import MarkdownIt
+
+    lines = text.splitlines()
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    heads = [(t.map, int(t.tag[1]), tokens[i + 1].content.strip()) for i, t in enumerate(tokens)
+             if t.type == "heading_open" and t.map]
     sections: list[Section] = []
-    level, heading, body = 0, "", []
-    fence = False
-    for line in text.splitlines():
-        if line.lstrip().startswith("```"):
-            fence = not fence
-        m = None if fence else _MD_HEADING.match(line)
-        if m:
-            sections.append((level, heading, "\n".join(body)))
-            level, heading, body = len(m.group(1)), m.group(2).strip(), []
-        else:
-            body.append(line)
-    sections.append((level, heading, "\n".join(body)))
+    start, level, heading = 0, 0, ""
+    for (first, after), lv, title in heads:
+        sections.append((level, heading, "\n".join(lines[start:first])))
+        start, level, heading = after, lv, title
+    sections.append((level, heading, "\n".join(lines[start:])))
     return sections
 
 

@@ -52,12 +52,13 @@ def test_markdown_chunks_follow_headings_and_keep_their_path(tmp_path):
     body = "Volumes survive a stop and cost $0.10 per GB per month in every region we run."
     doc.write_text(f"# Guide\n\nIntro text that is long enough to stand on its own as a passage here.\n\n"
                    f"## Storage\n\n{body}\n\n```\n# not a heading inside a fence\n```\n\n## Network\n\nPort 22 is open; "
-                   f"everything else is closed until you open it in the firewall settings.\n")
+                   f"everything else is closed until you open it in the firewall settings.\n\nBilling\n-------\n\nInvoices "
+                   f"are issued on the first day of each month and paid by card or by bank transfer.\n")
     _, passages = ingest([str(doc)])
-    assert [p.heading for p in passages] == ["Guide", "Guide > Storage", "Guide > Network"]
+    assert [p.heading for p in passages] == ["Guide", "Guide > Storage", "Guide > Network", "Guide > Billing"]
     assert body in passages[1].text and "not a heading" in passages[1].text
-    assert [p.id for p in passages] == ["guide/guide", "guide/storage", "guide/network"]
-    assert len({p.hash for p in passages}) == 3
+    assert [p.id for p in passages] == ["guide/guide", "guide/storage", "guide/network", "guide/billing"]
+    assert len({p.hash for p in passages}) == 4   # the setext heading ("Billing\n----") is a heading too
 
 
 def test_long_sections_are_cut_into_bounded_passages_and_ids_are_stable(tmp_path):
