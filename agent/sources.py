@@ -88,6 +88,8 @@ def source_files(paths: Iterable[str]) -> list[Path]:
 
 # -- reading each kind into (heading level, heading, body) sections ------------------------------------
 Section = tuple[int, str, str]
+
+
 def markdown_sections(text: str) -> list[Section]:
     """Sections at the headings markdown-it finds (ATX and setext; never a '#' line inside a code fence)."""
     from markdown_it import MarkdownIt
