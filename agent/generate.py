@@ -88,7 +88,8 @@ class Engine:
         self.run_no = ledger.next_run_number()
         self.rng = random.Random(plan.generation.seed * 1_000_003 + self.run_no)
         # grounding (agent/sources.py, agent/references.py): a passage per spec, real examples per call
-        self.picker = PassagePicker(passages, ledger.passage_usage(), self.rng) if passages else None
+        self.picker: PassagePicker | None = None
+        self.use_passages(passages)
         self.references = references
         self.batch_no = ledger.last_call_batch()
         self.reserved: dict[str, Counter[str]] = {d: Counter() for d in plan.dimensions}
@@ -104,6 +105,11 @@ class Engine:
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
         self.started = time.monotonic()
+
+    def use_passages(self, passages) -> None:
+        """Ground every spec drawn from now on in one of these passages (least used first)."""
+        if passages:
+            self.picker = PassagePicker(passages, self.ledger.passage_usage(), self.rng)
 
     # -- drawing ------------------------------------------------------------------------------------
     def available(self) -> dict[str, dict[str, int]]:

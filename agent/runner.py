@@ -84,15 +84,25 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
             limiter = Limiter(concurrency=g.concurrency, requests_per_minute=g.requests_per_minute,
                               input_tokens_per_minute=g.input_tokens_per_minute,
                               output_tokens_per_minute=g.output_tokens_per_minute)
-            if plan.sources:
-                for note in ledger.sync_passages(sources, passages):
+            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=opts.max_cost, progress=progress,
+                            references=references)
+
+            async def ground() -> None:
+                """The passages filed (by a model if the plan asks: in the run's event loop, with its
+                provider and limiter), stored in the ledger with what changed since, handed to the engine."""
+                filed = passages
+                if plan.assign_passages == "llm":
+                    from agent.assign import assign_with_llm
+
+                    filed = await assign_with_llm(plan, passages, provider, limiter, ledger, prices)
+                for note in ledger.sync_passages(sources, filed):
                     log.warning("%s", note)
                     if not opts.quiet:
                         print(f"datagen: {note}", file=sys.stderr)
-            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=opts.max_cost, progress=progress,
-                            passages=passages, references=references)
+                engine.use_passages(filed)
+
             try:
-                result = asyncio.run(_run(engine, provider))
+                result = asyncio.run(_run(engine, provider, ground if plan.sources else None))
             finally:
                 log.info("run end: %d/%d accepted, $%.4f", engine.auditor.n_accepted, plan.total, engine.spent)
             if opts.export and (result.complete or result.unfillable):
@@ -121,8 +131,10 @@ def grounding(plan: Plan):
     return passages, sources, references
 
 
-async def _run(engine: Engine, provider) -> RunResult:
+async def _run(engine: Engine, provider, prepare=None) -> RunResult:
     try:
+        if prepare is not None:
+            await prepare()
         return await engine.run()
     finally:
         await provider.aclose()

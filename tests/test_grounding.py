@@ -366,3 +366,26 @@ def test_the_estimate_counts_the_passages_and_references_a_grounded_prompt_carri
     assert grounded.user.count('<doc id="doc-') == grounded.user.count("doc: doc-") == 5
     assert "Real examples from the company" in grounded.user and "<doc" not in plain.user
     assert len(grounded.user) > len(plain.user) + 1000
+
+
+def test_llm_assignment_calls_once_per_passage_and_is_cached_in_the_ledger(tmp_path, run_cli):
+    plan_path = grounded_copy(tmp_path, total=30, assign_passages="llm")
+    out = tmp_path / "out"
+    assert run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--quiet").code == 0
+    con = sqlite3.connect(out / "grounded" / "ledger.sqlite")
+
+    def assign_calls() -> int:
+        return con.execute("SELECT COUNT(*) FROM calls WHERE purpose = 'assign'").fetchone()[0]
+
+    n_passages = con.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+    assert assign_calls() == n_passages == 26
+    categories = dict(con.execute("SELECT id, category FROM passages"))
+    assert categories["05-api/rate-limits"] == "api_and_cli" and categories["02-pricing/plans"] == "pricing_and_billing"
+    # a resume with one passage edited calls the model for that passage only
+    refunds = tmp_path / "handbook" / "06-account-policies.md"
+    refunds.write_text(refunds.read_text().replace("within 90 days of purchase", "within 60 days of purchase"))
+    data = yaml.safe_load(plan_path.read_text())
+    data["total"] = 40
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--quiet").code == 0
+    assert assign_calls() == 27

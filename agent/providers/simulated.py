@@ -59,6 +59,8 @@ class SimulatedProvider(Provider):
         rng = self._rng(request)
         if request.purpose == "brainstorm":
             return self._finish(request, json.dumps({"topics": brainstorm(rng, request.user)}))
+        if request.purpose == "assign":  # files the passage by keywords, as a weak model would
+            return self._finish(request, json.dumps({"category": assign_by_keywords(request)}))
         if request.purpose == "judge":
             return self._finish(request, json.dumps({"labels": self._judge(rng, request)}))
         shape = "chat"
@@ -129,6 +131,15 @@ class SimulatedProvider(Provider):
                 messages.append({"role": "user", "content": follow})
                 messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)})
         return {"id": spec.id, "messages": messages}
+
+
+def assign_by_keywords(request: Request) -> str:
+    from agent.sources import Passage, assign
+
+    names = request.schema["properties"]["category"]["enum"]
+    described = dict(re.findall(r"^- (\S+): (.*)$", request.user, re.M))
+    passage = request.user.split("Passage:\n", 1)[-1]
+    return assign([Passage("p", "", "", passage, "")], {n: described.get(n, "") for n in names})[0].category
 
 
 def grounded_facts(rng: random.Random, document: str, drift: bool) -> list[str]:
