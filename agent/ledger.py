@@ -43,8 +43,10 @@ CREATE TABLE IF NOT EXISTS examples (
     id INTEGER PRIMARY KEY, spec_id TEXT NOT NULL, call_id INTEGER, batch INTEGER,
     status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
     reason TEXT, topic TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
-    user_text TEXT, requested TEXT NOT NULL, audited TEXT, detail TEXT, record TEXT,
-    passage TEXT                     -- the source passage the example was grounded in (schema 3)
+    user_text TEXT, requested TEXT NOT NULL, audited TEXT, detail TEXT,
+    passage TEXT,                    -- the source passage the example was grounded in (schema 3; a migrated
+                                     -- ledger has it after record: only grounded runs read it)
+    record TEXT
 );
 CREATE INDEX IF NOT EXISTS examples_status ON examples (status, topic);
 CREATE TABLE IF NOT EXISTS labels (
@@ -399,8 +401,9 @@ class Ledger:
 
     def passage_rows(self) -> list[dict[str, Any]]:
         """Every passage the run has seen (removed ones too), with its accepted examples."""
-        used = self.passage_usage()
-        rows = self.db.execute("SELECT id, source, source_hash, heading, category, hash, removed FROM passages ORDER BY rowid")
+        rows = self.db.execute("SELECT id, source, source_hash, heading, category, hash, removed FROM passages"
+                               " ORDER BY rowid").fetchall()
+        used = self.passage_usage() if rows else {}  # a run without sources never scans the examples for it
         return [{"id": r[0], "source": r[1], "source_hash": r[2], "heading": r[3], "category": r[4], "hash": r[5],
                  "removed": bool(r[6]), "examples": used.get(r[0], 0)} for r in rows]
 

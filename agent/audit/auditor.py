@@ -273,15 +273,15 @@ class GroundingTally:
         self.supports: dict[str, grounding.Support] = {}
         self.run: dict[str, Counter[str]] = {}
         self.batch: dict[str, Counter[str]] = {}
+        self.active = bool(plan.sources)
         # checked = what reached the check, the last before acceptance: accepted, ungrounded or unfaithful
-        for cat, reason, n in ledger.db.execute(
+        for cat, reason, n in (() if not self.active else ledger.db.execute(
                 "SELECT COALESCE(json_extract(audited, '$.domain'), ''), reason, COUNT(*) FROM examples"
                 " WHERE passage IS NOT NULL AND (status = 'accepted' OR reason IN ('ungrounded', 'unfaithful'))"
-                " GROUP BY 1, 2"):
+                " GROUP BY 1, 2")):
             tally = self.run.setdefault(cat, Counter())
             tally["checked"] += n
             tally["unsupported"] += n if reason == "ungrounded" else 0
-        self.active = bool(plan.sources)
 
     def check(self, spec: Spec, record: dict[str, Any], shape: str, category: str) -> list[grounding.Claim]:
         support = self.supports.get(spec.passage)
