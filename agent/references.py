@@ -27,8 +27,9 @@ def load(paths: list[str]) -> list[tuple[str, str]]:
         try:
             rows = dataset.load(path)
         except (InputError, OSError) as e:
-            raise ConfigError(f"examples: {path}: {getattr(e, 'strerror', None) or e}; fix the file or remove it "
-                              f"from the plan") from None
+            msg = str(getattr(e, "strerror", None) or e)
+            where = "" if msg.startswith(str(path)) else f"{path}: "  # the loader's messages name the file
+            raise ConfigError(f"examples: {where}{msg}; fix the file or remove it from the plan") from None
         for row in rows:
             record = to_canonical(row, rows.format)
             user, reply = user_text(record).strip(), response_text(record).strip()

@@ -389,3 +389,21 @@ def test_llm_assignment_calls_once_per_passage_and_is_cached_in_the_ledger(tmp_p
     plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--quiet").code == 0
     assert assign_calls() == 27
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"foo": 1}\n', "no row in a known format"),
+    ("not json\n", "invalid JSON"),
+    (None, "not found"),
+])
+def test_a_bad_examples_file_is_one_clear_line(tmp_path, run_cli, content, message):
+    examples = tmp_path / "real.jsonl"
+    if content is not None:
+        examples.write_text(content)
+    plan_path = grounded_copy(tmp_path)
+    data = yaml.safe_load(plan_path.read_text())
+    data["examples"] = [str(examples)]
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(tmp_path / "out"))
+    assert r.code == 2 and r.err.count("\n") == 1 and r.err.startswith(f"datagen: examples: {examples}")
+    assert message in r.err and "remove it from the plan" in r.err and not (tmp_path / "out" / "grounded").exists()
