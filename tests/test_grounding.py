@@ -257,6 +257,7 @@ def test_the_grounded_demo_plan_end_to_end(tmp_path, run_cli):
     info = (out / "grounded" / "dataset_info.txt").read_text()
     assert "02-pricing.md (sha256 " in info and "pricing_and_billing:" in info
     assert "Grounding: documents and coverage" in (out / "grounded" / "report.html").read_text()
+    assert "## Sources" in (out / "grounded" / "README.md").read_text()   # the dataset card names them too
     assert run_cli("export", "--plan", str(plan_path), "--outputs", str(out), "--with-metadata").code == 0
     meta = [json.loads(line) for line in (out / "grounded" / "training_metadata.jsonl").read_text().splitlines()]
     assert meta and all(m["passage"] in passages for m in meta)
