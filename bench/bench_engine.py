@@ -1,6 +1,13 @@
 """The whole `datagen generate` loop against the loopback server, beside the raw SDK ceiling, in one run.
 
     .venv/bin/python bench/bench_engine.py [--examples 2500] [--window 10]
+    .venv/bin/python bench/bench_engine.py --cpu [--examples 10000] [--profile out.prof]
+
+`--cpu`: the client CPU of the whole loop per accepted example, at zero latency and no rate limit, the
+engine pinned to one core (the server runs in its own process). CPU = the engine process's user+system
+time (its rusage, i.e. what time.process_time() would say inside it), not wall time: the machine is
+shared. `--profile FILE` runs the engine under cProfile as well (a separate run: the profiler's own
+overhead stays out of the figure) and prints the top functions by cumulative time.
 
 The server (its own process) has 1 s latency and a 600 requests/min limit, and answers with the simulated
 provider's examples read from each prompt, so the engine's draw, audit, ledger and export all do their
@@ -30,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def engine_run(url: str, examples: int, work: Path) -> dict:
+def engine_run(url: str, examples: int, work: Path, one_core: bool = False, profile: Path | None = None) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
     data["total"] = examples
     data["generation"].update(provider="openai", model="gpt-4o-mini", base_url=url + "/v1")
@@ -39,8 +47,11 @@ def engine_run(url: str, examples: int, work: Path) -> dict:
     env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "agent", "generate", "--plan", str(plan), "--outputs",
-                           str(work / "out"), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+    prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    pin = _pin_to_one_core if one_core else None
+    proc = subprocess.run([sys.executable, *prof, "-m", "agent", "generate", "--plan", str(plan), "--outputs",
+                           str(work / "out"), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          preexec_fn=pin)
     seconds = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -60,14 +71,46 @@ def engine_run(url: str, examples: int, work: Path) -> dict:
             "steady": steady, "tail": tail}
 
 
+def _pin_to_one_core() -> None:
+    """In the engine's child process: run on one core (the last one; the server is left the others)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+
+
+def cpu_run(examples: int, profile: Path | None) -> None:
+    """Client CPU per accepted example at zero latency, one core, whole loop (start-up and export included)."""
+    from bench_throughput import server_process
+
+    with server_process(0.0, None, 10.0, 3600, simulated=True) as url, tempfile.TemporaryDirectory() as tmp:
+        r = engine_run(url, examples, Path(tmp) / "cpu", one_core=True)
+        print(f"datagen generate, zero latency, one core: {r['accepted']}/{examples} accepted, {r['ok_calls']} "
+              f"successful calls in {r['seconds']:.1f} s wall")
+        print(f"client CPU: {r['cpu']:.1f} s = {1000 * r['cpu'] / r['ok_calls']:.2f} ms per request, "
+              f"{1000 * r['cpu'] / r['accepted']:.3f} ms per accepted example (whole loop, audit included; "
+              f"target <= 1 ms)", flush=True)
+        if profile:
+            p = engine_run(url, examples, Path(tmp) / "prof", one_core=True, profile=profile)
+            import pstats
+
+            print(f"profiled run (cProfile overhead included): {1000 * p['cpu'] / p['accepted']:.3f} ms per "
+                  f"accepted example; profile in {profile}")
+            pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(40)
+
+
 def main() -> None:
     from bench_throughput import raw_phase, server_process
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--examples", type=int, default=2500)
+    ap.add_argument("--examples", type=int, default=None, help="default 2500, with --cpu 10000")
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--raw-seconds", type=float, default=30.0)
+    ap.add_argument("--cpu", action="store_true", help="client CPU per accepted example only (see above)")
+    ap.add_argument("--profile", type=Path, default=None, help="with --cpu: also a cProfile run, written here")
     args = ap.parse_args()
+    if args.cpu:
+        cpu_run(args.examples or 10_000, args.profile)
+        return
+    args.examples = args.examples or 2500
     with server_process(1.0, 600, args.window, 900, simulated=True) as url, tempfile.TemporaryDirectory() as tmp:
         raws = []
         for workers in (10, 11):
