@@ -63,3 +63,90 @@ def test_batch_metrics_equal_a_fresh_tracker_fed_the_batch():
         batch = examples[start:start + 40]
         alone = DiversityTracker({"tone": ["professional", "conversational", "mixed"]})
         assert tracker.add_batch(batch).batch == alone.add_batch(batch).cumulative
+
+
+# ---- measured labels and PII: the same answers as the plain code ---------------------------------------
+
+def simulated_texts(n: int = 400) -> list[str]:
+    """User and assistant messages as the simulated provider writes them, over all its label values."""
+    from agent.providers.simulated_text import assistant_message, user_message
+
+    rng = random.Random(3)
+    out = []
+    for _ in range(n):
+        labels = {"behaviour": rng.choice(["standard", "ambiguous", "adversarial", "negative"]),
+                  "question_type": rng.choice(["factual", "troubleshooting", "multi_step"]),
+                  "typos": rng.choice(["clean", "typos"]), "examples": rng.choice(["with_examples", "conceptual"]),
+                  "format": rng.choice(["plain", "list", "table", "json"]),
+                  "tone": rng.choice(["professional", "conversational", "mixed"])}
+        topic = rng.choice(["spot instance preemption", "egress fees", "persistent volumes", "SSH keys"])
+        lo = rng.choice([5, 20, 50, 150])
+        out += [user_message(rng, labels, topic, lo, lo * 3), assistant_message(rng, labels, topic, lo, lo * 4)]
+    return out
+
+
+HAND_WRITTEN = [
+    "", "   ", "plain words only. Two sentences here!", "a - b", "- one\n- two", "* one\n* two\n", "+ a\n+ b",
+    "1. first\n2. second", "1) first\n2) second", "  - indented\n  - list", "> - quoted\n> - list",
+    "text\n\n    indented code\n", "\tcode after a tab", "use `pip install x` now", "~~~\ncode\n~~~",
+    "```json\n{\"a\": 1}\n```", "| a | b |\n|---|---|\n| 1 | 2 |", "a | b\n--|--\n1 | 2", "line\r- one\r- two",
+    "line\r\n- one\r\n- two", "For example, set 'x' to 3.", "e.g. run it twice", "-not a list", "1.5 GB is the size",
+    "10. tenth\n11. eleventh", "1234567890. too many digits", "word\u00a0word", "__init__ and _ and -- and ...",
+    "naïve café ½ ² ٣ test", "emoji 🙂 only 🙂", "Call +1 415 867 5309 or write to jane.doe@gmail.com",
+    "card 4111 1111 1111 1112 and 5500 0000 0000 0004", "SSN 078-05-1120, IBAN DE89 3704 0044 0532 0130 00",
+    "digits ٤١٥٨٦٧٥٣٠٩ in Arabic-Indic", "ssn ０７８-０５-１１２０ fullwidth", "mail me at bob@example.com",
+]
+
+
+def test_word_count_equals_the_per_character_rule():
+    def plain(text: str) -> int:
+        return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
+
+    from agent.audit.labels import word_count
+
+    rng = random.Random(1)
+    alphabet = "ab1_-|*. \t\n\u00a0\u2003½²٣é🙂'’\x1c"
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        assert word_count(text) == plain(text), text
+
+
+def test_markdown_is_skipped_only_where_it_would_find_nothing(monkeypatch):
+    import re
+
+    from agent.audit import labels
+
+    rng = random.Random(2)
+    pieces = ["word", " ", "\n", "\n\n", "- ", "* ", "+ ", "1. ", "2) ", "    ", "\t", "`", "```", "~~~", "|", "---",
+              "> ", "\r", "e.g. 5", "{\"a\": 1}", "x=1", "f(x)"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(3000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+
+    def answers() -> list[tuple[bool, list[str]]]:
+        labels._parse.cache_clear()
+        return [(labels.has_example(t), labels.formats_found(t)) for t in texts]
+
+    fast = answers()
+    skipped = sum(not labels._MARKDOWN_HINT.search(t) for t in texts)
+    monkeypatch.setattr(labels, "_MARKDOWN_HINT", re.compile(""))   # the plain code: parse every text
+    assert answers() == fast
+    labels._parse.cache_clear()
+    assert skipped > 100   # the fast path is taken
+
+
+def test_pii_prefilters_change_nothing():
+    from agent.audit import checks
+
+    def plain(text: str) -> list[tuple[str, str]]:
+        found: dict[str, str] = {}
+        for code, value in [*checks._emails(text), *checks._numbers(text, 10**9)]:   # every scan, always
+            found.setdefault(code, value)
+        names = {"pii_email": "an e-mail address", "pii_phone": "a phone number", "pii_card": "a payment card number",
+                 "pii_national_id": "a national id number", "pii_iban": "an IBAN"}
+        return [(code, f"{names[code]} ({checks._mask(value)})") for code, value in found.items()]
+
+    hits = 0
+    for text in simulated_texts() + HAND_WRITTEN:
+        assert checks.find_pii(text) == plain(text), text
+        hits += bool(plain(text))
+    assert hits >= 4
