@@ -111,27 +111,56 @@ def test_word_count_equals_the_per_character_rule():
         assert word_count(text) == plain(text), text
 
 
-def test_markdown_is_skipped_only_where_it_would_find_nothing(monkeypatch):
+def plain_has_example(text: str) -> bool:
+    """has_example as first written: a full Markdown parse (inline content included) of every text."""
     import re
 
     from agent.audit import labels
 
+    for tok in labels._MD.parse(text):
+        if tok.type in ("fence", "code_block") and tok.content.strip():
+            return True
+        for child in tok.children or []:
+            if child.type == "code_inline" and (len(child.content.split()) >= 2 or re.search(r"\w\(|=", child.content)):
+                return True
+    return bool(labels.WORKED_EXAMPLE.search(labels.CODE_SPANS.sub("`", text)))
+
+
+def plain_formats_found(text: str) -> list[str]:
+    from agent.audit import labels
+
+    tokens = labels._MD.parse(text)
+    found = set()
+    for i, tok in enumerate(tokens):
+        if tok.type == "fence" and labels._parses_as_json(tok.content, tok.info):
+            found.add("json")
+        elif tok.type == "table_open":
+            found.add("table")
+        elif tok.type in ("bullet_list_open", "ordered_list_open"):
+            items = 0
+            for t in tokens[i + 1:]:
+                if t.level == tok.level and t.type == tok.type.replace("_open", "_close"):
+                    break
+                items += t.type == "list_item_open" and t.level == tok.level + 1
+            if items >= 2:
+                found.add("list")
+    return [f for f in labels.FORMAT_ORDER if f in found]
+
+
+def test_markdown_fast_paths_equal_a_full_parse_of_every_text():
+    """Skipping texts that cannot hold code/table/list, and inline parsing only for backticks, change nothing."""
+    from agent.audit import labels
+
     rng = random.Random(2)
-    pieces = ["word", " ", "\n", "\n\n", "- ", "* ", "+ ", "1. ", "2) ", "    ", "\t", "`", "```", "~~~", "|", "---",
-              "> ", "\r", "e.g. 5", "{\"a\": 1}", "x=1", "f(x)"]
+    pieces = ["word", " ", "\n", "\n\n", "- ", "* ", "+ ", "1. ", "2) ", "    ", "\t", "`", "``", "```", "~~~", "|",
+              "---", "> ", "\r", "e.g. 5", "{\"a\": 1}", "x=1", "f(x)", "`a b`", "`f(x)`", "\\`"]
     fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(3000)]
     texts = simulated_texts() + HAND_WRITTEN + fuzz
-
-    def answers() -> list[tuple[bool, list[str]]]:
-        labels._parse.cache_clear()
-        return [(labels.has_example(t), labels.formats_found(t)) for t in texts]
-
-    fast = answers()
-    skipped = sum(not labels._MARKDOWN_HINT.search(t) for t in texts)
-    monkeypatch.setattr(labels, "_MARKDOWN_HINT", re.compile(""))   # the plain code: parse every text
-    assert answers() == fast
-    labels._parse.cache_clear()
-    assert skipped > 100   # the fast path is taken
+    for text in texts:
+        assert labels.has_example(text) == plain_has_example(text), repr(text)
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+    assert sum(not labels._MARKDOWN_HINT.search(t) for t in texts) > 100       # the skip is taken
+    assert sum(plain_has_example(t) for t in texts) > 100 and sum(bool(plain_formats_found(t)) for t in texts) > 100
 
 
 def test_pii_prefilters_change_nothing():
