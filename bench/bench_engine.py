@@ -123,7 +123,7 @@ def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = N
         n = _accepted(ledger)
         if n > last[0]:
             last = (n, cpu, time.monotonic())
-        elif time.monotonic() - last[2] > STALL_S:
+        elif n < examples and time.monotonic() - last[2] > STALL_S:  # a full plan is exporting, not stuck
             stalled = True
             proc.terminate()
             break
