@@ -27,14 +27,15 @@ them into prompt changes for the next batch.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
 
-from agent.audit.overlap import _ID_BITS, _ID_MASK, _SLOTS, OverlapIndex, _sharded
+from agent.audit.overlap import _ID_BITS, _ID_MASK, _SLOTS, BatchOverlap, OverlapIndex, _sharded
 from agent.audit.text_stats import _mattr_ids, normalised_entropy, tokenize, verbs_and_topics
 
 LENGTH_BUCKETS = ((0, "0-49"), (50, "50-149"), (150, "150-399"), (400, "400-799"), (800, "800+"))
@@ -104,7 +105,8 @@ class _Totals:
         # dicts of None rather than sets: the garbage collector skips them; sharded only when they
         # may grow to millions of keys (a batch's do not)
         self._bigram_shards, self._bigrams = _sharded(dict) if large else ([{}], [])
-        self.index = OverlapIndex()
+        # a batch's own figures come from one matrix product; the dataset's from the incremental index
+        self.index: OverlapIndex | BatchOverlap = OverlapIndex() if large else BatchOverlap()
         self.verbs: Counter[str] = Counter()
         self.topics: Counter[str] = Counter()
         self.words_sum = self.words_sq = 0  # ints: the variance stays exact
@@ -117,10 +119,9 @@ class _Totals:
         self.sum_ttr += f.ttr
         self.sum_mattr += f.mattr
         self.types.update(f.unigrams)
-        if self._bigrams:
-            route = self._bigrams
-            for k in f.bigrams:
-                route[hash(k) % _SLOTS][k] = None
+        if self._bigrams:  # each key into its shard by C-level maps, no Python bytecode per key
+            slots = (np.fromiter(map(hash, f.bigrams), np.int64, len(f.bigrams)) % _SLOTS).tolist()
+            deque(map(dict.__setitem__, map(self._bigrams.__getitem__, slots), f.bigrams, repeat(None)), maxlen=0)
         else:
             self._bigram_shards[0].update(dict.fromkeys(f.bigrams))
         self.n_bigrams += len(f.bigrams)

@@ -197,6 +197,83 @@ class OverlapIndex:
         return heapq.nlargest(k, ((key, self.df(key)) for key in self._common), key=lambda kv: kv[1])
 
 
+class BatchOverlap:
+    """OverlapIndex's figures (distinct, shared, min_sum, n_flagged) for one small batch of sets, computed
+    at once: a batch x n-gram 0/1 matrix times its transpose gives every |A∩B| in one BLAS call, instead
+    of a Python-level insert per n-gram. Same numbers as OverlapIndex (tested); for batches, not datasets:
+    the matrix is len(sets) x distinct n-grams."""
+
+    def __init__(self, threshold: float = NN_THRESHOLD):
+        frac = Fraction(threshold).limit_denominator(10_000)
+        self._num, self._den = frac.numerator, frac.denominator
+        self._sets: list[np.ndarray] = []
+        self._figures: tuple[int, int, int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def add(self, keys: Iterable[Any]) -> None:
+        self._sets.append(np.unique(np.fromiter(keys, dtype=np.int64)))
+        self._figures = None
+
+    def figures(self) -> tuple[int, int, int, int]:
+        """(distinct, shared, min_sum, n_flagged), as OverlapIndex would hold them after the same adds."""
+        if self._figures is None:
+            self._figures = self._compute()
+        return self._figures
+
+    def _compute(self) -> tuple[int, int, int, int]:
+        m = len(self._sets)
+        sizes = np.array([len(x) for x in self._sets], dtype=np.int64)
+        if m == 0 or not sizes.any():
+            return 0, 0, 0, 0
+        keys = np.concatenate(self._sets)
+        owner = np.repeat(np.arange(m), sizes)
+        distinct, column, df = np.unique(keys, return_inverse=True, return_counts=True)
+        shared = int((df * (df - 1) // 2).sum())
+        ordered = np.sort(sizes)
+        min_sum = int((ordered * np.arange(m - 1, -1, -1)).sum())  # pairs (k, j > k): min is ordered[k]
+        # |A∩B| for every pair, over the n-grams held by 2+ sets: each set's row as a bitmap of those
+        # columns, AND-ed with every other row and popcounted (BLAS would do it as a matrix product, but
+        # OpenBLAS's spinning threads cost more CPU than the product on a busy machine)
+        keep = df[column] > 1
+        width = int(np.count_nonzero(df > 1))
+        rank = np.cumsum(df > 1) - 1
+        bits = np.zeros((m, (width + 63) // 64 * 64), dtype=np.bool_)
+        bits[owner[keep], rank[column[keep]]] = True
+        rows = np.packbits(bits, axis=1).view(np.uint64)
+        best = np.zeros(m, dtype=np.int64)
+        for a in range(m):
+            inter = _popcount(rows & rows[a]).sum(axis=1)
+            inter[a] = 0
+            best[a] = inter.max()
+        n_flagged = int((best * self._den > self._num * sizes).sum())
+        return len(distinct), shared, min_sum, n_flagged
+
+    @property
+    def distinct(self) -> int:
+        return self.figures()[0]
+
+    @property
+    def pooled_overlap(self) -> float:
+        _, shared, min_sum, _ = self.figures()
+        return shared / min_sum if min_sum else 0.0
+
+    @property
+    def share_flagged(self) -> float:
+        return self.figures()[3] / len(self) if len(self) else 0.0
+
+
+_BYTE_BITS = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits per element of a uint64 array (numpy >= 2 has it built in)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    return _BYTE_BITS[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.int64)
+
+
 def _view(p: int | np.ndarray) -> np.ndarray:
     """The ids of a posting."""
     return np.array([p]) if type(p) is int else p[1 : int(p[0]) + 1]

@@ -1,0 +1,181 @@
+"""The audit's fast paths give the same answers as the straightforward code they replaced (issue 11 item 7).
+
+Each pair is checked on generated sets and texts, the simulated provider's output and hand-written cases:
+same overlap figures, same verbs and topics, same labels. Speed itself is measured by bench/, never here.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agent.audit.diversity import DiversityTracker
+from agent.audit.overlap import BatchOverlap, OverlapIndex
+from tests.test_diversity import brute, common_key_sets, make_examples, random_texts, trigram_sets
+
+
+def as_int_sets(sets: list[set]) -> list[set[int]]:
+    ids: dict = {}
+    return [{ids.setdefault(k, len(ids)) for k in s} for s in sets]
+
+
+def index_figures(sets: list[set[int]], threshold: float) -> tuple[int, int, int, int]:
+    index = OverlapIndex(threshold)
+    for s in sets:
+        index.add(s)
+    return index.distinct, index.shared, index.min_sum, index.n_flagged
+
+
+def batch_figures(sets: list[set[int]], threshold: float) -> tuple[int, int, int, int]:
+    batch = BatchOverlap(threshold)
+    for s in sets:
+        batch.add(s)
+    return batch.figures()
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5])
+def test_batch_overlap_equals_the_incremental_index(threshold):
+    rng = random.Random(int(threshold * 100))
+    cases = [
+        as_int_sets(trigram_sets(random_texts(rng.randrange(1000), 120))),
+        as_int_sets(common_key_sets(rng.randrange(1000), 150)),
+        [set(rng.sample(range(60), rng.randint(0, 12))) for _ in range(64)],    # near the threshold
+        [set(rng.sample(range(200), rng.randint(0, 90))) for _ in range(65)],   # 65 rows: past one word
+        [set(), set(), {1}],
+        [{7}],
+        [],
+    ]
+    for sets in cases:
+        expected = index_figures(sets, threshold)
+        assert batch_figures(sets, threshold) == expected
+        if 1 < len(sets) <= 70:
+            shared, mins, flagged = brute(sets, threshold)
+            assert (expected[1], expected[2], expected[3]) == (shared, mins, flagged)
+    assert any(index_figures(s, threshold)[3] for s in cases)   # the flag path is exercised
+
+
+def test_batch_metrics_equal_a_fresh_tracker_fed_the_batch():
+    """A batch's metrics (from BatchOverlap) equal the cumulative metrics of a tracker holding only it."""
+    examples = make_examples(5, 120)
+    tracker = DiversityTracker({"tone": ["professional", "conversational", "mixed"]})
+    for start in range(0, 120, 40):
+        batch = examples[start:start + 40]
+        alone = DiversityTracker({"tone": ["professional", "conversational", "mixed"]})
+        assert tracker.add_batch(batch).batch == alone.add_batch(batch).cumulative
+
+
+# ---- measured labels and PII: the same answers as the plain code ---------------------------------------
+
+def simulated_texts(n: int = 400) -> list[str]:
+    """User and assistant messages as the simulated provider writes them, over all its label values."""
+    from agent.providers.simulated_text import assistant_message, user_message
+
+    rng = random.Random(3)
+    out = []
+    for _ in range(n):
+        labels = {"behaviour": rng.choice(["standard", "ambiguous", "adversarial", "negative"]),
+                  "question_type": rng.choice(["factual", "troubleshooting", "multi_step"]),
+                  "typos": rng.choice(["clean", "typos"]), "examples": rng.choice(["with_examples", "conceptual"]),
+                  "format": rng.choice(["plain", "list", "table", "json"]),
+                  "tone": rng.choice(["professional", "conversational", "mixed"])}
+        topic = rng.choice(["spot instance preemption", "egress fees", "persistent volumes", "SSH keys"])
+        lo = rng.choice([5, 20, 50, 150])
+        out += [user_message(rng, labels, topic, lo, lo * 3), assistant_message(rng, labels, topic, lo, lo * 4)]
+    return out
+
+
+HAND_WRITTEN = [
+    "", "   ", "plain words only. Two sentences here!", "a - b", "- one\n- two", "* one\n* two\n", "+ a\n+ b",
+    "1. first\n2. second", "1) first\n2) second", "  - indented\n  - list", "> - quoted\n> - list",
+    "text\n\n    indented code\n", "\tcode after a tab", "use `pip install x` now", "~~~\ncode\n~~~",
+    "```json\n{\"a\": 1}\n```", "| a | b |\n|---|---|\n| 1 | 2 |", "a | b\n--|--\n1 | 2", "line\r- one\r- two",
+    "line\r\n- one\r\n- two", "For example, set 'x' to 3.", "e.g. run it twice", "-not a list", "1.5 GB is the size",
+    "10. tenth\n11. eleventh", "1234567890. too many digits", "word\u00a0word", "__init__ and _ and -- and ...",
+    "naïve café ½ ² ٣ test", "emoji 🙂 only 🙂", "Call +1 415 867 5309 or write to jane.doe@gmail.com",
+    "card 4111 1111 1111 1112 and 5500 0000 0000 0004", "SSN 078-05-1120, IBAN DE89 3704 0044 0532 0130 00",
+    "digits ٤١٥٨٦٧٥٣٠٩ in Arabic-Indic", "ssn ０７８-０５-１１２０ fullwidth", "mail me at bob@example.com",
+]
+
+
+def test_word_count_equals_the_per_character_rule():
+    def plain(text: str) -> int:
+        return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
+
+    from agent.audit.labels import word_count
+
+    rng = random.Random(1)
+    alphabet = "ab1_-|*. \t\n\u00a0\u2003½²٣é🙂'’\x1c"
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        assert word_count(text) == plain(text), text
+
+
+def plain_has_example(text: str) -> bool:
+    """has_example as first written: a full Markdown parse (inline content included) of every text."""
+    import re
+
+    from agent.audit import labels
+
+    for tok in labels._MD.parse(text):
+        if tok.type in ("fence", "code_block") and tok.content.strip():
+            return True
+        for child in tok.children or []:
+            if child.type == "code_inline" and (len(child.content.split()) >= 2 or re.search(r"\w\(|=", child.content)):
+                return True
+    return bool(labels.WORKED_EXAMPLE.search(labels.CODE_SPANS.sub("`", text)))
+
+
+def plain_formats_found(text: str) -> list[str]:
+    from agent.audit import labels
+
+    tokens = labels._MD.parse(text)
+    found = set()
+    for i, tok in enumerate(tokens):
+        if tok.type == "fence" and labels._parses_as_json(tok.content, tok.info):
+            found.add("json")
+        elif tok.type == "table_open":
+            found.add("table")
+        elif tok.type in ("bullet_list_open", "ordered_list_open"):
+            items = 0
+            for t in tokens[i + 1:]:
+                if t.level == tok.level and t.type == tok.type.replace("_open", "_close"):
+                    break
+                items += t.type == "list_item_open" and t.level == tok.level + 1
+            if items >= 2:
+                found.add("list")
+    return [f for f in labels.FORMAT_ORDER if f in found]
+
+
+def test_markdown_fast_paths_equal_a_full_parse_of_every_text():
+    """Skipping texts that cannot hold code/table/list, and inline parsing only for backticks, change nothing."""
+    from agent.audit import labels
+
+    rng = random.Random(2)
+    pieces = ["word", " ", "\n", "\n\n", "- ", "* ", "+ ", "1. ", "2) ", "    ", "\t", "`", "``", "```", "~~~", "|",
+              "---", "> ", "\r", "e.g. 5", "{\"a\": 1}", "x=1", "f(x)", "`a b`", "`f(x)`", "\\`"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(3000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    for text in texts:
+        assert labels.has_example(text) == plain_has_example(text), repr(text)
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+    assert sum(not labels._MARKDOWN_HINT.search(t) for t in texts) > 100       # the skip is taken
+    assert sum(plain_has_example(t) for t in texts) > 100 and sum(bool(plain_formats_found(t)) for t in texts) > 100
+
+
+def test_pii_prefilters_change_nothing():
+    from agent.audit import checks
+
+    def plain(text: str) -> list[tuple[str, str]]:
+        found: dict[str, str] = {}
+        for code, value in [*checks._emails(text), *checks._numbers(text, 10**9)]:   # every scan, always
+            found.setdefault(code, value)
+        names = {"pii_email": "an e-mail address", "pii_phone": "a phone number", "pii_card": "a payment card number",
+                 "pii_national_id": "a national id number", "pii_iban": "an IBAN"}
+        return [(code, f"{names[code]} ({checks._mask(value)})") for code, value in found.items()]
+
+    hits = 0
+    for text in simulated_texts() + HAND_WRITTEN:
+        assert checks.find_pii(text) == plain(text), text
+        hits += bool(plain(text))
+    assert hits >= 4
