@@ -117,6 +117,23 @@ def plan(source: Path, out: Path | None, show: bool, force: bool, brainstorm: bo
         f"Check it with: datagen plan --show {target}")
 
 
+class Budget(click.ParamType):
+    """A USD amount: a finite number, zero or more (NaN would disable every comparison, inf the cap)."""
+
+    name = "usd"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            amount = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of USD", param, ctx)
+        if not math.isfinite(amount) or amount < 0:
+            self.fail(f"{value!r} is not a usable budget: give a finite amount of USD, 0 or more", param, ctx)
+        return amount
+
+
 def run_options(f):
     for option in reversed([
         click.option("--plan", "plan_path", type=PlanPath, required=True, help="The plan file (plans/<name>.yaml)."),
@@ -146,7 +163,7 @@ def open_run(plan_path: Path, outputs: Path):
 @click.option("--model", help="Override the plan's model.")
 @click.option("--base-url", help="OpenAI-compatible server URL (vLLM, Ollama, llama.cpp, LM Studio).")
 @click.option("--api-key", help="API key (better: OPENAI_API_KEY / ANTHROPIC_API_KEY). Never written anywhere.")
-@click.option("--max-cost", type=click.FloatRange(min=0), help="Stop cleanly once this many USD are spent.")
+@click.option("--max-cost", type=Budget(), help="Spend at most this many USD (default: 3x the estimate for what remains).")
 @click.option("--restart", is_flag=True, help="Discard this plan's run and start over.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--no-drift", is_flag=True, help="Simulated provider only: follow every spec exactly.")
@@ -162,7 +179,7 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 
     opts = GenerateOptions(provider=provider, model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
                            restart=restart, quiet=quiet, drift=not no_drift, export=not no_export, prices=prices,
-                           outputs=outputs)
+                           outputs=outputs, plan_path=plan_path, say=None if quiet else say)
     result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
     say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run, "

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +43,10 @@ from agent.providers.base import Completion, Provider, Request
 log = logging.getLogger(__name__)
 
 START_CONCURRENCY = 32      # calls in flight before anything is learned
+LOCAL_CEILING = 16          # a server on this machine or a private address: one model, a few slots at most
+LOCAL_FLOOR_TPS = 8.0       # tokens/s assumed of a local server before one reply is measured (small CPU models)
+FLAT = 1.25                 # seconds per output token within 25% of the best seen: more calls are not queueing
+QUEUEING = 1.6              # 60% slower per token than the best: the server queues, so one call fewer
 AUTO_CEILING = 1024         # most calls in flight when the user set no cap (20 s replies at high RPM need hundreds)
 BURST_S = 1.0               # a bucket holds one second of its rate: smooth pacing, no minute-sized bursts
 CUT = 0.8                   # AIMD multiplicative decrease on 429/529
@@ -72,14 +78,25 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing|credit balance|payment required", re.I)
+
+
+def redact(text: str, secret: str | list[str] | None) -> str:
+    for s in ([secret] if isinstance(secret, str) else secret or []):
+        if s:
+            text = text.replace(s, "***")
+    return text
 
 
 def status_error(status: int, detail: str, headers: Mapping[str, str], *, provider: str, key_hint: str,
-                 secret: str | None) -> ProviderError:
+                 secret: str | list[str] | None) -> ProviderError:
     """The ProviderError for an HTTP error status. `detail` is redacted of `secret` and shortened."""
     detail = redact(detail, secret)[:300]
+    if status in (402, 429, 400, 403) and QUOTA.search(detail):
+        # out of credit: no retry can help and every retry is wasted time (a rate limit says "rate limit")
+        return ProviderError(f"{provider} says the account is out of quota or credit (HTTP {status}): {detail}; "
+                             f"add credit or raise the spending limit on the provider's billing page, then re-run",
+                             retryable=False, kind="quota")
     kind = RETRYABLE_STATUS.get(status) or ("server" if status >= 500 else None)
     if kind:
         return ProviderError(f"{provider} returned HTTP {status} ({kind}): {detail}", retryable=True, kind=kind,
@@ -194,20 +211,26 @@ class Limiter:
 
     def __init__(self, concurrency: int | None = None, requests_per_minute: int | None = None,
                  input_tokens_per_minute: int | None = None, output_tokens_per_minute: int | None = None,
-                 tokens_per_minute: int | None = None) -> None:
+                 tokens_per_minute: int | None = None, local: bool = False) -> None:
         now = time.monotonic()
         given = (requests_per_minute, input_tokens_per_minute, output_tokens_per_minute, tokens_per_minute)
         self._fixed = {name: value for name, value in zip(BUCKETS, given, strict=True) if value}
         self._buckets = {name: _Bucket(value, now) for name, value in self._fixed.items()}
-        self._ceiling = concurrency or AUTO_CEILING
+        self.local = local
+        self._ceiling = concurrency or (LOCAL_CEILING if local else AUTO_CEILING)
         self._adaptive = concurrency is None
-        self._window = _Window(concurrency or START_CONCURRENCY)
+        # a local server starts at one call in flight and grows only while the time per token stays flat
+        self._window = _Window(concurrency or (1 if local else START_CONCURRENCY))
+        self._per_token_best: float | None = None     # seconds per output token, fastest seen (local servers)
+        self._level_samples: list[float] = []         # seconds per output token at the current window size
+        self._local_max = self._ceiling
         self._gate = asyncio.Lock()       # one caller at a time takes tokens: FIFO order, no thundering herd
         self._pause_until = 0.0
         self._cut_until = 0.0
         self._successes = 0
         self._latency: float | None = None      # moving averages of successful calls
         self._output: float | None = None
+        self._tps: float | None = None          # output tokens per second of one call, moving average
         self._sent = 0           # calls past the gate, at the provider (the window also holds callers at the gate)
         self._peak = 0
         self._waits = 0
@@ -228,6 +251,22 @@ class Limiter:
     def expected_output(self, max_tokens: int) -> int:
         """Output tokens to reserve for a call: the running mean once known, else a guess below max_tokens."""
         return int(self._output) if self._output is not None else min(max_tokens, 1000)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self._tps
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self._latency
+
+    def attempt_timeout(self, timeout: float, max_tokens: int) -> float:
+        """An attempt's timeout: the plan's, or more where the server is measured (or, being local, assumed)
+        to write slower than max_tokens needs; a slow server writing a long reply is not a hang."""
+        tps = self._tps or (LOCAL_FLOOR_TPS if self.local else None)
+        if not tps:
+            return timeout
+        return max(timeout, 1.5 * max_tokens / tps + 5)
 
     def penalise(self, retry_after: float) -> None:
         """Every caller waits until `retry_after` seconds from now (a 429 tells us the whole key is blocked)."""
@@ -300,6 +339,9 @@ class Limiter:
         self._latency = latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
         out = completion.output_tokens
         self._output = out if self._output is None else 0.9 * self._output + 0.1 * out
+        if out > 0 and latency > 0:
+            tps = out / latency
+            self._tps = tps if self._tps is None else 0.8 * self._tps + 0.2 * tps
         # Reconcile the estimates with what was really used (Anthropic does the same with output tokens).
         actual = {"input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
                   "tokens": completion.input_tokens + completion.output_tokens}
@@ -309,7 +351,27 @@ class Limiter:
                 bucket.refill(now)
                 bucket.tokens = min(bucket.capacity, bucket.tokens + amount - actual[name])
         self.observe(completion, slot)
-        self._grow(now)
+        if self.local and self._adaptive:
+            self._grow_local(latency / max(1, completion.output_tokens))
+        else:
+            self._grow(now)
+
+    def _grow_local(self, per_token: float) -> None:
+        """One call more while the time per output token stays flat; one fewer (and no growth past it again)
+        when it rises with the calls in flight: that is the server queueing, not capacity."""
+        window = self._window
+        best = self._per_token_best = min(per_token, self._per_token_best or per_token)
+        self._level_samples.append(per_token)
+        if len(self._level_samples) < max(2, window.limit):
+            return
+        mean = sum(self._level_samples) / len(self._level_samples)
+        self._level_samples = []
+        if mean > QUEUEING * best and window.limit > 1:
+            self._local_max = window.limit - 1
+            window.resize(window.limit - 1)
+            log.info("local server queues at %d calls in flight; keeping %d", window.limit + 1, window.limit)
+        elif mean <= FLAT * best and window.limit < self._local_max:
+            window.resize(window.limit + 1)
 
     def _grow(self, now: float) -> None:
         window = self._window
@@ -425,32 +487,64 @@ class _Backoff:
         return self.exponential(state)
 
 
+class _Clock:
+    """A call's total time bound, counted from its first send (time queued behind other calls is not its own)."""
+
+    def __init__(self, total: float | None) -> None:
+        self.total = total
+        self.started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def remaining(self) -> float:
+        if self.total is None:
+            return math.inf
+        if self.started is None:
+            return self.total
+        return self.total - (time.monotonic() - self.started)
+
+
 async def call_with_retries(provider: Provider, request: Request, limiter: Limiter,
                             on_attempt: Callable[[Attempt], None] | None = None, max_attempts: int = 8,
-                            max_wait: float = 60.0, initial_wait: float = 0.5) -> Completion:
+                            max_wait: float = 60.0, initial_wait: float = 0.5,
+                            max_seconds: float | None = None) -> Completion:
     """One logical call: paced by `limiter`, retried while the error is retryable; raises the last error.
 
-    Each attempt is bounded by request.timeout plus a small margin (asyncio.timeout) even if the SDK's own
-    timeout fails to fire, and reported to `on_attempt` (success or failure). retry-after is honoured even above max_wait:
+    Each attempt is bounded by its timeout plus a small margin (asyncio.timeout) even if the SDK's own timeout
+    fails to fire, and reported to `on_attempt` (success or failure). The timeout is request.timeout, raised
+    for a server measured to write slowly (Limiter.attempt_timeout). `max_seconds` bounds the whole call,
+    retries and their waits included, from its first send: no retry starts that could not finish within it,
+    so a hanging server cannot hold a call for 8 x the timeout. retry-after is honoured even above max_wait:
     asking earlier only earns another 429.
     """
     est_input = estimate_input(request)
     est_output = limiter.expected_output(request.max_tokens)
-    deadline = request.timeout + min(1.0, 0.25 * request.timeout)
-    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts), wait=_Backoff(initial_wait, max_wait),
+    clock = _Clock(max_seconds)
+
+    def out_of_time(state: RetryCallState) -> bool:
+        return clock.remaining() - (state.upcoming_sleep or 0.0) < 1.0
+
+    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts) | out_of_time, wait=_Backoff(initial_wait, max_wait),
                              retry=retry_if_exception(_retryable), reraise=True)
     number = 0
     async for attempt in retrying:
         with attempt:
             number += 1
-            return await _attempt(provider, request, limiter, est_input, est_output, deadline, number, on_attempt)
+            return await _attempt(provider, request, limiter, est_input, est_output, clock, number, on_attempt)
     raise AssertionError("unreachable: tenacity either returns or re-raises")
 
 
 async def _attempt(provider: Provider, request: Request, limiter: Limiter, est_input: int, est_output: int,
-                   deadline: float, number: int, on_attempt: Callable[[Attempt], None] | None) -> Completion:
+                   clock: _Clock, number: int, on_attempt: Callable[[Attempt], None] | None) -> Completion:
     async with limiter.slot(est_input, est_output) as slot:
+        clock.start()
         start = time.monotonic()
+        timeout = min(limiter.attempt_timeout(request.timeout, request.max_tokens), max(1.0, clock.remaining()))
+        if timeout != request.timeout:
+            request = dataclasses.replace(request, timeout=timeout)   # the SDK's own timeout follows
+        deadline = timeout + min(1.0, 0.25 * timeout)
         try:
             try:
                 async with asyncio.timeout(deadline):   # cheaper than wait_for: no extra task per call

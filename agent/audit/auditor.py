@@ -125,6 +125,10 @@ class Auditor:
         self.batch_processed += 1
         return row
 
+    def count_failed(self, spec: Spec) -> None:
+        """An invalid reply or item is an attempt at each of the spec's categories that came to nothing."""
+        self._count_misses(spec.labels, dict.fromkeys(spec.labels))
+
     def _count_misses(self, requested: dict[str, str], measured: dict[str, str | None]) -> None:
         for d, got in measured.items():
             want = requested.get(d)
