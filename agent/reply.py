@@ -175,14 +175,17 @@ def parse_reply(completion: Completion, shape: str, spec_ids: list[str]) -> Pars
     model = ITEM_MODELS[shape]
     wanted = set(spec_ids)
     raw_ids = [raw.get("id") if isinstance(raw, dict) else None for raw in items]
-    by_position = len(items) == len(spec_ids) and set(raw_ids) != wanted
+    # ids of the model's own: with the right count, or with none of ours at all and enough items, the items
+    # are taken in order (recorded per example) and the rest ignored
+    by_position = (len(items) == len(spec_ids) and set(raw_ids) != wanted) or (
+        len(items) > len(spec_ids) and not wanted.intersection(i for i in raw_ids if isinstance(i, str)))
     for i, raw in enumerate(items):
         raw_id = raw_ids[i]
-        target = spec_ids[i] if by_position else raw_id
+        target = (spec_ids[i] if i < len(spec_ids) else None) if by_position else raw_id
         if not isinstance(target, str) or target not in wanted or target in out.items or target in out.item_errors:
             out.extra += 1
             continue
-        if by_position and raw_id != target:
+        if by_position and raw_id != target and isinstance(raw, dict):
             out.notes[target] = f"matched by position: the reply called it {str(raw_id)[:40]!r}"
             raw = {**raw, "id": target}
         try:

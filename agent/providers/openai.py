@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse, urlsplit, urlunsplit
 
 import openai
 
@@ -33,8 +33,8 @@ MODES = ("json_schema", "json_object+schema", "json_object", "text")
 OFFICIAL_MODES = ("json_schema", "json_object", "text")
 KEY_HINT = "OPENAI_API_KEY (or --api-key)"
 LOCAL_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key but the SDK wants one
-REFUSAL = re.compile(r"response_format|json_schema|json_object|structured output|not supported|literal_error|"
-                     r"validation error|guided_json|\bschema\b", re.I)
+# a refusal names the structured-output feature; "X is not supported" about anything else is not one
+REFUSAL = re.compile(r"response_format|json_schema|json_object|structured output|guided_json", re.I)
 REFUSAL_STATUS = (400, 422, 500)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -74,7 +74,11 @@ class OpenAIProvider(Provider):
         return f"OpenAIProvider(model={self.model!r}, base_url={self.shown_url!r}, mode={self.mode!r})"
 
     def _make_client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0)
+        # a query in the URL (?api-version=..., ?key=...) goes on every request, not into the path
+        parts = urlsplit(self.base_url) if self.base_url else None
+        query = dict(parse_qsl(parts.query)) if parts and parts.query else None
+        base = urlunsplit(parts._replace(query="")) if query else self.base_url
+        return openai.AsyncOpenAI(api_key=self._key, base_url=base, max_retries=0, default_query=query)
 
     async def complete(self, request: Request) -> Completion:
         mode = self.mode
@@ -148,7 +152,8 @@ class OpenAIProvider(Provider):
         refusal = getattr(message, "refusal", None)
         if refusal and not content:
             content, finish = refusal, "refusal"
-        text, data = extract_json(content)
+        _, data = extract_json(content)
+        text = content   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
         usage = body.usage
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
         return Completion(
