@@ -194,14 +194,18 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 @click.option("--plan", "plan_path", type=PlanPath, required=True)
 @click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]))
 @click.option("--model")
-def estimate(plan_path: Path, provider, model) -> None:
+@click.option("--base-url", help="The server the run will use: a local one (127.0.0.1, private address) is slower.")
+def estimate(plan_path: Path, provider, model, base_url) -> None:
     """Tokens, cost and time for the whole plan, before spending anything."""
     from agent.estimate import estimate_lines
     from agent.plan import load_plan
+    from agent.providers.base import check_base_url, is_local
     from agent.runner import GenerateOptions, with_overrides
 
-    loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model))
-    for line in estimate_lines(loaded):
+    loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model, base_url=base_url))
+    url = loaded.generation.base_url
+    local = bool(url) and is_local(check_base_url(url, "--base-url" if base_url else "generation.base_url"))
+    for line in estimate_lines(loaded, local=local):
         click.echo(line)
 
 

@@ -162,9 +162,9 @@ class Engine:
         except ProviderError as e:
             out.error = e
         except asyncio.CancelledError:
-            if not out.attempts:   # never sent: nothing to count
-                self.ledger.drop_pending(out.pending)
-                self.reserved_cost.pop(out.pending, None)
+            # cancelled (a signal, the brake): the request may be at the provider, and billed, so its pending
+            # row stays, counted at its worst case (over-counting a queued one is the safe side)
+            self.reserved_cost.pop(out.pending, None)
             raise
         if out.error is None and out.parsed.ok and self.plan.audit.judge and out.parsed.items:
             await self.judge(out, specs)

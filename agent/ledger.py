@@ -144,10 +144,6 @@ class Ledger:
             " VALUES (?, 'generate', ?, ?, 'pending', ?, ?)", (batch, provider, model, worst_cost, time.time()))
         return cur.lastrowid
 
-    def drop_pending(self, call_id: int) -> None:
-        """A pending call that was never sent (cancelled before its first attempt)."""
-        self.db.execute("DELETE FROM calls WHERE id = ? AND status = 'pending'", (call_id,))
-
     def pending_calls(self) -> tuple[int, float]:
         """(count, worst-case cost) of calls sent and never answered, e.g. lost to a kill."""
         row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM calls WHERE status = 'pending'").fetchone()

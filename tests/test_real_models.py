@@ -394,3 +394,28 @@ def test_the_attempt_timeout_scales_with_the_requested_tokens_and_the_measured_s
     limiter._tps = 10.0   # a slow server: 4,000 tokens take 400 s
     assert limiter.attempt_timeout(120, 4000) > 400
     assert Limiter(local=True).attempt_timeout(30, 2000) > 30   # unmeasured local: assume a slow CPU model
+
+
+def test_estimate_for_a_local_server_assumes_its_speed(tmp_path, run_cli):
+    hosted = run_cli("estimate", "--plan", str(EXAMPLE_PLAN), "--provider", "openai", "--model", "gpt-4o-mini")
+    local = run_cli("estimate", "--plan", str(EXAMPLE_PLAN), "--provider", "openai", "--model", "qwen2.5",
+                    "--base-url", "http://127.0.0.1:8000/v1")
+    assert hosted.code == local.code == 0
+    assert "on a local server at ~8 tokens/s, one call at a time" in local.out and "local" not in hosted.out
+    minutes = [float(r.out.split(" min")[0].rsplit("~", 1)[1]) for r in (hosted, local)]
+    assert minutes[1] > 50 * minutes[0]
+
+
+def test_the_tail_fills_400_examples_within_1_5x_the_estimated_calls(tmp_path, run_cli):
+    from agent.estimate import estimate
+
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    data["total"] = 400
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    r = run_cli("generate", "--plan", str(path), "--outputs", str(out), "--quiet", "--no-export")
+    assert r.code == 0, r.err
+    con = assert_exact(load_plan(path), out / "example" / "ledger.sqlite")
+    calls = con.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    assert calls < 1.5 * estimate(load_plan(path)).calls
