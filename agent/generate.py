@@ -20,12 +20,13 @@ from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
 from agent.example import Spec, response_text, user_text
 from agent.ledger import CallRow, ExampleRow, Ledger
-from agent.limits import Attempt, Limiter, call_with_retries
+from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
 from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
 from agent.reply import Parsed, parse_judgement, parse_reply
+from agent.retries import Attempt, call_with_retries
 from agent.tokens import PriceTable
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class Engine:
     def worst_cost(self, request) -> float:
         """The most a call can cost: its prompt and max_tokens of output, twice (a possible re-ask), plus the
         judge call when the plan has one."""
-        from agent.limits import estimate_input
+        from agent.retries import estimate_input
 
         model = self.plan.generation.model
         inp = estimate_input(request)

@@ -1,15 +1,13 @@
-"""Pacing and transient retries for provider calls, the same for every provider.
+"""Pacing for provider calls, the same for every provider (retries: agent/retries.py; faults: agent/faults.py).
 
 Limiter            keeps calls inside the provider's limits with no tuning: a concurrency window (AIMD: cut on
-                   429/529, grow slowly while it is the bottleneck), token buckets for requests, input tokens,
+                   429/529, grow slowly while it is the bottleneck; for a local server, start at one and grow
+                   only while the time per token stays flat), token buckets for requests, input tokens,
                    output tokens and combined tokens, a pause shared by every caller after a 429 with
                    retry-after, and limits learned from the rate-limit headers (Completion.rate) when the user
                    gave none.
-call_with_retries  one logical call: tenacity retries of retryable ProviderErrors with jittered exponential
-                   backoff that honours retry-after, a hard per-attempt timeout, and an Attempt record per try.
 
-Invalid content (a reply that fails our schema) is not a transport fault and is not retried here: the engine
-re-asks quoting the validation errors. Completion.rate keys, as the providers normalise them:
+Completion.rate keys, as the providers normalise them:
 requests_limit, requests_remaining, requests_reset_s, and the same for tokens_, input_tokens_, output_tokens_.
 """
 
@@ -17,28 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
-import functools
 import logging
 import math
-import random
-import re
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
-from agent import tokens
 from agent.errors import ProviderError
-from agent.providers.base import Completion, Provider, Request
+from agent.providers.base import Completion
 
 log = logging.getLogger(__name__)
 
@@ -51,62 +34,6 @@ AUTO_CEILING = 1024         # most calls in flight when the user set no cap (20 
 BURST_S = 1.0               # a bucket holds one second of its rate: smooth pacing, no minute-sized bursts
 CUT = 0.8                   # AIMD multiplicative decrease on 429/529
 BUCKETS = ("requests", "input_tokens", "output_tokens", "tokens")   # also the Completion.rate key prefixes
-
-
-# --- HTTP fault classification, shared by the provider modules --------------------------------------------
-RETRYABLE_STATUS = {408: "timeout", 409: "conflict", 429: "rate_limit", 529: "overloaded"}
-
-
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` (OpenAI, Anthropic) or `retry-after` (seconds or HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing|credit balance|payment required", re.I)
-
-
-def redact(text: str, secret: str | list[str] | None) -> str:
-    for s in ([secret] if isinstance(secret, str) else secret or []):
-        if s:
-            text = text.replace(s, "***")
-    return text
-
-
-def status_error(status: int, detail: str, headers: Mapping[str, str], *, provider: str, key_hint: str,
-                 secret: str | list[str] | None) -> ProviderError:
-    """The ProviderError for an HTTP error status. `detail` is redacted of `secret` and shortened."""
-    detail = redact(detail, secret)[:300]
-    if status in (402, 429, 400, 403) and QUOTA.search(detail):
-        # out of credit: no retry can help and every retry is wasted time (a rate limit says "rate limit")
-        return ProviderError(f"{provider} says the account is out of quota or credit (HTTP {status}): {detail}; "
-                             f"add credit or raise the spending limit on the provider's billing page, then re-run",
-                             retryable=False, kind="quota")
-    kind = RETRYABLE_STATUS.get(status) or ("server" if status >= 500 else None)
-    if kind:
-        return ProviderError(f"{provider} returned HTTP {status} ({kind}): {detail}", retryable=True, kind=kind,
-                             retry_after=retry_after_s(headers))
-    if status in (401, 403):
-        # The server's own message may echo the key: leave it out entirely.
-        return ProviderError(f"{provider} rejected the credentials (HTTP {status}): check {key_hint}",
-                             retryable=False, kind="auth")
-    return ProviderError(f"{provider} refused the request (HTTP {status}): {detail}", retryable=False,
-                         kind="bad_request")
 
 
 # --- the limiter --------------------------------------------------------------------------------------------
@@ -447,123 +374,3 @@ class Slot:
 
     async def __aexit__(self, *exc: object) -> None:
         self.limiter._exit(self)
-
-
-# --- retries ------------------------------------------------------------------------------------------------
-@dataclass
-class Attempt:
-    status: str                  # "ok" | "error"
-    kind: str | None             # None, or the ProviderError kind (rate_limit, server, timeout, ...)
-    message: str
-    latency_s: float
-    retry_after: float | None = None
-    number: int = 1              # 1 for the first try
-
-
-@functools.lru_cache(maxsize=16)
-def _count_cached(text: str) -> int:
-    return tokens.count(text)   # the long shared system prompt is the same object call after call
-
-
-def estimate_input(request: Request) -> int:
-    return _count_cached(request.system) + tokens.count(request.user) + 8
-
-
-def _retryable(error: BaseException) -> bool:
-    return isinstance(error, ProviderError) and error.retryable
-
-
-class _Backoff:
-    """tenacity wait: retry-after (plus a little jitter) when the server gave one, else jittered exponential."""
-
-    def __init__(self, initial: float, max_wait: float) -> None:
-        self.exponential = wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial)
-
-    def __call__(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return retry_after + random.uniform(0, min(1.0, 0.1 * retry_after + 0.01))
-        return self.exponential(state)
-
-
-class _Clock:
-    """A call's total time bound, counted from its first send (time queued behind other calls is not its own)."""
-
-    def __init__(self, total: float | None) -> None:
-        self.total = total
-        self.started: float | None = None
-
-    def start(self) -> None:
-        if self.started is None:
-            self.started = time.monotonic()
-
-    def remaining(self) -> float:
-        if self.total is None:
-            return math.inf
-        if self.started is None:
-            return self.total
-        return self.total - (time.monotonic() - self.started)
-
-
-async def call_with_retries(provider: Provider, request: Request, limiter: Limiter,
-                            on_attempt: Callable[[Attempt], None] | None = None, max_attempts: int = 8,
-                            max_wait: float = 60.0, initial_wait: float = 0.5,
-                            max_seconds: float | None = None) -> Completion:
-    """One logical call: paced by `limiter`, retried while the error is retryable; raises the last error.
-
-    Each attempt is bounded by its timeout plus a small margin (asyncio.timeout) even if the SDK's own timeout
-    fails to fire, and reported to `on_attempt` (success or failure). The timeout is request.timeout, raised
-    for a server measured to write slowly (Limiter.attempt_timeout). `max_seconds` bounds the whole call,
-    retries and their waits included, from its first send: no retry starts that could not finish within it,
-    so a hanging server cannot hold a call for 8 x the timeout. retry-after is honoured even above max_wait:
-    asking earlier only earns another 429.
-    """
-    est_input = estimate_input(request)
-    est_output = limiter.expected_output(request.max_tokens)
-    clock = _Clock(max_seconds)
-
-    def out_of_time(state: RetryCallState) -> bool:
-        return clock.remaining() - (state.upcoming_sleep or 0.0) < 1.0
-
-    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts) | out_of_time, wait=_Backoff(initial_wait, max_wait),
-                             retry=retry_if_exception(_retryable), reraise=True)
-    number = 0
-    async for attempt in retrying:
-        with attempt:
-            number += 1
-            return await _attempt(provider, request, limiter, est_input, est_output, clock, number, on_attempt)
-    raise AssertionError("unreachable: tenacity either returns or re-raises")
-
-
-async def _attempt(provider: Provider, request: Request, limiter: Limiter, est_input: int, est_output: int,
-                   clock: _Clock, number: int, on_attempt: Callable[[Attempt], None] | None) -> Completion:
-    async with limiter.slot(est_input, est_output) as slot:
-        clock.start()
-        start = time.monotonic()
-        timeout = min(limiter.attempt_timeout(request.timeout, request.max_tokens), max(1.0, clock.remaining()))
-        if timeout != request.timeout:
-            request = dataclasses.replace(request, timeout=timeout)   # the SDK's own timeout follows
-        deadline = timeout + min(1.0, 0.25 * timeout)
-        try:
-            try:
-                async with asyncio.timeout(deadline):   # cheaper than wait_for: no extra task per call
-                    completion = await provider.complete(request)
-            except TimeoutError:
-                raise ProviderError(f"no reply within {deadline:.1f} s", retryable=True, kind="timeout") from None
-        except ProviderError as error:
-            slot.failed(error)
-            if on_attempt:
-                on_attempt(Attempt("error", error.kind, str(error), time.monotonic() - start, error.retry_after,
-                                   number))
-            raise
-        except Exception as error:  # a bug, not a fault: record it, then let it surface
-            if on_attempt:
-                on_attempt(Attempt("error", "unexpected", f"{type(error).__name__}: {error}",
-                                   time.monotonic() - start, None, number))
-            raise
-        slot.done(completion)
-        if on_attempt:
-            on_attempt(Attempt("ok", None, "", time.monotonic() - start, None, number))
-        return completion
-

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError, ProviderError
-from agent.limits import Attempt, Limiter, call_with_retries, retry_after_s
+from agent.faults import retry_after_s
+from agent.limits import Limiter
 from agent.providers.anthropic import AnthropicProvider
 from agent.providers.base import Request
 from agent.providers.openai import OpenAIProvider, extract_json, go_seconds
+from agent.retries import Attempt, call_with_retries
 from tests.fakeserver import FakeServer, approx_tokens, fake_server_fixture  # noqa: F401 - registers `fake_server`
 
 pytestmark = pytest.mark.timeout(30)

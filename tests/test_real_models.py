@@ -18,12 +18,13 @@ import pytest
 import yaml
 
 from agent.errors import ProviderError
-from agent.limits import Attempt, Limiter, call_with_retries
+from agent.limits import Limiter
 from agent.plan import load_plan
 from agent.prompts import build_request, output_budget
 from agent.providers.base import Completion, Request, is_local, redact_url
 from agent.providers.openai import OpenAIProvider
 from agent.reply import parse_reply, reply_schema
+from agent.retries import Attempt, call_with_retries
 from tests.conftest import EXAMPLE_PLAN, ROOT
 from tests.fakeserver import FakeServer
 from tests.responders import simulated_responder, small_model_responder, unusable_responder

@@ -19,7 +19,7 @@ from typing import Any
 import anthropic
 
 from agent.errors import ConfigError, ProviderError
-from agent.limits import redact, status_error
+from agent.faults import redact, status_error
 from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlparse, urlsplit, urlunsplit
 import openai
 
 from agent.errors import ConfigError, ProviderError
-from agent.limits import redact, status_error
+from agent.faults import redact, status_error
 from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
 
 log = logging.getLogger(__name__)
