@@ -48,6 +48,7 @@ class Outcome:
     error: ProviderError | None = None
     latency: float = 0.0
     pending: int | None = None      # its ledger row, written when it was sent
+    worst: float = 0.0              # its worst-case cost, reserved while it is in flight
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Engine:
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
         self.started = time.monotonic()
-        self.reserved_cost: dict[int, float] = {}    # pending ledger row -> its worst-case cost, while in flight
+        self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
         self.accepted_this_run = 0
         self.recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)   # (accepted, cost) per completed call
@@ -136,8 +137,8 @@ class Engine:
         return prompts[(self.prompt_turn - 1) % len(prompts)]
 
     # -- one call -----------------------------------------------------------------------------------
-    async def call(self, batch: int, specs: list[Spec]) -> Outcome:
-        out = Outcome(batch, specs)
+    async def call(self, batch: int, specs: list[Spec], worst: float = 0.0) -> Outcome:
+        out = Outcome(batch, specs, worst=worst)
         started = time.monotonic()
         instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
@@ -145,9 +146,7 @@ class Engine:
         request = build_request(self.plan, specs, avoid=avoid,
                                 steering={"instructions": instructions}, temperature=temperature)
         ids = [s.id for s in specs]
-        worst = self.worst_cost(request)
-        out.pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, worst)
-        self.reserved_cost[out.pending] = worst
+        out.pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, out.worst)
         try:
             completion = await self.send(request, out)
             out.completions.append(completion)
@@ -165,7 +164,7 @@ class Engine:
         except asyncio.CancelledError:
             # cancelled (a signal, the brake): the request may be at the provider, and billed, so its pending
             # row stays, counted at its worst case (over-counting a queued one is the safe side)
-            self.reserved_cost.pop(out.pending, None)
+            self.reserved_cost -= out.worst
             raise
         if out.error is None and out.parsed.ok and self.plan.audit.judge and out.parsed.items:
             await self.judge(out, specs)
@@ -270,7 +269,7 @@ class Engine:
             self.last_unusable = calls[n - 1].reply if n else None
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
         self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending)
-        self.reserved_cost.pop(out.pending, None)
+        self.reserved_cost -= out.worst
         cost = sum(c.cost for c in calls)
         self.spent += cost
         self.cost_this_run += cost
@@ -296,7 +295,9 @@ class Engine:
         n = self.brake_calls()
         if self.no_progress_calls >= n:
             return f"{self.no_progress_calls} calls in a row accepted no example (generation.max_calls_without_progress: {n})"
-        if self.max_cost is None or len(self.recent) < RATE_WINDOW:
+        # the rate test guards the default budget (derived from the estimate); a budget the user chose is theirs
+        # to spend, and the budget stop (exit 3) ends it
+        if self.max_cost is None or not self.budget_source.startswith("default") or len(self.recent) < RATE_WINDOW:
             return None
         accepted = sum(a for a, _ in self.recent)
         cost = sum(c for _, c in self.recent)
@@ -348,13 +349,11 @@ class Engine:
         queue so a freed slot never waits for a draw). Not more: specs drawn early miss the rebalancing."""
         return self.plan.generation.concurrency or self.limiter.stats.concurrency + 2
 
-    def over_budget(self, specs: list[Spec]) -> bool:
-        """Would sending this call risk the budget? Every call in flight is reserved at its worst case (max
-        output tokens, plus a re-ask), so the cap holds even if all of them come back as long as they may."""
-        if self.max_cost is None:
-            return False
-        worst = self.worst_cost(build_request(self.plan, specs))
-        return self.spent + sum(self.reserved_cost.values()) + worst > self.max_cost
+    def over_budget(self, worst: float) -> bool:
+        """Would sending a call of this worst case risk the budget? Every call in flight is reserved at its
+        worst case (max output tokens, plus a re-ask) when dispatched, so the cap holds even if all of them
+        come back as long as they may."""
+        return self.max_cost is not None and self.spent + self.reserved_cost + worst > self.max_cost
 
     async def run(self) -> RunResult:
         queue: deque[tuple[int, list[Spec]]] = deque()
@@ -368,12 +367,14 @@ class Engine:
                 if not queue:
                     queue.extend((self.batch_no, c) for c in self.draw_batch())
                 while queue and len(in_flight) < self.capacity() and not budget_hit:
-                    if self.over_budget(queue[0][1]):
+                    worst = self.worst_cost(build_request(self.plan, queue[0][1]))
+                    if self.over_budget(worst):
                         if not in_flight:
                             budget_hit = True   # not even one more call fits
                         break
                     batch, specs = queue.popleft()
-                    in_flight.add(asyncio.ensure_future(self.call(batch, specs)))
+                    self.reserved_cost += worst   # before the task runs: the next check must see it
+                    in_flight.add(asyncio.ensure_future(self.call(batch, specs, worst)))
                 if not in_flight:
                     break  # nothing left to draw (unfillable categories) or the budget is spent
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)

@@ -77,6 +77,8 @@ def overshoot(work: Path, runs: int) -> list[str]:
             stopped = "filled"
         except BudgetExceeded:
             stopped = "budget"
+        except NoProgress:
+            stopped = "brake"
         calls, spent, accepted = calls_and_cost(out / "example" / "ledger.sqlite")
         over = (spent - cap) / cap
         worst = max(worst, over)
