@@ -243,8 +243,7 @@ class Engine:
         # detector: but only while the run accepts something elsewhere. When nothing at all is accepted the
         # fault is the model or the server, not a category, and the progress brake says so.
         if failed and self.accepted_this_run + accepted > 0 and self.no_progress_calls < self.brake_calls():
-            for s in failed:
-                self.auditor.count_failed(s)
+            self.auditor.count_failed(failed)
         calls = []
         for i, c in enumerate(out.completions):
             cost = self.prices.cost(c.model or self.plan.generation.model, c.input_tokens, c.output_tokens, c.cached_tokens)

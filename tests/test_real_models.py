@@ -420,3 +420,27 @@ def test_the_tail_fills_400_examples_within_1_5x_the_estimated_calls(tmp_path, r
     con = assert_exact(load_plan(path), out / "example" / "ledger.sqlite")
     calls = con.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     assert calls < 1.5 * estimate(load_plan(path)).calls
+
+
+def test_items_that_always_fail_for_one_category_make_it_unfillable(tmp_path, run_cli, monkeypatch):
+    from agent.prompts import parse_spec_lines
+
+    inner = simulated_responder(seed=6)
+
+    def no_long_answers(body: dict) -> str:
+        data = json.loads(inner(body))
+        long_ids = {s.id for s in parse_spec_lines(body["messages"][-1]["content"])
+                    if s.labels.get("response_length") == "long"}
+        for item in data["examples"]:
+            if item["id"] in long_ids:
+                item["messages"] = []   # an invalid item: the model cannot write this category
+        return json.dumps(data)
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeServer(responder=no_long_answers, max_requests=400, max_lifetime=100) as server:
+        path = plan_for(tmp_path, server.openai_url, total=60, concurrency=4)
+        r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--quiet")
+    assert r.code == 4, r.err
+    assert "unfillable: response_length.long" in r.err
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT COUNT(*) FROM examples WHERE reason='invalid_item'").fetchone()[0] >= 6
