@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -242,6 +243,17 @@ _register_export_commands()
 def main(argv: list[str] | None = None) -> None:
     """Entry point: DatagenError -> one line on stderr and its exit code; no traceback unless DATAGEN_DEBUG=1."""
     debug = os.environ.get("DATAGEN_DEBUG") == "1"
+    import signal
+
+    from agent.errors import Interrupted
+
+    def terminated(signum, frame):
+        # SIGTERM (timeout, docker, Kubernetes) stops any command the way Ctrl-C does; `generate` replaces this
+        # with its own handler while calls are in flight
+        raise Interrupted("stopped by SIGTERM; re-run the command to continue", 143)
+
+    with contextlib.suppress(ValueError):   # not the main thread (an embedding program): leave signals alone
+        signal.signal(signal.SIGTERM, terminated)
     try:
         cli.main(args=argv, prog_name="datagen", standalone_mode=False)
     except click.exceptions.Abort:

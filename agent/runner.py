@@ -162,11 +162,12 @@ async def _run(engine: Engine, provider, opts: GenerateOptions) -> RunResult:
             caught.append(sig)
             task.cancel()
 
-    installed = []
+    installed = {}
     for sig in SIGNALS:
         try:
+            previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, stop, sig)
-            installed.append(sig)
+            installed[sig] = previous
         except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no such support
             pass
     try:
@@ -180,7 +181,8 @@ async def _run(engine: Engine, provider, opts: GenerateOptions) -> RunResult:
                           f"({engine.auditor.n_accepted:,} of {engine.plan.total:,}); resume with: datagen generate"
                           f"{where}", exit_code=code) from None
     finally:
-        for sig in installed:
+        for sig, previous in installed.items():
             loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)   # asyncio leaves the default behind; export after the run needs ours
         await provider.aclose()
 
