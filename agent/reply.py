@@ -98,29 +98,36 @@ def _partial(text: str) -> Any:
 def load_json(text: str) -> tuple[Any, bool]:
     """(value, complete) from a reply that may wrap JSON in prose or a ``` fence, or be cut off part-way.
 
-    Raises ValueError when there is no JSON object at all."""
+    In order: the whole text; the first object of the fence (or the text) decoded whole, prose after it
+    ignored; that object cut off part-way (its complete values, via jiter); a later object (prose with braces
+    before the JSON). Raises ValueError when there is no JSON object at all."""
     try:
         return json.loads(text), True
     except ValueError:
         pass
-    fenced = re.search(r"```(?:json)?\s*(\{.*?)(?:```|$)", text, re.S)
+    fenced = re.search(r"```(?:json)?\s*(.*?)(?:```|$)", text, re.S)
     candidates = [fenced.group(1)] if fenced else []
-    start = text.find("{")
-    if start >= 0:
-        candidates.append(text[start:])
+    candidates.append(text)
     decoder = json.JSONDecoder()
     for candidate in candidates:
+        start = candidate.find("{")
+        if start < 0:
+            continue
         try:
-            return decoder.raw_decode(candidate.strip())[0], True   # prose after the JSON is ignored
+            return decoder.raw_decode(candidate, start)[0], True
         except ValueError:
             pass
-    for candidate in candidates:
         try:
-            value = _partial(candidate.strip())
+            value = _partial(candidate[start:].strip())
         except ValueError:
-            continue
-        if isinstance(value, dict | list):
+            value = None
+        if isinstance(value, dict) and value:
             return value, False
+        for match in re.finditer(r"\{", candidate[start + 1:]):
+            try:
+                return decoder.raw_decode(candidate, start + 1 + match.start())[0], True
+            except ValueError:
+                continue
     raise ValueError("no JSON object in the reply")
 
 

@@ -15,7 +15,8 @@ from agent.faults import retry_after_s
 from agent.limits import Limiter
 from agent.providers.anthropic import AnthropicProvider
 from agent.providers.base import Request
-from agent.providers.openai import OpenAIProvider, extract_json, go_seconds
+from agent.providers.openai import OpenAIProvider, go_seconds
+from agent.reply import load_json
 from agent.retries import Attempt, call_with_retries
 from tests.fakeserver import FakeServer, approx_tokens, fake_server_fixture  # noqa: F401 - registers `fake_server`
 
@@ -173,10 +174,15 @@ def test_an_unrelated_not_supported_error_does_not_downgrade_the_mode(fake_serve
     ('Sure!\n```json\n{"a": {"b": "}"}}\n```\nanything else?', {"a": {"b": "}"}}),
     ('Here: {"a": [1, 2]} and then {"c": 3}', {"a": [1, 2]}),
     ('  {"a": 1}\n', {"a": 1}),
-    ("no json { here", None),
+    ('Use {curly} braces: {"a": 1}', {"a": 1}),
 ])
-def test_extract_json_takes_the_first_object(content, expected):
-    assert extract_json(content)[1] == expected
+def test_load_json_takes_the_first_object(content, expected):
+    assert load_json(content) == (expected, True)
+
+
+def test_load_json_refuses_text_with_no_json_object():
+    with pytest.raises(ValueError):
+        load_json("no json { here")
 
 
 # --- transient faults, retried ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import openai
 from agent.errors import ConfigError, ProviderError
 from agent.faults import redact, status_error
 from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
+from agent.reply import extract_json
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,10 @@ class OpenAIProvider(Provider):
         refusal = getattr(message, "refusal", None)
         if refusal and not content:
             content, finish = refusal, "refusal"
-        _, data = extract_json(content)
+        try:
+            data = extract_json(content)   # prose or a fence around it is fine; a torn document is parsed later
+        except ValueError:
+            data = None
         text = content   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
         usage = body.usage
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
@@ -173,27 +177,6 @@ def _messages(request: Request, mode: str) -> list[dict[str, str]]:
                   f"It must match this JSON schema:\n```json\n{schema}\n```").strip()
     messages = [{"role": "system", "content": system}] if system else []
     return [*messages, {"role": "user", "content": request.user}]
-
-
-def extract_json(content: str) -> tuple[str, Any]:
-    """(JSON text, parsed value) of the reply, or (content, None) when it holds no JSON object."""
-    stripped = content.strip()
-    try:
-        return stripped, json.loads(stripped)
-    except ValueError:
-        pass
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", content, re.S)
-    candidates = [fenced.group(1)] if fenced else []
-    candidates.append(content)
-    decoder = json.JSONDecoder()
-    for text in candidates:
-        for match in re.finditer(r"\{", text):
-            try:
-                value, end = decoder.raw_decode(text, match.start())
-            except ValueError:
-                continue
-            return text[match.start():end], value
-    return content, None
 
 
 def go_seconds(value: str) -> float | None:
