@@ -28,6 +28,7 @@ RUNS = {
     "audit": ([PY, "bench/bench_audit.py", "--examples", "50000"], "notes"),
     "resume": ([PY, "bench/bench_resume.py", "--examples", "100000"], "notes"),
     "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], "self"),
+    "real": ([PY, "bench/bench_real.py", "--write"], "self"),
 }
 ORDER = ["summary", "throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export"]
 TITLES = {"engine": "Engine throughput (the whole generate loop)", "audit": "Audit overhead per batch",
