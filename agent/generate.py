@@ -260,8 +260,9 @@ class Engine:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_reply"
         elif "judge" in out.purposes and not out.judged:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_judgement"
-        if out.error is None and (failed or out.parsed.notes):
-            # keep what the model said, so a person can see why (shortened, secrets redacted)
+        if out.error is None and (failed or out.parsed.notes or not accepted):
+            # a reply that gave nothing, or not as asked: keep what the model said, so a person can see why
+            # (shortened, secrets redacted)
             n = out.purposes.index("judge") if "judge" in out.purposes else len(out.completions)
             for call, c in zip(calls[:n], out.completions[:n], strict=True):
                 call.reply = self.provider.redact(c.text[:REPLY_KEPT])
