@@ -45,10 +45,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "529", "hang", "drop", "malformed", "length", "refuse_json_schema", "400", "401", "quota")
-# llama-cpp-python 0.3.x's reply to response_format json_schema: HTTP 500 wrapping a request validation error
-LLAMA_CPP_REFUSAL = ("[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should "
-                     "be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or "
-                     "'json_object'\"}}]")
+# llama-cpp-python 0.3.36's reply to response_format json_schema, as probed on the real server: HTTP 500,
+# type internal_server_error, wrapping a request validation error (the traceback's file path left out)
+LLAMA_CPP_REFUSAL = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                     "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': "
+                     "{'expected': \"'text' or 'json_object'\"}}\n\n    POST /v1/chat/completions")
 AUTH_HEADERS = ("authorization", "x-api-key")
 Responder = Callable[[dict[str, Any]], str]
 
