@@ -8,6 +8,7 @@ done. Every completed call is audited and committed at once, so rebalancing foll
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -145,6 +146,9 @@ class Engine:
         avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
         request = build_request(self.plan, specs, avoid=avoid,
                                 steering={"instructions": instructions}, temperature=temperature)
+        # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
+        # every call made a local llama.cpp model write the same question call after call (near-duplicates).
+        request = dataclasses.replace(request, seed=self.rng.randrange(2**31))
         ids = [s.id for s in specs]
         out.pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, out.worst)
         try:

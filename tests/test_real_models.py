@@ -444,3 +444,14 @@ def test_items_that_always_fail_for_one_category_make_it_unfillable(tmp_path, ru
     assert "unfillable: response_length.long" in r.err
     con = db(tmp_path / "out")
     assert con.execute("SELECT COUNT(*) FROM examples WHERE reason='invalid_item'").fetchone()[0] >= 6
+
+
+def test_each_call_gets_its_own_seed(tmp_path, run_cli, monkeypatch):
+    # one seed for every call made llama.cpp write the same question call after call
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeServer(responder=simulated_responder(seed=1), max_requests=200, max_lifetime=60) as server:
+        path = plan_for(tmp_path, server.openai_url, concurrency=2)
+        r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--quiet")
+        seeds = [rec.body.get("seed") for rec in server.requests if rec.outcome == "ok"]
+    assert r.code == 0, r.err
+    assert len(seeds) >= 4 and None not in seeds and len(set(seeds)) == len(seeds)
