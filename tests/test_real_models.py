@@ -128,8 +128,8 @@ def test_llama_cpp_500_on_json_schema_falls_back_to_grammar_json_and_the_run_com
     assert_exact(load_plan(path), out / "example" / "ledger.sqlite")
     # json_schema is asked by the first calls in flight (HTTP 500 naming response_format), then never again
     assert 1 <= outcomes.count("refuse_json_schema") <= 4
-    later = sent[outcomes.index("ok"):]
-    assert later and all(f["type"] == "json_object" and "enum" in json.dumps(f["schema"]) for f in later)
+    served = [f for f, o in zip(sent, outcomes, strict=True) if o == "ok"]
+    assert served and all(f["type"] == "json_object" and "enum" in json.dumps(f["schema"]) for f in served)
     assert "refuse_json_schema" not in outcomes[outcomes.index("ok") + 4:]
     modes = {m for m, in db(out).execute("SELECT DISTINCT mode FROM calls WHERE status != 'pending'")}
     assert modes == {"json_object+schema"}
