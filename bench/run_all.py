@@ -29,6 +29,7 @@ RUNS = {
     "resume": ([PY, "bench/bench_resume.py", "--examples", "100000"], "notes"),
     "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], "self"),
     "clean": ([PY, "bench/bench_clean.py"], "raw"),
+    "real": ([PY, "bench/bench_real.py", "--write"], "self"),
 }
 ORDER = ["summary", "throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export",
          "clean"]
