@@ -11,7 +11,7 @@
 #      `validate` on the export, then the figures (scripts/real_figures.py).
 # Exit status: generate's own (0 done, 3 budget, 4 unfillable, ...), or 1 when the setup fails.
 #
-# Settings (environment): REAL_MODEL=qwen0.5b|qwen1.5b, REAL_PORT (8766), REAL_THREADS (2),
+# Settings (environment): REAL_MODEL=qwen0.5b|qwen1.5b, REAL_PORT (8766), REAL_THREADS (1),
 # REAL_TIMEOUT (seconds allowed to generate, 3600), DATAGEN_CACHE (~/.cache/datagen), DATAGEN (the datagen
 # command, default .venv/bin/datagen), REAL_SERVER_URL (use a server already running; nothing is started).
 set -euo pipefail
@@ -24,7 +24,9 @@ PACKAGES=$CACHE/packages
 VENV=$CACHE/venv-llama-cpp-$LLAMA_VERSION
 MODEL_KEY=${REAL_MODEL:-qwen0.5b}
 PORT=${REAL_PORT:-8766}
-THREADS=${REAL_THREADS:-2}
+# 1 thread by default: on 2 cores shared with other work, llama.cpp's 2 threads spin-wait on each other (an
+# 80-token reply took 30-90 s with 2 threads, 6-12 s with 1, measured under load); set REAL_THREADS on an idle box
+THREADS=${REAL_THREADS:-1}
 GEN_TIMEOUT=${REAL_TIMEOUT:-3600}
 DATAGEN=${DATAGEN:-.venv/bin/datagen}
 PY=${PY:-python3}
