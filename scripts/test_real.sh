@@ -9,7 +9,8 @@
 #   3. `python -m llama_cpp.server` on 127.0.0.1, always stopped on exit (trap);
 #   4. `datagen estimate`, `generate` of plans/real-20.yaml through --provider openai --base-url, `status`,
 #      `validate` on the export, then the figures (scripts/real_figures.py).
-# Exit status: generate's own (0 done, 3 budget, 4 unfillable, ...), or 1 when the setup fails.
+# Exit status: generate's own (0 done, 3 budget, 4 unfillable, ...), 124 when REAL_TIMEOUT cut it off, or 1 when
+# the setup fails (or the export does not validate).
 #
 # Settings (environment): REAL_MODEL=qwen0.5b|qwen1.5b, REAL_PORT (8766), REAL_THREADS (1),
 # REAL_TIMEOUT (seconds allowed to generate, 3600), DATAGEN_CACHE (~/.cache/datagen), DATAGEN (the datagen
