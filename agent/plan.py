@@ -79,7 +79,14 @@ class Generation(Strict):
     input_tokens_per_minute: int | None = Field(default=None, ge=1)
     output_tokens_per_minute: int | None = Field(default=None, ge=1)
     timeout_seconds: float = Field(default=120, gt=0)
-    max_output_tokens: int = Field(default=8000, ge=256)
+    # the most one call may take in all, retries and their waits included: a hanging server gives up here
+    max_call_seconds: float = Field(default=600, gt=0, allow_inf_nan=False)
+    # None: sized per call from its specs (examples x word ranges + JSON); a number caps it
+    max_output_tokens: int | None = Field(default=None, ge=256)
+    # stop (exit 5) after this many completed calls in a row that accepted nothing
+    max_calls_without_progress: int = Field(default=10, ge=1)
+    # USD; --max-cost wins. None: 3x the estimate for what remains (printed at start)
+    max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     seed: int = 0
 
 

@@ -45,8 +45,9 @@ class RichProgress:
                             console=console, transient=False)
         self.task = None
 
-    def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False) -> None:
-        info = f"rejected {rejected} · ${cost:.4f} · {fill_line(fill, plan, 2)}"
+    def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False,
+               priced: bool = True) -> None:
+        info = f"rejected {rejected} · {money(cost, priced)} · {fill_line(fill, plan, 2)}"
         if self.task is None:
             self.bar.start()
             self.task = self.bar.add_task("gen", total=total, completed=accepted, info=info)
@@ -66,15 +67,20 @@ class PlainProgress:
         self.every = every
         self.last = 0.0
 
-    def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False) -> None:
+    def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False,
+               priced: bool = True) -> None:
         now = time.monotonic()
         if final or now - self.last >= self.every:
             self.last = now
-            print(f"[datagen] {accepted}/{total} accepted, {rejected} rejected, ${cost:.4f}; "
+            print(f"[datagen] {accepted}/{total} accepted, {rejected} rejected, {money(cost, priced)}; "
                   f"{fill_line(fill, plan)}", file=self.stream, flush=True)
 
     def batch(self, summary: dict[str, Any]) -> None:
         print(headline(summary), file=self.stream, flush=True)
+
+
+def money(cost: float, priced: bool) -> str:
+    return f"${cost:.4f}" if priced else "cost unknown (model not in the price table)"
 
 
 def headline(summary: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from agent.example import Spec
 from agent.plan import Plan
 from agent.providers.base import Request
+from agent.reply import reply_schema
 
 PROMPTS_DIR = Path(os.environ.get("DATAGEN_PROMPTS", Path(__file__).resolve().parent.parent / "prompts"))
 
@@ -28,24 +29,31 @@ def render(name: str, **context: Any) -> str:
     return environment().get_template(name).render(**context)
 
 
-_MESSAGE = {
-    "type": "object",
-    "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {"type": "string"}},
-    "required": ["role", "content"],
-    "additionalProperties": False,
-}
-_ITEMS = {
-    "chat": {"id": {"type": "string"}, "messages": {"type": "array", "items": _MESSAGE}},
-    "preference": {"id": {"type": "string"}, "prompt": {"type": "string"}, "chosen": {"type": "string"},
-                   "rejected": {"type": "string"}},
-    "kto": {"id": {"type": "string"}, "prompt": {"type": "string"}, "completion": {"type": "string"}},
-}
+WORDS_TO_TOKENS = 1.4     # English words -> tokens, with a little room for markup
+JSON_TOKENS_PER_EXAMPLE = 60   # the id, keys, quotes and escapes around one example
+OUTPUT_MARGIN = 1.3       # models overrun the upper word bound; a reply cut short loses its last example
 
 
-def reply_schema(shape: str) -> dict[str, Any]:
-    item = {"type": "object", "properties": _ITEMS[shape], "required": list(_ITEMS[shape]), "additionalProperties": False}
-    return {"type": "object", "properties": {"examples": {"type": "array", "items": item}},
-            "required": ["examples"], "additionalProperties": False}
+def output_budget(plan: Plan, specs: list[Spec]) -> int:
+    """max_tokens for a call, sized from its specs (examples x their word ranges, plus JSON framing), so a
+    slow server is never asked for 8,000 tokens to write five short answers. generation.max_output_tokens,
+    when set, is a cap."""
+    total = 0.0
+    for s in specs:
+        words = 0
+        for d, c in s.labels.items():
+            cat = plan.dimensions[d].category(c) if d in plan.dimensions else None
+            if cat is not None and cat.max_words:
+                words += cat.max_words
+        words = words or 400   # a plan without word ranges: a medium answer
+        if "multi" in s.labels.get("turns", ""):
+            words *= 2.5       # 2-3 user turns, each answered
+        if plan.record_shape == "preference":
+            words *= 2         # chosen and rejected
+        total += words * WORDS_TO_TOKENS + JSON_TOKENS_PER_EXAMPLE
+    budget = int(total * OUTPUT_MARGIN) + 50
+    cap = plan.generation.max_output_tokens
+    return max(256, min(budget, cap) if cap else budget)
 
 
 def word_ranges(plan: Plan) -> dict[str, dict[str, str]]:
@@ -122,10 +130,10 @@ def build_request(plan: Plan, specs: list[Spec], *, avoid: list[str] = (), steer
     return Request(
         system=system or system_prompt(plan),
         user=user,
-        schema=reply_schema(plan.record_shape),
+        schema=reply_schema(plan.record_shape, [s.id for s in specs]),
         model=g.model,
         temperature=g.temperature if temperature is None else temperature,
-        max_tokens=g.max_output_tokens,
+        max_tokens=output_budget(plan, specs),
         timeout=g.timeout_seconds,
         seed=g.seed,
         specs=tuple(specs),

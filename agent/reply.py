@@ -42,63 +42,170 @@ class KtoItem(_Item):
 ITEM_MODELS = {"chat": ChatItem, "preference": PreferenceItem, "kto": KtoItem}
 
 
+def reply_schema(shape: str, ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema of a reply, derived from the pydantic item models (one source of truth).
+
+    With `ids`, the item ids are an enum of exactly those ids and the array holds exactly that many items:
+    grammar-constrained servers (llama.cpp, vLLM) then cannot invent ids or item counts.
+    """
+    item = _strict_schema(ITEM_MODELS[shape].model_json_schema())
+    examples: dict[str, Any] = {"type": "array", "items": item}
+    if ids:
+        item["properties"]["id"] = {"type": "string", "enum": list(ids)}
+        examples["minItems"] = examples["maxItems"] = len(ids)
+    return {"type": "object", "properties": {"examples": examples}, "required": ["examples"],
+            "additionalProperties": False}
+
+
+def _strict_schema(node: Any, defs: dict[str, Any] | None = None) -> Any:
+    """pydantic's schema in the strict form structured-output APIs take: $refs inlined, no titles,
+    every property required, no extra properties."""
+    if isinstance(node, dict):
+        defs = {**(defs or {}), **node.get("$defs", {})}
+        if "$ref" in node:
+            return _strict_schema(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        out = {k: _strict_schema(v, defs) for k, v in node.items() if k not in ("title", "$defs")}
+        if out.get("type") == "object" and "properties" in out:
+            out["required"] = list(out["properties"])
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_strict_schema(v, defs) for v in node]
+    return node
+
+
 @dataclass
 class Parsed:
     items: dict[str, BaseModel] = field(default_factory=dict)   # spec id -> valid item
     item_errors: dict[str, str] = field(default_factory=dict)   # spec id -> why its item is unusable
     errors: list[str] = field(default_factory=list)             # reply-level errors: re-ask worthy
+    notes: dict[str, str] = field(default_factory=dict)         # spec id -> how its item was found (by position)
+    truncated: bool = False                                     # cut off at the token limit
+    extra: int = 0                                              # items beyond the requested ones, ignored
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-def extract_json(text: str) -> Any:
-    """JSON from a reply that may wrap it in a ``` fence or prose (plain-text fallback mode)."""
+def _partial(text: str) -> Any:
+    """The complete values of a JSON document cut off part-way (jiter's partial mode drops the torn tail)."""
+    import jiter  # installed with the openai SDK; its partial mode is made for truncated LLM output
+
+    return jiter.from_json(text.encode(), partial_mode=True)
+
+
+def load_json(text: str) -> tuple[Any, bool]:
+    """(value, complete) from a reply that may wrap JSON in prose or a ``` fence, or be cut off part-way.
+
+    In order: the whole text; the first object of the fence (or the text) decoded whole, prose after it
+    ignored; that object cut off part-way (its complete values, via jiter); a later object (prose with braces
+    before the JSON). Raises ValueError when there is no JSON object at all."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return json.loads(text), True
+    except ValueError:
         pass
-    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, re.S)
-    candidate = fenced.group(1) if fenced else text[text.find("{"): text.rfind("}") + 1]
-    return json.loads(candidate)
+    fenced = re.search(r"```(?:json)?\s*(.*?)(?:```|$)", text, re.S)
+    candidates = [fenced.group(1)] if fenced else []
+    candidates.append(text)
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        start = candidate.find("{")
+        if start < 0:
+            continue
+        try:
+            return decoder.raw_decode(candidate, start)[0], True
+        except ValueError:
+            pass
+        try:
+            value = _partial(candidate[start:].strip())
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value:
+            return value, False
+        for match in re.finditer(r"\{", candidate[start + 1:]):
+            try:
+                return decoder.raw_decode(candidate, start + 1 + match.start())[0], True
+            except ValueError:
+                continue
+    raise ValueError("no JSON object in the reply")
+
+
+def extract_json(text: str) -> Any:
+    """JSON from a reply that may wrap it in a ``` fence or prose (complete documents only)."""
+    value, complete = load_json(text)
+    if not complete:
+        raise ValueError("the JSON in the reply is incomplete")
+    return value
+
+
+def _items_of(data: Any, shape: str) -> list | None:
+    """The list of examples, wherever a small model put it: {"examples": [...]}, a bare list, another key
+    holding the only list, or one bare item."""
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("examples"), list):
+        return data["examples"]
+    lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    if len(lists) == 1:
+        return lists[0]
+    fields = set(ITEM_MODELS[shape].model_fields) - {"id"}
+    if fields <= set(data):
+        return [data]
+    return None
 
 
 def parse_reply(completion: Completion, shape: str, spec_ids: list[str]) -> Parsed:
-    out = Parsed()
-    if completion.finish_reason == "length":
-        out.errors.append("the reply was cut off at the output token limit (finish reason 'length'); "
-                          "write shorter examples so the whole JSON fits")
-        return out
-    data = completion.data
+    """Per-spec items from a reply, tolerating what real models do: prose or fences around the JSON, ids of
+    their own (matched in order when the item count is right), extra items (ignored), and a reply cut off at
+    the token limit (every complete example is kept; the one being written when it was cut is dropped)."""
+    out = Parsed(truncated=completion.finish_reason == "length")
+    data, complete = completion.data, True
     if data is None:
         try:
-            data = extract_json(completion.text)
-        except (json.JSONDecodeError, ValueError) as e:
-            out.errors.append(f"the reply is not valid JSON ({e.msg if hasattr(e, 'msg') else e})")
+            data, complete = load_json(completion.text)
+        except ValueError as e:
+            if out.truncated:
+                out.errors.append("the reply was cut off at the output token limit (finish reason 'length') "
+                                  "before one example was complete; write shorter examples")
+            else:
+                out.errors.append(f"the reply is not valid JSON ({e.msg if hasattr(e, 'msg') else e})")
             return out
-    items = data.get("examples") if isinstance(data, dict) else None
-    if not isinstance(items, list):
+    items = _items_of(data, shape)
+    if items is None:
         out.errors.append('the reply must be an object {"examples": [...]}')
         return out
+    if not complete and items:
+        items = items[:-1]   # the last item was being written when the reply stopped: it may be incomplete
     model = ITEM_MODELS[shape]
     wanted = set(spec_ids)
+    raw_ids = [raw.get("id") if isinstance(raw, dict) else None for raw in items]
+    # ids of the model's own: with the right count, or with none of ours at all and enough items, the items
+    # are taken in order (recorded per example) and the rest ignored
+    by_position = (len(items) == len(spec_ids) and set(raw_ids) != wanted) or (
+        len(items) > len(spec_ids) and not wanted.intersection(i for i in raw_ids if isinstance(i, str)))
     for i, raw in enumerate(items):
-        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        raw_id = raw_ids[i]
+        target = (spec_ids[i] if i < len(spec_ids) else None) if by_position else raw_id
+        if not isinstance(target, str) or target not in wanted or target in out.items or target in out.item_errors:
+            out.extra += 1
+            continue
+        if by_position and raw_id != target and isinstance(raw, dict):
+            out.notes[target] = f"matched by position: the reply called it {str(raw_id)[:40]!r}"
+            raw = {**raw, "id": target}
         try:
-            item = model.model_validate(raw)
+            out.items[target] = model.model_validate(raw)
         except ValidationError as e:
             err = e.errors()[0]
-            msg = f"examples[{i}].{format_loc(tuple(err['loc']))}: {err['msg']}"
-            if isinstance(raw_id, str) and raw_id in wanted:
-                out.item_errors[raw_id] = msg
-            else:
-                out.errors.append(msg)
-            continue
-        if item.id in wanted and item.id not in out.items:
-            out.items[item.id] = item
+            out.item_errors[target] = f"examples[{i}].{format_loc(tuple(err['loc']))}: {err['msg']}"
     if not out.items and not out.item_errors:
-        out.errors.append(f"none of the requested ids ({', '.join(spec_ids)}) came back")
+        if out.truncated:
+            out.errors.append("the reply was cut off at the output token limit (finish reason 'length') "
+                              "before one example was complete; write shorter examples")
+        else:
+            out.errors.append(f"none of the requested ids ({', '.join(spec_ids)}) came back")
     return out
 
 

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, Interrupted
 from agent.generate import Engine, RunResult
 from agent.ledger import Ledger, RunLock
 from agent.limits import Limiter
 from agent.plan import Plan
 from agent.providers import create
-from agent.tokens import load_prices
+from agent.providers.base import is_local, redact_url
+from agent.tokens import PriceTable, load_prices
+
+DEFAULT_BUDGET_FACTOR = 3.0   # with no --max-cost: 3x the estimate for what remains
+SIGNALS = {signal.SIGINT: ("SIGINT", 130), signal.SIGTERM: ("SIGTERM", 143)}
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,8 @@ class GenerateOptions:
     export: bool = True
     prices: Path | None = None
     outputs: Path = Path("outputs")
+    plan_path: Path | None = None                    # for the resume hint
+    say: Callable[[str], None] | None = None         # start-of-run notices (budget, unknown price)
 
 
 def run_dir(plan: Plan, outputs: Path) -> Path:
@@ -65,8 +73,19 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
     # everything that can be wrong with the input is checked before anything is created on disk
     g = plan.generation
     prices = load_prices(opts.prices)
+    priced = g.provider == "simulated" or prices.price(g.model) is not None
+    explicit = "--max-cost" if opts.max_cost is not None else "generation.max_cost" if g.max_cost is not None else None
+    if explicit and not priced:
+        raise ConfigError(f"{explicit} needs a price for model {g.model!r}, which is not in the price table: give "
+                          f"its USD per million input/output tokens in a YAML file with --prices (format: "
+                          f"agent/data/prices.yaml)")
     provider = create(g.provider, model=g.model, api_key=opts.api_key, base_url=g.base_url, seed=g.seed,
                       **({"drift": opts.drift} if g.provider == "simulated" else {}))
+    local = g.provider != "simulated" and is_local(getattr(provider, "base_url", None))
+    if g.base_url and redact_url(g.base_url) != g.base_url:
+        # credentials in the URL go to the server only: the plan kept in the ledger and the log get it without
+        plan = plan.model_copy(update={"generation": g.model_copy(update={"base_url": redact_url(g.base_url)})})
+        g = plan.generation
     passages, sources, references = grounding(plan)
     out_dir = run_dir(plan, opts.outputs)
     try:
@@ -83,9 +102,10 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
             log.info("run start: plan %s (%s), provider %s/%s", plan.name, plan.content_hash(), g.provider, g.model)
             limiter = Limiter(concurrency=g.concurrency, requests_per_minute=g.requests_per_minute,
                               input_tokens_per_minute=g.input_tokens_per_minute,
-                              output_tokens_per_minute=g.output_tokens_per_minute)
-            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=opts.max_cost, progress=progress,
-                            references=references)
+                              output_tokens_per_minute=g.output_tokens_per_minute, local=local)
+            budget, source = resolve_budget(plan, opts, prices, ledger, priced)
+            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=budget, progress=progress,
+                            budget_source=source, references=references)
 
             async def ground() -> None:
                 """The passages filed (by a model if the plan asks: in the run's event loop, with its
@@ -102,7 +122,7 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
                 engine.use_passages(filed)
 
             try:
-                result = asyncio.run(_run(engine, provider, ground if plan.sources else None))
+                result = asyncio.run(_run(engine, provider, opts, ground if plan.sources else None))
             finally:
                 log.info("run end: %d/%d accepted, $%.4f", engine.auditor.n_accepted, plan.total, engine.spent)
             if opts.export and (result.complete or result.unfillable):
@@ -114,6 +134,37 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
             ledger.close()
             logging.getLogger("agent").removeHandler(handler)
             handler.close()
+
+
+def resolve_budget(plan: Plan, opts: GenerateOptions, prices: PriceTable, ledger: Ledger,
+                   priced: bool) -> tuple[float | None, str]:
+    """The run's money cap and where it came from: --max-cost, the plan's generation.max_cost, or by default
+    3x the estimate for what remains (said at start). A model with no known price gets no cap, and a notice."""
+    g = plan.generation
+    tell = opts.say or (lambda line: log.info("%s", line))
+    pending, lost = ledger.pending_calls()
+    if pending:
+        tell(f"{pending} call(s) of an earlier run were sent and never answered; counted at their worst case "
+             f"(${lost:.4f})")
+    if opts.max_cost is not None:
+        budget, source = opts.max_cost, "--max-cost"
+    elif g.max_cost is not None:
+        budget, source = g.max_cost, "generation.max_cost"
+    elif g.provider == "simulated":
+        return None, ""
+    elif not priced:
+        tell(f"model {g.model!r} has no known price: cost is shown as unknown and no money cap applies; give its "
+             f"price with --prices FILE to have one (the progress brake still stops a run that makes no progress)")
+        return None, ""
+    else:
+        from agent.estimate import estimate
+
+        left = max(0, plan.total - ledger.accepted_count())
+        est = estimate(plan, prices)
+        budget = ledger.spent() + DEFAULT_BUDGET_FACTOR * (est.cost_usd or 0.0) * left / plan.total
+        source = f"default: {DEFAULT_BUDGET_FACTOR:g}x the estimate for the {left:,} examples left; set --max-cost"
+    tell(f"budget: ${budget:.4f} ({source}); ${ledger.spent():.4f} spent so far")
+    return budget, source
 
 
 def grounding(plan: Plan):
@@ -131,11 +182,41 @@ def grounding(plan: Plan):
     return passages, sources, references
 
 
-async def _run(engine: Engine, provider, prepare=None) -> RunResult:
+async def _run(engine: Engine, provider, opts: GenerateOptions, prepare=None) -> RunResult:
+    """The engine under SIGINT and SIGTERM handlers that stop it the same way: calls in flight cancelled, the
+    audit record and state written (Engine.run's cleanup), a resume hint, exit 130 / 143."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    caught: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        if not caught:
+            caught.append(sig)
+            task.cancel()
+
+    installed = {}
+    for sig in SIGNALS:
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, stop, sig)
+            installed[sig] = previous
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no such support
+            pass
     try:
         if prepare is not None:
-            await prepare()
+            await prepare()  # grounding: file and store the passages in the run's event loop
         return await engine.run()
+    except asyncio.CancelledError:
+        if not caught:
+            raise
+        name, code = SIGNALS[caught[0]]
+        where = f" --plan {opts.plan_path}" if opts.plan_path else ""
+        raise Interrupted(f"stopped by {name}: calls in flight cancelled, everything accepted so far is saved "
+                          f"({engine.auditor.n_accepted:,} of {engine.plan.total:,}); resume with: datagen generate"
+                          f"{where}", exit_code=code) from None
     finally:
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)   # asyncio leaves the default behind; export after the run needs ours
         await provider.aclose()
 

@@ -60,6 +60,10 @@ def status(plan: Plan, ledger, console: Console) -> None:
         console.print("rejected examples: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
     if lost:
         console.print("failed calls (examples lost, none produced): " + ", ".join(f"{k} {v}" for k, v in lost.items()))
+    pending, worst = ledger.pending_calls()
+    if pending:
+        console.print(f"{pending} call(s) sent and never answered (e.g. lost to a kill), counted at their worst case "
+                      f"${worst:.4f}")
     if usage["faults"]:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
     for line in coverage_lines(coverage(ledger)):
@@ -95,7 +99,19 @@ def audit(plan: Plan, ledger, console: Console) -> None:
         console.print(f"grounding: {run['unsupported']:,} of {run['checked']:,} answers had an unsupported claim "
                       f"({run['share']:.1%}); " + ", ".join(f"{c} {t['share']:.1%}" for c, t in run["by_category"].items()),
                       markup=False, highlight=False)
+    unusable_replies(ledger, console)
     fill_tables(plan, ledger.label_counts(), console)
+
+
+def unusable_replies(ledger, console: Console, n: int = 3) -> None:
+    """The last replies that could not be used, as the model wrote them (kept shortened and redacted)."""
+    kept = ledger.unusable_replies(n)
+    if not kept:
+        return
+    console.print(f"[bold]Unusable replies[/bold] (last {len(kept)}; all are in the ledger's calls.reply):")
+    for call_id, why, text in kept:
+        short = text if len(text) <= 400 else text[:400] + "…"
+        console.print(f"  call {call_id} ({why}): {short!r}", markup=False)
 
 
 def _num(x, digits: int = 2) -> str:

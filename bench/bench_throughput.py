@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 import openai  # noqa: E402 - the raw baseline; agent code imports it only in its provider module
 
-from agent.limits import Attempt, Limiter, call_with_retries  # noqa: E402
+from agent.limits import Limiter  # noqa: E402
 from agent.providers.base import Request  # noqa: E402
 from agent.providers.openai import OpenAIProvider  # noqa: E402
+from agent.retries import Attempt, call_with_retries  # noqa: E402
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["examples"], "properties": {
     "examples": {"type": "array", "minItems": 3, "items": {

@@ -30,6 +30,7 @@ RUNS = {
     "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], "self"),
     "clean": ([PY, "bench/bench_clean.py"], "raw"),
     "grounding": ([PY, "bench/bench_grounding.py", "--write"], "self"),
+    "real": ([PY, "bench/bench_real.py", "--write"], "self"),
 }
 ORDER = ["summary", "throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export",
          "clean", "grounding"]

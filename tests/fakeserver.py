@@ -16,7 +16,13 @@ Routes: POST /v1/chat/completions and /chat/completions (OpenAI), POST /v1/messa
 GET /_stats (counts as JSON, for a server run in another process: `python -m tests.fakeserver --help`).
 
 Faults (a list per request index, or seeded probabilities per kind): "429", "500", "529", "hang", "drop",
-"malformed", "length", "refuse_json_schema", and for non-retryable paths "400", "401".
+"malformed", "length", "refuse_json_schema", "quota" (OpenAI's insufficient_quota 429), and for
+non-retryable paths "400", "401".
+
+Like llama-cpp-python's server (`FakeServer.like_llama_cpp()`): response_format json_schema is answered with
+HTTP 500 (its pydantic validation error wrapped as a server error); {"type": "json_object", "schema": ...}
+is accepted (response format "json_object+schema": the grammar-constrained mode), and the responder sees
+the schema, so a small-model responder (tests/responders.py) follows it only when it is there.
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "529", "hang", "drop", "malformed", "length", "refuse_json_schema", "400", "401")
+FAULT_KINDS = ("429", "500", "529", "hang", "drop", "malformed", "length", "refuse_json_schema", "400", "401", "quota")
+# llama-cpp-python 0.3.36's reply to response_format json_schema, as probed on the real server: HTTP 500,
+# type internal_server_error, wrapping a request validation error (the traceback's file path left out)
+LLAMA_CPP_REFUSAL = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                     "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': "
+                     "{'expected': \"'text' or 'json_object'\"}}\n\n    POST /v1/chat/completions")
 AUTH_HEADERS = ("authorization", "x-api-key")
 Responder = Callable[[dict[str, Any]], str]
 
@@ -69,7 +80,9 @@ class FakeServer:
     fault_rates: dict[str, float] | None = None        # or: probability per fault kind, drawn with `seed`
     seed: int = 0
     responder: Responder | None = None
-    response_formats: tuple[str, ...] = ("json_schema", "json_object")  # what response_format it accepts
+    # what response_format it accepts; "json_object+schema" is {"type": "json_object", "schema": ...}
+    response_formats: tuple[str, ...] = ("json_schema", "json_object+schema", "json_object")
+    refusal_status: int = 400             # the status of a refused response_format (llama-cpp-python: 500)
     hang_s: float = 3.0
     retry_after_s: float | None = None    # fixed retry-after for planned "429" faults (default 0.05 s)
     max_requests: int = 10_000
@@ -78,6 +91,11 @@ class FakeServer:
     bad_request_message: str = "fake 400"
     requests: list[Recorded] = field(default_factory=list)
     counts: collections.Counter = field(default_factory=collections.Counter)
+
+    @classmethod
+    def like_llama_cpp(cls, **config: Any) -> FakeServer:
+        """A server that answers as llama-cpp-python's does (see the module docstring)."""
+        return cls(response_formats=("json_object+schema", "json_object"), refusal_status=500, **config)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -263,6 +281,12 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if outcome == "quota":
+            fake.finish(rec, "quota")
+            self._send(429, {"error": {"message": "You exceeded your current quota, please check your plan and "
+                                       "billing details.", "type": "insufficient_quota", "param": None,
+                                       "code": "insufficient_quota"}})
+            return
         status = {"500": 500, "529": 529, "400": 400, "401": 401}.get(outcome)
         if status is not None:
             fake.finish(rec, outcome)
@@ -273,12 +297,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, _error(api, message, kinds[status]))
             return
         fmt = (body.get("response_format") or {}).get("type", "text") if api == "openai" else "tool"
+        if fmt == "json_object" and "schema" in (body.get("response_format") or {}):
+            fmt = "json_object+schema"
         if api == "openai" and fmt != "text" and (
             fmt not in fake.response_formats or (outcome == "refuse_json_schema" and fmt == "json_schema")
         ):
             fake.finish(rec, "refuse_" + fmt)
-            self._send(400, _error(api, f"response_format of type '{fmt}' is not supported by this model",
-                                   "invalid_request_error"))
+            if fake.refusal_status == 500:
+                self._send(500, _error(api, LLAMA_CPP_REFUSAL, "internal_server_error"))
+            elif fmt == "json_object+schema":   # a server that knows json_object but not its schema field
+                self._send(400, _error(api, "response_format.schema: extra fields not permitted",
+                                       "invalid_request_error"))
+            else:
+                self._send(fake.refusal_status, _error(
+                    api, f"response_format of type '{fmt}' is not supported by this model", "invalid_request_error"))
             return
         if outcome == "malformed":
             fake.finish(rec, "malformed")
@@ -401,6 +433,8 @@ def request_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         return fmt.get("json_schema", {}).get("schema")
+    if fmt.get("type") == "json_object" and isinstance(fmt.get("schema"), dict):
+        return fmt["schema"]
     for tool in body.get("tools") or []:
         if "input_schema" in tool:
             return tool["input_schema"]

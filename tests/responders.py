@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -37,5 +38,53 @@ def simulated_responder(seed: int = 0, drift: bool = False):
             schema = reply_schema("chat")
         with lock:
             return provider.reply(Request(system="", user=user, schema=schema, purpose=purpose)).text
+
+    return respond
+
+
+def small_model_responder(seed: int = 0, *, prose: bool = True, extra_item: bool = True, drift: bool = False):
+    """Answers like the small instruct models seen on llama-cpp-python's server: with the reply schema in
+    response_format (the grammar-constrained json_object+schema mode) the reply follows it; without, the model
+    writes JSON of its own shape: ids of its own ("example1", ...), an extra item, and prose around the JSON."""
+    inner = simulated_responder(seed=seed, drift=drift)
+
+    def respond(body: dict[str, Any]) -> str:
+        text = inner(body)
+        constrained = isinstance((body.get("response_format") or {}).get("schema"), dict)
+        if constrained:
+            return text
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return text
+        items = data.get("examples") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return text
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                item["id"] = f"example{i + 1}"
+        if extra_item and items:
+            items.append({**items[0], "id": f"example{len(items) + 1}"})
+        out = json.dumps(data, ensure_ascii=False)
+        if prose:
+            out = f"Sure! Here are the examples you asked for:\n{out}\nI hope these help."
+        return out
+
+    return respond
+
+
+def unusable_responder(kind: str):
+    """A model whose replies are never usable: "empty", "refusal", "wrong_shape" or "wrong_ids"."""
+    replies = {
+        "empty": "",
+        "refusal": "I'm sorry, but I can't help with that request.",
+        "wrong_shape": json.dumps({"answer": "Here is a helpful answer about networking.", "score": 5}),
+        "wrong_ids": json.dumps({"examples": [{"id": "q1", "messages": [
+            {"role": "user", "content": "What is a VLAN?"}, {"role": "assistant", "content": "A VLAN is..."}]}] * 2}),
+    }
+    reply = replies[kind]
+
+    def respond(body: dict[str, Any]) -> str:
+        return reply
 
     return respond

@@ -51,6 +51,9 @@ def prepare(work: Path, setup: str | None, monkeypatch) -> None:
     if setup == "no_keys":
         for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
             monkeypatch.delenv(var, raising=False)
+    elif setup == "fake_keys":
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-bad-inputs")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-bad-inputs")
     elif setup == "outputs_is_a_file":
         (work / "blocked").write_text("a file where a folder should be\n")
     elif setup == "dimension_removed_since_run":

@@ -144,7 +144,8 @@ def test_budget_stops_cleanly_and_resumes(tmp_path, run_cli):
     assert "of the $25.0000 budget" in r.err and "re-run with a higher --max-cost" in r.err
     con, counts = ledger_counts(out / "example" / "ledger.sqlite")
     spent = con.execute("SELECT SUM(cost) FROM calls").fetchone()[0]
-    assert 25 <= spent < 25 + 20  # stops within about one call's cost
+    # calls in flight are reserved at their worst case, so the cap is never crossed; and it was used
+    assert 0 < spent <= 25
     partial = sum(counts["tone"].values())
     assert 0 < partial < 80
     r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--quiet", "--prices", str(prices))
@@ -271,7 +272,7 @@ def test_every_run_ends_with_an_audit_record_of_everything_it_did(tmp_path, run_
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--quiet",
-                "--prices", str(prices), "--max-cost", "12")
+                "--prices", str(prices), "--max-cost", "60")
     assert r.code == 3, r.err
     con = sqlite3.connect(tmp_path / "out" / "example" / "ledger.sqlite")
     summaries = [json.loads(s) for s, in con.execute("SELECT summary FROM batches ORDER BY id")]

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from agent.errors import ProviderError
-from agent.limits import Attempt, Limiter, call_with_retries
+from agent.limits import Limiter
 from agent.providers.base import Completion, Provider, Request
 from agent.providers.openai import OpenAIProvider
+from agent.retries import Attempt, call_with_retries
 from tests.fakeserver import fake_server_fixture  # noqa: F401 - registers `fake_server`
 
 pytestmark = pytest.mark.timeout(30)

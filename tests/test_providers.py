@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError, ProviderError
-from agent.limits import Attempt, Limiter, call_with_retries, retry_after_s
+from agent.faults import retry_after_s
+from agent.limits import Limiter
 from agent.providers.anthropic import AnthropicProvider
 from agent.providers.base import Request
-from agent.providers.openai import OpenAIProvider, extract_json, go_seconds
+from agent.providers.openai import OpenAIProvider, go_seconds
+from agent.reply import load_json
+from agent.retries import Attempt, call_with_retries
 from tests.fakeserver import FakeServer, approx_tokens, fake_server_fixture  # noqa: F401 - registers `fake_server`
 
 pytestmark = pytest.mark.timeout(30)
@@ -120,9 +123,11 @@ def test_refused_json_schema_falls_back_to_json_object_and_remembers(fake_server
 
     first, second = asyncio.run(run())
     assert first.mode == second.mode == "json_object" and first.data == second.data == REPLY
-    sent = [r.body["response_format"]["type"] for r in server.requests]
-    assert sent == ["json_schema", "json_object", "json_object"]   # the refusal is not asked again
-    system = server.requests[1].body["messages"][0]["content"]
+    sent = [(r.body["response_format"]["type"], "schema" in r.body["response_format"]) for r in server.requests]
+    # json_schema refused, then json_object with the schema (llama-cpp's grammar mode) refused, then plain
+    # json_object; the refusals are not asked again
+    assert sent == [("json_schema", False), ("json_object", True), ("json_object", False), ("json_object", False)]
+    system = server.requests[2].body["messages"][0]["content"]
     assert system.startswith(SYSTEM) and json.dumps(SCHEMA, indent=1) in system
 
 
@@ -137,7 +142,8 @@ def test_refused_json_object_too_falls_back_to_text_and_extracts_json(fake_serve
 
     first, second = asyncio.run(run())
     assert first.mode == second.mode == "text" and first.data == second.data == REPLY
-    assert [r.outcome for r in server.requests] == ["refuse_json_schema", "refuse_json_object", "ok", "ok"]
+    assert [r.outcome for r in server.requests] == ["refuse_json_schema", "refuse_json_object+schema",
+                                                    "refuse_json_object", "ok", "ok"]
     assert "response_format" not in server.requests[-1].body
 
 
@@ -145,11 +151,12 @@ def test_a_single_refusal_fault_also_triggers_the_fallback(fake_server):
     server = fake_server(responder=responder, faults=["refuse_json_schema"])
     provider = openai_provider(server)
     completion = asyncio.run(provider.complete(request()))
-    assert completion.mode == "json_object" and completion.data == REPLY and len(server.requests) == 2
+    assert completion.mode == "json_object+schema" and completion.data == REPLY and len(server.requests) == 2
+    assert server.requests[1].body["response_format"] == {"type": "json_object", "schema": SCHEMA}
 
 
 def test_an_unrelated_not_supported_error_does_not_downgrade_the_mode(fake_server):
-    server = fake_server(responder=responder, faults=["400", "400", "400"],
+    server = fake_server(responder=responder, faults=["400"],
                          bad_request_message="temperature is not supported with this model")
     provider = openai_provider(server)
 
@@ -160,17 +167,22 @@ def test_an_unrelated_not_supported_error_does_not_downgrade_the_mode(fake_serve
 
     error, later = asyncio.run(run())
     assert error.kind == "bad_request" and not error.retryable
-    assert len(server.requests) == 4 and provider.mode == later.mode == "json_schema"
+    assert len(server.requests) == 2 and provider.mode == later.mode == "json_schema"
 
 
 @pytest.mark.parametrize(("content", "expected"), [
     ('Sure!\n```json\n{"a": {"b": "}"}}\n```\nanything else?', {"a": {"b": "}"}}),
     ('Here: {"a": [1, 2]} and then {"c": 3}', {"a": [1, 2]}),
     ('  {"a": 1}\n', {"a": 1}),
-    ("no json { here", None),
+    ('Use {curly} braces: {"a": 1}', {"a": 1}),
 ])
-def test_extract_json_takes_the_first_object(content, expected):
-    assert extract_json(content)[1] == expected
+def test_load_json_takes_the_first_object(content, expected):
+    assert load_json(content) == (expected, True)
+
+
+def test_load_json_refuses_text_with_no_json_object():
+    with pytest.raises(ValueError):
+        load_json("no json { here")
 
 
 # --- transient faults, retried ------------------------------------------------------------------------------

@@ -146,6 +146,15 @@ class Auditor:
         self.batch_processed += 1
         return row
 
+    def count_failed(self, specs: list[Spec]) -> None:
+        """Specs of one call whose items were invalid or missing: one miss for each category they asked for,
+        once per call (a reply is one attempt), on the dimensions whose hits are counted too (measured, or
+        judged): a trusted label's misses would never be reset by a hit."""
+        wanted = {(d, c) for s in specs for d, c in s.labels.items()
+                  if self.plan.dimensions[d].measure != "trusted" or self.plan.audit.judge}
+        for d, c in sorted(wanted):
+            self._count_misses({d: c}, {d: None})
+
     def _count_misses(self, requested: dict[str, str], measured: dict[str, str | None]) -> None:
         for d, got in measured.items():
             want = requested.get(d)

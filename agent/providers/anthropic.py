@@ -19,8 +19,8 @@ from typing import Any
 import anthropic
 
 from agent.errors import ConfigError, ProviderError
-from agent.limits import redact, status_error
-from agent.providers.base import Completion, Provider, Request
+from agent.faults import redact, status_error
+from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,21 @@ class AnthropicProvider(Provider):
                  **options: Any) -> None:
         self.model = model
         self.seed = seed  # the Messages API has no seed
+        source = "--base-url" if base_url else "ANTHROPIC_BASE_URL"
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        if self.base_url:
+            self.base_url = check_base_url(self.base_url, source)
+        self.shown_url = redact_url(self.base_url)
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise ConfigError("no Anthropic API key: set ANTHROPIC_API_KEY or pass --api-key")
         self._key = key
+        self._secrets = [key, *url_secrets(self.base_url)]
         if options:
             log.debug("anthropic provider ignores options: %s", ", ".join(sorted(options)))
 
     def __repr__(self) -> str:  # never show the key
-        return f"AnthropicProvider(model={self.model!r}, base_url={self.base_url!r})"
+        return f"AnthropicProvider(model={self.model!r}, base_url={self.shown_url!r})"
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url, max_retries=0)
@@ -64,17 +69,17 @@ class AnthropicProvider(Provider):
         }
         if request.system:
             kwargs["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
-        where = self.base_url or "Anthropic"
+        where = self.shown_url or "Anthropic"
         try:
             raw = await self._sdk().messages.with_raw_response.create(**kwargs)
         except anthropic.APIStatusError as e:
             raise status_error(e.status_code, str(e.message), e.response.headers, provider="Anthropic",
-                               key_hint=self._key_hint(), secret=self._key) from None
+                               key_hint=self._key_hint(), secret=self._secrets) from None
         except anthropic.APITimeoutError:
             raise ProviderError(f"Anthropic request timed out after {request.timeout:g} s", retryable=True,
                                 kind="timeout") from None
         except anthropic.APIConnectionError as e:
-            raise ProviderError(f"cannot reach {where}: {redact(str(e.__cause__ or e), self._key)}",
+            raise ProviderError(f"cannot reach {where}: {redact(str(e.__cause__ or e), self._secrets)}",
                                 retryable=True, kind="connection") from None
         try:
             message = await raw.parse()
@@ -85,7 +90,7 @@ class AnthropicProvider(Provider):
                                 kind="malformed") from None
 
     def _key_hint(self) -> str:
-        return KEY_HINT + (f"; the server is {self.base_url} (ANTHROPIC_BASE_URL)" if self.base_url else "")
+        return KEY_HINT + (f"; the server is {self.shown_url} (ANTHROPIC_BASE_URL)" if self.base_url else "")
 
 
 def _completion(message: Any, tool: str, rate: dict[str, float]) -> Completion:

@@ -7,10 +7,14 @@ the SDKs' built-in retries are switched off so retries never multiply.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from agent.errors import InputError
 from agent.example import Spec
 
 
@@ -51,6 +55,15 @@ class Provider(ABC):
     @abstractmethod
     async def complete(self, request: Request) -> Completion: ...
 
+    _secrets: list[str] = []
+
+    def redact(self, text: str) -> str:
+        """`text` with this provider's key and URL credentials replaced: safe for a file, a log or a message."""
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
     def _make_client(self) -> Any:
         """The SDK client; providers backed by an SDK build it here (no SDK is imported in this module)."""
         raise NotImplementedError
@@ -64,3 +77,71 @@ class Provider(ABC):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+# --- server URLs: checked before any call, secrets never stored or shown --------------------------------------
+SECRET_QUERY = re.compile(r"key|token|secret|pass|auth|sig|credential", re.I)
+
+
+def check_base_url(url: str, source: str) -> str:
+    """The URL if it can address a server; InputError (exit 2, one line) before any call otherwise."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises ValueError on a port that is not a number or out of range
+    except ValueError as e:
+        raise InputError(f"{source}: {shown!r} is not a usable server URL ({e}); give one like "
+                         f"http://127.0.0.1:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url.strip():
+        raise InputError(f"{source}: {shown!r} is not a usable server URL (it needs http:// or https:// and a "
+                         f"host); give one like http://127.0.0.1:8000/v1")
+    del port
+    return url.strip()
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL with credentials removed: user:password@ and the values of key/token/secret query parameters."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", url)
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        netloc = f"***@{host}{port}"
+    query = urlencode([(k, "***" if SECRET_QUERY.search(k) else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credential strings inside a URL, to redact from any message that might echo them."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+        found = [parts.password, parts.username]
+    except ValueError:
+        return []
+    found += [v for k, v in parse_qsl(parts.query) if SECRET_QUERY.search(k)]
+    return [s for s in found if s and len(s) >= 3]
+
+
+def is_local(url: str | None) -> bool:
+    """A server on this machine or a private network: one that runs one model, often one reply at a time."""
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host in ("localhost", "host.docker.internal") or host.endswith(".local"):
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return addr.is_loopback or addr.is_private or addr.is_link_local

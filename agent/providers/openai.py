@@ -1,9 +1,13 @@
 """OpenAI chat completions, and every server that speaks the same API (vLLM, Ollama, llama.cpp, LM Studio).
 
 Structured output degrades step by step when a server refuses it, and the provider remembers what worked:
-    json_schema  response_format json_schema, strict
-    json_object  response_format json_object, the schema appended to the system prompt
-    text         no response_format; the first JSON object is taken from the reply (fenced or not)
+    json_schema         response_format json_schema, strict
+    json_object+schema  (compatible servers only) response_format {"type": "json_object", "schema": ...} as
+                        llama-cpp-python takes it for grammar-constrained JSON, and vLLM's guided_json
+    json_object         response_format json_object, the schema appended to the system prompt
+    text                no response_format; the first JSON object is taken from the reply (fenced or not)
+A refusal is recognised by status *and* message: 400/422, and the 500 llama-cpp-python sends for a
+response_format it does not know (its validation error wrapped as a server error).
 Every SDK exception becomes a ProviderError here; the SDK's own retries are off (limits.py retries).
 """
 
@@ -15,20 +19,24 @@ import logging
 import os
 import re
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse, urlsplit, urlunsplit
 
 import openai
 
 from agent.errors import ConfigError, ProviderError
-from agent.limits import redact, status_error
-from agent.providers.base import Completion, Provider, Request
+from agent.faults import redact, status_error
+from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
+from agent.reply import extract_json
 
 log = logging.getLogger(__name__)
 
-MODES = ("json_schema", "json_object", "text")
+MODES = ("json_schema", "json_object+schema", "json_object", "text")
+OFFICIAL_MODES = ("json_schema", "json_object", "text")
 KEY_HINT = "OPENAI_API_KEY (or --api-key)"
 LOCAL_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key but the SDK wants one
-REFUSAL = re.compile(r"response_format|json_schema|json_object|structured output|not supported", re.I)
+# a refusal names the structured-output feature; "X is not supported" about anything else is not one
+REFUSAL = re.compile(r"response_format|json_schema|json_object|structured output|guided_json", re.I)
+REFUSAL_STATUS = (400, 422, 500)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
@@ -43,14 +51,20 @@ class OpenAIProvider(Provider):
                  **options: Any) -> None:
         self.model = model
         self.seed = seed
+        source = "--base-url" if base_url else "OPENAI_BASE_URL"
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if self.base_url:
+            self.base_url = check_base_url(self.base_url, source)
+        self.shown_url = redact_url(self.base_url)   # what logs and messages may show
         official = self.base_url is None or urlparse(self.base_url).hostname == "api.openai.com"
+        self.modes = OFFICIAL_MODES if official else MODES
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if official:
                 raise ConfigError("no OpenAI API key: set OPENAI_API_KEY or pass --api-key")
             key = LOCAL_KEY
         self._key = key
+        self._secrets = [key, *url_secrets(self.base_url)]
         # OpenAI's newer models take only max_completion_tokens; compatible servers know max_tokens.
         self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
         self.mode = "json_schema"
@@ -58,10 +72,14 @@ class OpenAIProvider(Provider):
             log.debug("openai provider ignores options: %s", ", ".join(sorted(options)))
 
     def __repr__(self) -> str:  # never show the key
-        return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r}, mode={self.mode!r})"
+        return f"OpenAIProvider(model={self.model!r}, base_url={self.shown_url!r}, mode={self.mode!r})"
 
     def _make_client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0)
+        # a query in the URL (?api-version=..., ?key=...) goes on every request, not into the path
+        parts = urlsplit(self.base_url) if self.base_url else None
+        query = dict(parse_qsl(parts.query)) if parts and parts.query else None
+        base = urlunsplit(parts._replace(query="")) if query else self.base_url
+        return openai.AsyncOpenAI(api_key=self._key, base_url=base, max_retries=0, default_query=query)
 
     async def complete(self, request: Request) -> Completion:
         mode = self.mode
@@ -69,14 +87,14 @@ class OpenAIProvider(Provider):
             try:
                 completion = await self._call(request, mode)
             except _Refused as refused:
-                following = MODES[MODES.index(mode) + 1]
+                following = self.modes[self.modes.index(mode) + 1]
                 log.info("%s refused response_format %s (%s); trying %s",
-                         self.base_url or "OpenAI", mode, refused, following)
+                         self.shown_url or "OpenAI", mode, refused, following)
                 mode = following
                 continue
             # Remember only a fallback that worked: a 400 that merely said "not supported" about something
             # else fails again in the next mode and must not downgrade every later call.
-            if MODES.index(mode) > MODES.index(self.mode):
+            if self.modes.index(mode) > self.modes.index(self.mode):
                 self.mode = mode
             return completion
 
@@ -93,22 +111,27 @@ class OpenAIProvider(Provider):
         if mode == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": request.schema_name, "schema": request.schema, "strict": True}}
+        elif mode == "json_object+schema":
+            # llama-cpp-python reads the schema here and constrains sampling with a grammar; vLLM reads
+            # guided_json. Each server ignores the other's field.
+            kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+            kwargs["extra_body"] = {"guided_json": request.schema}
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
         try:
             raw = await self._sdk().chat.completions.with_raw_response.create(**kwargs)
         except openai.APIStatusError as e:
-            detail = redact(str(e.message), self._key)
-            if mode != "text" and e.status_code in (400, 422) and REFUSAL.search(detail):
+            detail = redact(str(e.message), self._secrets)
+            if mode != "text" and e.status_code in REFUSAL_STATUS and REFUSAL.search(detail):
                 raise _Refused(detail[:200]) from None
             raise status_error(e.status_code, detail, e.response.headers, provider="OpenAI",
-                               key_hint=self._key_hint(), secret=self._key) from None
+                               key_hint=self._key_hint(), secret=self._secrets) from None
         except openai.APITimeoutError:
             raise ProviderError(f"OpenAI request timed out after {request.timeout:g} s", retryable=True,
                                 kind="timeout") from None
         except openai.APIConnectionError as e:
-            reason = redact(str(e.__cause__ or e), self._key)
-            raise ProviderError(f"cannot reach {self.base_url or 'OpenAI'}: {reason}", retryable=True,
+            reason = redact(str(e.__cause__ or e), self._secrets)
+            raise ProviderError(f"cannot reach {self.shown_url or 'OpenAI'}: {reason}", retryable=True,
                                 kind="connection") from None
         try:
             body = raw.parse()
@@ -117,11 +140,11 @@ class OpenAIProvider(Provider):
         except (ValueError, AttributeError, IndexError, TypeError, openai.APIResponseValidationError) as e:
             # A transport fault, not bad content: json.JSONDecodeError is a ValueError, and a body of the
             # wrong shape (or plain text, which parse() returns as str) fails on attribute access.
-            raise ProviderError(f"unreadable reply from {self.base_url or 'OpenAI'}: {type(e).__name__}",
+            raise ProviderError(f"unreadable reply from {self.shown_url or 'OpenAI'}: {type(e).__name__}",
                                 retryable=True, kind="malformed") from None
 
     def _key_hint(self) -> str:
-        return KEY_HINT + (f"; the server is {self.base_url} (OPENAI_BASE_URL)" if self.base_url else "")
+        return KEY_HINT + (f"; the server is {self.shown_url} (OPENAI_BASE_URL)" if self.base_url else "")
 
     def _completion(self, body: Any, choice: Any, mode: str, headers: Any) -> Completion:
         message = choice.message
@@ -130,7 +153,11 @@ class OpenAIProvider(Provider):
         refusal = getattr(message, "refusal", None)
         if refusal and not content:
             content, finish = refusal, "refusal"
-        text, data = extract_json(content)
+        try:
+            data = extract_json(content)   # prose or a fence around it is fine; a torn document is parsed later
+        except ValueError:
+            data = None
+        text = content   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
         usage = body.usage
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
         return Completion(
@@ -150,27 +177,6 @@ def _messages(request: Request, mode: str) -> list[dict[str, str]]:
                   f"It must match this JSON schema:\n```json\n{schema}\n```").strip()
     messages = [{"role": "system", "content": system}] if system else []
     return [*messages, {"role": "user", "content": request.user}]
-
-
-def extract_json(content: str) -> tuple[str, Any]:
-    """(JSON text, parsed value) of the reply, or (content, None) when it holds no JSON object."""
-    stripped = content.strip()
-    try:
-        return stripped, json.loads(stripped)
-    except ValueError:
-        pass
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", content, re.S)
-    candidates = [fenced.group(1)] if fenced else []
-    candidates.append(content)
-    decoder = json.JSONDecoder()
-    for text in candidates:
-        for match in re.finditer(r"\{", text):
-            try:
-                value, end = decoder.raw_decode(text, match.start())
-            except ValueError:
-                continue
-            return text[match.start():end], value
-    return content, None
 
 
 def go_seconds(value: str) -> float | None:

@@ -81,9 +81,12 @@ class SimulatedProvider(Provider):
         return self._finish(request, body)
 
     def _finish(self, request: Request, body: str, finish_reason: str = "stop") -> Completion:
+        out = tokens.count(body)
+        if out > request.max_tokens:   # like a real model: the reply stops at max_tokens
+            body = body[: len(body) * request.max_tokens // out]
+            out, finish_reason = tokens.count(body), "length"
         return Completion(text=body, input_tokens=tokens.count(request.system) + tokens.count(request.user),
-                          output_tokens=tokens.count(body), finish_reason=finish_reason, model=self.model,
-                          mode="json_schema")
+                          output_tokens=out, finish_reason=finish_reason, model=self.model, mode="json_schema")
 
     def _judge(self, rng: random.Random, request: Request) -> list[dict]:
         """Labels as requested, except that with drift ~10% of one label disagrees, as a real judge would."""
