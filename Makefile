@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/datagen generate --plan plans/example.yaml --provider simulated
 	$(BIN)/datagen status --plan plans/example.yaml
+	# grounded in plans/handbook (a sample company handbook), with plans/handbook_examples.jsonl as style references
+	$(BIN)/datagen generate --plan plans/grounded.yaml --provider simulated
+	$(BIN)/datagen status --plan plans/grounded.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent tests bench

@@ -22,6 +22,8 @@ class Spec:
     labels: dict[str, str]     # dimension -> category
     topic: str = ""
     system_prompt: str = ""
+    passage: str = ""          # grounding: the id of the source passage the example must answer from
+    document: str = ""         # grounding: that passage's text, as the prompt shows it
 
 
 def user_text(record: dict[str, Any]) -> str:

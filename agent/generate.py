@@ -28,6 +28,7 @@ from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
 from agent.reply import Parsed, parse_judgement, parse_reply
 from agent.retries import Attempt, call_with_retries
+from agent.sources import PassagePicker
 from agent.tokens import PriceTable
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Outcome:
     attempts: list[Attempt] = field(default_factory=list)
     parsed: Parsed | None = None
     judged: dict[str, dict[str, str]] = field(default_factory=dict)   # spec id -> the judge's labels
+    faithful: dict[str, int] = field(default_factory=dict)            # spec id -> the judge's 1-5 (grounded runs)
     purposes: list[str] = field(default_factory=list)                 # one per completion
     error: ProviderError | None = None
     latency: float = 0.0
@@ -68,9 +70,20 @@ class RunResult:
         return self.accepted >= self.total
 
 
+def judged_faithfulness(completion: Completion) -> dict[str, int]:
+    from agent.audit.grounding import faithfulness
+    from agent.reply import extract_json
+
+    try:
+        return faithfulness(completion.data if completion.data is not None else extract_json(completion.text))
+    except ValueError:
+        return {}
+
+
 class Engine:
     def __init__(self, plan: Plan, ledger: Ledger, provider: Provider, limiter: Limiter, prices: PriceTable,
-                 *, max_cost: float | None = None, progress=None, budget_source: str = "--max-cost"):
+                 *, max_cost: float | None = None, progress=None, budget_source: str = "--max-cost",
+                 passages=None, references=None):
         self.plan = plan
         self.ledger = ledger
         self.provider = provider
@@ -79,9 +92,13 @@ class Engine:
         self.max_cost = max_cost
         self.budget_source = budget_source
         self.progress = progress
-        self.auditor = Auditor(plan, ledger)
+        self.auditor = Auditor(plan, ledger, references)
         self.run_no = ledger.next_run_number()
         self.rng = random.Random(plan.generation.seed * 1_000_003 + self.run_no)
+        # grounding (agent/sources.py, agent/references.py): a passage per spec, real examples per call
+        self.picker: PassagePicker | None = None
+        self.use_passages(passages)
+        self.references = references
         self.batch_no = ledger.last_call_batch()
         self.reserved: dict[str, Counter[str]] = {d: Counter() for d in plan.dimensions}
         self.open_calls: Counter[int] = Counter()
@@ -104,6 +121,11 @@ class Engine:
         self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
         self.modes: Counter[str] = Counter()
 
+    def use_passages(self, passages) -> None:
+        """Ground every spec drawn from now on in one of these passages (least used first)."""
+        if passages:
+            self.picker = PassagePicker(passages, self.ledger.passage_usage(), self.rng)
+
     # -- drawing ------------------------------------------------------------------------------------
     def available(self) -> dict[str, dict[str, int]]:
         return {d: {c: max(0, n - self.reserved[d][c]) for c, n in cats.items()}
@@ -118,8 +140,11 @@ class Engine:
         for i, lab in enumerate(labels):
             for d, c in lab.items():
                 self.reserved[d][c] += 1
-            specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=self.topic(lab),
-                              system_prompt=self.system_prompt()))
+            passage = self.picker.pick(lab.get("domain", "")) if self.picker else None
+            topic = passage.heading.split(" > ")[-1] if passage and passage.heading else self.topic(lab)
+            specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=topic,
+                              system_prompt=self.system_prompt(), passage=passage.id if passage else "",
+                              document=passage.document() if passage else ""))
         k = self.plan.generation.examples_per_call
         calls = [specs[i:i + k] for i in range(0, len(specs), k)]
         self.open_calls[self.batch_no] = len(calls)
@@ -146,8 +171,8 @@ class Engine:
         instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
         avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
-        request = build_request(self.plan, specs, avoid=avoid,
-                                steering={"instructions": instructions}, temperature=temperature)
+        request = build_request(self.plan, specs, avoid=avoid, steering={"instructions": instructions},
+                                temperature=temperature, references=self.references.next() if self.references else ())
         # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
         # every call made a local llama.cpp model write the same question call after call (near-duplicates).
         request = dataclasses.replace(request, seed=self.rng.randrange(2**31))
@@ -211,6 +236,8 @@ class Engine:
         out.completions.append(completion)
         out.purposes.append("judge")
         out.judged = parse_judgement(completion, self.plan)
+        if any(s.document for s in specs):
+            out.faithful = judged_faithfulness(completion)
 
     # -- recording ----------------------------------------------------------------------------------
     def record(self, out: Outcome) -> None:
@@ -230,7 +257,7 @@ class Engine:
             for s in out.specs:
                 item = out.parsed.items.get(s.id)
                 if item is not None:
-                    row = self.auditor.judge(s, item, judged=out.judged.get(s.id))
+                    row = self.auditor.judge(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
                     if s.id in out.parsed.notes:   # ids invented by the model, matched in order: say so
                         row.detail = "; ".join(filter(None, [row.detail, out.parsed.notes[s.id]]))
                     rows.append(row)
@@ -276,6 +303,10 @@ class Engine:
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
         self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending)
         self.reserved_cost -= out.worst
+        if self.picker:  # least-used follows accepted examples: a passage whose example failed is due again
+            for r in rows:
+                if r.status != "accepted" and r.passage:
+                    self.picker.release(r.passage)
         cost = sum(c.cost for c in calls)
         self.spent += cost
         self.cost_this_run += cost

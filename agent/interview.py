@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -96,6 +97,15 @@ def parse_list(allowed: tuple[str, ...] | None = None) -> Callable[[str], list[s
     return parse
 
 
+def parse_paths(raw: str) -> list[str]:
+    """Comma-separated files or folders that must exist ('none' or empty: no paths)."""
+    paths = parse_list()(raw)
+    missing = next((p for p in paths if not Path(p).expanduser().exists()), None)
+    if missing:
+        raise ValueError(f"{missing!r} does not exist (paths are read from the folder datagen runs in)")
+    return paths
+
+
 def parse_weights(areas: list[str]) -> Callable[[str], dict[str, float]]:
     def parse(raw: str) -> dict[str, float]:
         weights: dict[str, float] = {}
@@ -181,6 +191,13 @@ QUESTIONS: list[Question] = [
              when=lambda a: a.get("system_prompt_mode") == "varied"),
     Question("persona", "The assistant's persona / system prompt (empty for a default built from the task)",
              parse_optional_text, lambda a: ""),
+    Question("sources", "Documents to ground answers in (folder or files, comma-separated: Markdown, text, HTML, "
+             "PDF; empty for none)", parse_paths, lambda a: "",
+             help="Every example then answers from one passage of them; answers stating what they do not say are "
+                  "rejected."),
+    Question("examples", "Real examples to learn the style from (files in any export format, comma-separated; "
+             "empty for none)", parse_paths, lambda a: "",
+             help="A few are shown per call as style references; generated examples that copy one are rejected."),
     Question("provider", "Which provider will generate? [simulated/openai/anthropic] (simulated is offline, for trying)",
              parse_choice("simulated", "openai", "anthropic"), lambda a: "simulated"),
     Question("model", "Which model? (used for the cost estimate)", parse_optional_text,

@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS examples (
     id INTEGER PRIMARY KEY, spec_id TEXT NOT NULL, call_id INTEGER, batch INTEGER,
     status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
     reason TEXT, topic TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
-    user_text TEXT, requested TEXT NOT NULL, audited TEXT, detail TEXT, record TEXT
+    user_text TEXT, requested TEXT NOT NULL, audited TEXT, detail TEXT,
+    passage TEXT,                    -- the source passage the example was grounded in (schema 3; a migrated
+                                     -- ledger has it after record: only grounded runs read it)
+    record TEXT
 );
 CREATE INDEX IF NOT EXISTS examples_status ON examples (status, topic);
 CREATE TABLE IF NOT EXISTS labels (
@@ -54,15 +57,23 @@ CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NUL
 -- run state: "diversity" in agent/audit/state.py's data format (never pickle), "diversity_upto" the last
 -- accepted example id it holds
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- grounding (agent/sources.py): the passages of the plan's documents as last read; removed = 1 when its
+-- source no longer has it (kept: accepted examples still name it)
+CREATE TABLE IF NOT EXISTS passages (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, source_hash TEXT NOT NULL, heading TEXT, category TEXT,
+    hash TEXT NOT NULL, text TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0
+);
 """
 
 # The ledger's schema version, in meta "schema_version" (a ledger without one is version 1). A ledger of
 # an older version is migrated forward on open, each step in one transaction; a newer one is refused.
 #   1  the first schema
 #   2  calls.reply: the raw reply text
-SCHEMA_VERSION = 2
+#   3  examples.passage and the passages table: grounding in the plan's documents
+SCHEMA_VERSION = 3
 MIGRATIONS = {
     2: ["ALTER TABLE calls ADD COLUMN reply TEXT"],
+    3: ["ALTER TABLE examples ADD COLUMN passage TEXT"],   # the passages table comes with SCHEMA
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -87,6 +98,7 @@ class ExampleRow:
     detail: str | None = None
     topic: str = ""
     user_text: str = ""
+    passage: str = ""                 # the source passage id it was grounded in, if the plan has sources
 
 
 @dataclass
@@ -151,10 +163,11 @@ class Ledger:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                columns = {r[1] for r in self.db.execute("PRAGMA table_info(calls)")}
                 for sql in MIGRATIONS.get(target, []):
                     # a column the SCHEMA script (or another build's ad-hoc change) already added stays as is
-                    if sql.startswith("ALTER TABLE calls ADD COLUMN") and sql.split()[5] in columns:
+                    words = sql.split()
+                    if sql.startswith("ALTER TABLE") and words[5] in {
+                            r[1] for r in self.db.execute(f"PRAGMA table_info({words[2]})")}:
                         continue
                     self.db.execute(sql)
                 self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(target),))
@@ -272,6 +285,8 @@ class Ledger:
                      json.dumps(ex.record, ensure_ascii=False) if ex.record is not None else None,
                      ex.user_text, int(simulated), now),
                 )
+                if ex.passage:
+                    self.db.execute("UPDATE examples SET passage = ? WHERE id = ?", (ex.passage, cur.lastrowid))
                 if ex.status == "accepted":
                     self.db.executemany(
                         "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
@@ -350,12 +365,12 @@ class Ledger:
     def iter_accepted(self, after_id: int = 0) -> Iterator[dict[str, Any]]:
         """Accepted examples in insertion order, streamed (constant memory)."""
         cur = self.db.execute(
-            "SELECT id, spec_id, batch, topic, requested, audited, record, user_text FROM examples"
+            "SELECT id, spec_id, batch, topic, requested, audited, record, user_text, passage FROM examples"
             " WHERE status = 'accepted' AND id > ? ORDER BY id", (after_id,))
         for row in cur:
             yield {"id": row[0], "spec_id": row[1], "batch": row[2], "topic": row[3],
                    "requested": json.loads(row[4]), "audited": json.loads(row[5]),
-                   "record": json.loads(row[6]), "user_text": row[7]}
+                   "record": json.loads(row[6]), "user_text": row[7], "passage": row[8]}
 
     def batches(self) -> list[dict[str, Any]]:
         return [json.loads(s) for (s,) in self.db.execute("SELECT summary FROM batches ORDER BY id")]
@@ -367,6 +382,54 @@ class Ledger:
 
     def last_call_batch(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(batch), 0) FROM calls").fetchone()[0]
+
+    # -- grounding passages (agent/sources.py) --------------------------------------------------------
+    def sync_passages(self, sources, passages) -> list[str]:
+        """Store the passages as read now; return what changed since the ledger last saw the sources, one
+        line each (a new, changed or removed source; what the run does about it)."""
+        old_sources = dict(self.db.execute("SELECT source, MIN(source_hash) FROM passages WHERE removed = 0 GROUP BY 1"))
+        old = {r[0]: r[1] for r in self.db.execute("SELECT id, hash FROM passages WHERE removed = 0")}
+        used = self.passage_usage()
+        notes = []
+        now = {s.path: s.hash for s in sources}
+        for path, h in old_sources.items():
+            if path not in now:
+                n = sum(used.get(pid, 0) for pid, in self.db.execute("SELECT id FROM passages WHERE source = ?", (path,)))
+                notes.append(f"source {path} was removed: its passages are no longer drawn ({n} accepted examples "
+                             f"grounded in them are kept)")
+            elif now[path] != h:
+                ids = {p.id: p.hash for p in passages if p.source == path}
+                changed = [pid for pid, ph in ids.items() if pid in old and old[pid] != ph]
+                gone = [pid for pid, in self.db.execute("SELECT id FROM passages WHERE source = ? AND removed = 0",
+                                                        (path,)) if pid not in ids]
+                new = [pid for pid in ids if pid not in old]
+                notes.append(f"source {path} changed: {len(changed)} passages changed, {len(new)} new, {len(gone)} "
+                             f"removed; new examples use the new text ({sum(used.get(p, 0) for p in changed + gone)} "
+                             f"accepted examples were grounded in the old text and are kept)")
+        for path in now:
+            if old_sources and path not in old_sources:
+                notes.append(f"source {path} is new: its passages join the rotation")
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE passages SET removed = 1")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO passages (id, source, source_hash, heading, category, hash, text, removed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                [(p.id, p.source, now[p.source], p.heading, p.category, p.hash, p.text) for p in passages])
+        return notes
+
+    def passage_usage(self) -> dict[str, int]:
+        """Accepted examples per passage id."""
+        return dict(self.db.execute("SELECT passage, COUNT(*) FROM examples WHERE status = 'accepted' AND passage"
+                                    " IS NOT NULL GROUP BY 1"))
+
+    def passage_rows(self) -> list[dict[str, Any]]:
+        """Every passage the run has seen (removed ones too), with its accepted examples."""
+        rows = self.db.execute("SELECT id, source, source_hash, heading, category, hash, removed FROM passages"
+                               " ORDER BY rowid").fetchall()
+        used = self.passage_usage() if rows else {}  # a run without sources never scans the examples for it
+        return [{"id": r[0], "source": r[1], "source_hash": r[2], "heading": r[3], "category": r[4], "hash": r[5],
+                 "removed": bool(r[6]), "examples": used.get(r[0], 0)} for r in rows]
 
     def recent_user_texts(self, n: int) -> list[str]:
         rows = self.db.execute("SELECT user_text FROM examples WHERE status='accepted' ORDER BY id DESC LIMIT ?", (n,))

@@ -120,6 +120,11 @@ class Plan(Strict):
     # pairs "dimension=category" that should not be drawn together (a 600-word refusal, say)
     exclusions: list[tuple[str, str]] = Field(default_factory=list)
     topics: dict[str, list[str]] = Field(default_factory=dict, description="domain category -> concrete topics")
+    # grounding (agent/sources.py, agent/references.py): paths are read from the folder datagen runs in
+    sources: list[str] = Field(default_factory=list, description="documents to ground answers in: files and folders")
+    examples: list[str] = Field(default_factory=list, description="files of real examples: style references")
+    # how passages are filed under domain categories: keywords (free) or one cached LLM call per passage
+    assign_passages: Literal["keywords", "llm"] = "keywords"
     dimensions: dict[str, Dimension] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -195,7 +195,7 @@ def build_plan(req: Requirements) -> Plan:
     provider = req.provider
     generation = Generation(provider=provider, model=req.model or default_model(provider))
     exclusions = [pair for pair in DEFAULT_EXCLUSIONS if all(_has(dims, item) for item in pair)]
-    return Plan(
+    plan = Plan(
         guidance=guidance(req),
         name=req.plan_name,
         task=req.task,
@@ -209,7 +209,14 @@ def build_plan(req: Requirements) -> Plan:
         generation=generation,
         exclusions=exclusions,
         dimensions=dims,
+        sources=req.sources,
+        examples=req.examples,
     )
+    if plan.sources:  # topics proposed from the documents: the headings of each category's passages
+        from agent.sources import load_for_plan, topics_from
+
+        plan.topics = topics_from(load_for_plan(plan)[1])
+    return plan
 
 
 def guidance(req: Requirements) -> list[str]:

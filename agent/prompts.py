@@ -69,6 +69,8 @@ def spec_lines(plan: Plan, specs: list[Spec]) -> list[str]:
     lines = []
     for s in specs:
         parts = [f"topic: {s.topic}"] if s.topic else []
+        if s.passage:
+            parts.append(f"doc: {s.passage}")
         for dim, cat in s.labels.items():
             rng = words.get(dim, {}).get(cat)
             parts.append(f"{dim}={cat}" + (f" ({rng})" if rng else ""))
@@ -84,15 +86,26 @@ def parse_spec_lines(user: str) -> list[Spec]:
     specs = []
     for m in SPEC_LINE.finditer(user):
         labels: dict[str, str] = {}
-        topic = ""
+        topic = passage = ""
         for part in m.group("body").split("; "):
             if part.startswith("topic: "):
                 topic = part[len("topic: "):]
+            elif part.startswith("doc: "):
+                passage = part[len("doc: "):]
             elif "=" in part:
                 dim, _, rest = part.partition("=")
                 labels[dim] = rest.split(" (", 1)[0]
-        specs.append(Spec(id=m.group("id"), labels=labels, topic=topic))
+        specs.append(Spec(id=m.group("id"), labels=labels, topic=topic, passage=passage,
+                          document=documents(user).get(passage, "")))
     return specs
+
+
+DOC_BLOCK = re.compile(r'^<doc id="(?P<id>[^"]+)">\n(?P<text>.*?)\n</doc>$', re.M | re.S)
+
+
+def documents(user: str) -> dict[str, str]:
+    """The documentation passages a rendered batch prompt shows, by id."""
+    return {m.group("id"): m.group("text") for m in DOC_BLOCK.finditer(user)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,10 +118,14 @@ def system_prompt(plan: Plan) -> str:
 
 
 def build_request(plan: Plan, specs: list[Spec], *, avoid: list[str] = (), steering: dict | None = None,
-                  temperature: float | None = None, system: str | None = None) -> Request:
+                  temperature: float | None = None, system: str | None = None,
+                  references: list[tuple[str, str]] = ()) -> Request:
     steering = steering or {}
+    # grounding: each passage once, however many specs use it; references: real examples, style only
+    docs = {s.passage: s.document for s in specs if s.passage}
     user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid),
-                  steering={"instructions": steering.get("instructions", [])})
+                  steering={"instructions": steering.get("instructions", [])}, documents=docs,
+                  references=list(references))
     g = plan.generation
     return Request(
         system=system or system_prompt(plan),
@@ -135,9 +152,13 @@ def sample_request(plan: Plan) -> Request:
     """A representative request (first categories of every dimension) for estimates and template tests."""
     labels = {d: next(c.name for c in dim.categories if (c.quota or 0) > 0 or c.share > 0)
               for d, dim in plan.dimensions.items()}
-    specs = [Spec(id=f"s{i}", labels=labels, topic="example topic", system_prompt=plan.system_prompts[0])
+    from agent.sources import sample_grounding
+
+    document, references = sample_grounding(plan)  # a grounded plan's prompts carry passages and references
+    specs = [Spec(id=f"s{i}", labels=labels, topic="example topic", system_prompt=plan.system_prompts[0],
+                  passage=f"doc-{i}" if document else "", document=document)
              for i in range(plan.generation.examples_per_call)]
-    return build_request(plan, specs, avoid=["an earlier question"] * 20)
+    return build_request(plan, specs, avoid=["an earlier question"] * 20, references=references)
 
 
 def judged_dimensions(plan: Plan) -> list[str]:
@@ -148,17 +169,21 @@ def judged_dimensions(plan: Plan) -> list[str]:
 def judge_request(plan: Plan, specs: list[Spec], texts: dict[str, tuple[str, str]]) -> Request:
     """One call that classifies many examples. texts: spec id -> (user message, assistant reply)."""
     dims = judged_dimensions(plan)
-    examples = [{"id": s.id, "user": texts[s.id][0][:2000], "response": texts[s.id][1][:3000]}
-                for s in specs if s.id in texts]
+    examples = [{"id": s.id, "user": texts[s.id][0][:2000], "response": texts[s.id][1][:3000],
+                 "documentation": s.document[:3000]} for s in specs if s.id in texts]
     item = {"type": "object", "additionalProperties": False, "required": ["id", *dims],
             "properties": {"id": {"type": "string"},
                            **{d: {"type": "string", "enum": [c.name for c in plan.dimensions[d].categories]}
                               for d in dims}}}
+    faithful = any(s.document for s in specs)   # grounded: the judge also rates faithfulness to the passage
+    if faithful:
+        item["properties"]["faithful"] = {"type": "integer", "minimum": 1, "maximum": 5}
+        item["required"].append("faithful")
     schema = {"type": "object", "additionalProperties": False, "required": ["labels"],
               "properties": {"labels": {"type": "array", "items": item}}}
     g = plan.generation
     return Request(system="You classify synthetic training examples exactly and consistently. Reply with JSON only.",
-                   user=render("judge.j2", plan=plan, dims=dims, examples=examples), schema=schema,
+                   user=render("judge.j2", plan=plan, dims=dims, examples=examples, faithful=faithful), schema=schema,
                    schema_name="labels", model=g.model, temperature=0.0, max_tokens=2000, timeout=g.timeout_seconds,
                    seed=g.seed, specs=tuple(s for s in specs if s.id in texts), purpose="judge")
 

@@ -37,6 +37,8 @@ class Requirements(Strict):
     system_prompt_mode: Literal["consistent", "varied"] = "consistent"
     system_prompt_variants: int = Field(default=3, ge=1, le=50)
     persona: str = ""
+    sources: list[str] = Field(default_factory=list, description="documents to ground answers in")
+    examples: list[str] = Field(default_factory=list, description="real examples: style references")
     provider: Literal["simulated", "openai", "anthropic"] = "simulated"
     model: str = ""
 

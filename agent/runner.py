@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,7 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
         # credentials in the URL go to the server only: the plan kept in the ledger and the log get it without
         plan = plan.model_copy(update={"generation": g.model_copy(update={"base_url": redact_url(g.base_url)})})
         g = plan.generation
+    passages, sources, references = grounding(plan)
     out_dir = run_dir(plan, opts.outputs)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,9 +105,24 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
                               output_tokens_per_minute=g.output_tokens_per_minute, local=local)
             budget, source = resolve_budget(plan, opts, prices, ledger, priced)
             engine = Engine(plan, ledger, provider, limiter, prices, max_cost=budget, progress=progress,
-                            budget_source=source)
+                            budget_source=source, references=references)
+
+            async def ground() -> None:
+                """The passages filed (by a model if the plan asks: in the run's event loop, with its
+                provider and limiter), stored in the ledger with what changed since, handed to the engine."""
+                filed = passages
+                if plan.assign_passages == "llm":
+                    from agent.assign import assign_with_llm
+
+                    filed = await assign_with_llm(plan, passages, provider, limiter, ledger, prices)
+                for note in ledger.sync_passages(sources, filed):
+                    log.warning("%s", note)
+                    if not opts.quiet:
+                        print(f"datagen: {note}", file=sys.stderr)
+                engine.use_passages(filed)
+
             try:
-                result = asyncio.run(_run(engine, provider, opts))
+                result = asyncio.run(_run(engine, provider, opts, ground if plan.sources else None))
             finally:
                 log.info("run end: %d/%d accepted, $%.4f", engine.auditor.n_accepted, plan.total, engine.spent)
             if opts.export and (result.complete or result.unfillable):
@@ -150,7 +167,22 @@ def resolve_budget(plan: Plan, opts: GenerateOptions, prices: PriceTable, ledger
     return budget, source
 
 
-async def _run(engine: Engine, provider, opts: GenerateOptions) -> RunResult:
+def grounding(plan: Plan):
+    """The plan's documents as passages and its real examples, read before anything is written (a bad path is
+    a ConfigError like any other input error)."""
+    passages, sources, references = [], [], None
+    if plan.sources:
+        from agent.sources import load_for_plan
+
+        sources, passages = load_for_plan(plan)
+    if plan.examples:
+        from agent.references import References, load
+
+        references = References(load(plan.examples), plan.quality.dedup_threshold, plan.generation.seed)
+    return passages, sources, references
+
+
+async def _run(engine: Engine, provider, opts: GenerateOptions, prepare=None) -> RunResult:
     """The engine under SIGINT and SIGTERM handlers that stop it the same way: calls in flight cancelled, the
     audit record and state written (Engine.run's cleanup), a resume hint, exit 130 / 143."""
     loop = asyncio.get_running_loop()
@@ -171,6 +203,8 @@ async def _run(engine: Engine, provider, opts: GenerateOptions) -> RunResult:
         except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no such support
             pass
     try:
+        if prepare is not None:
+            await prepare()  # grounding: file and store the passages in the run's event loop
         return await engine.run()
     except asyncio.CancelledError:
         if not caught:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from agent.coverage import coverage
+from agent.coverage import lines as coverage_lines
 from agent.plan import Plan
 
 
@@ -64,6 +66,8 @@ def status(plan: Plan, ledger, console: Console) -> None:
                       f"${worst:.4f}")
     if usage["faults"]:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
+    for line in coverage_lines(coverage(ledger)):
+        console.print(line, markup=False, highlight=False)
     fill_tables(plan, ledger.label_counts(), console)
 
 
@@ -90,6 +94,11 @@ def audit(plan: Plan, ledger, console: Console) -> None:
         console.print(f"[red]unfillable[/red]: {u['dimension']}.{u['category']} short by {u['short_by']}")
     if last.get("steering"):
         console.print(f"next batches steered with: {last['steering']}")
+    if last.get("grounding"):  # grounded runs: the share of answers with an unsupported claim, per category
+        run = last["grounding"]["run"]
+        console.print(f"grounding: {run['unsupported']:,} of {run['checked']:,} answers had an unsupported claim "
+                      f"({run['share']:.1%}); " + ", ".join(f"{c} {t['share']:.1%}" for c, t in run["by_category"].items()),
+                      markup=False, highlight=False)
     unusable_replies(ledger, console)
     fill_tables(plan, ledger.label_counts(), console)
 

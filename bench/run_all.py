@@ -29,10 +29,11 @@ RUNS = {
     "resume": ([PY, "bench/bench_resume.py", "--examples", "100000"], "notes"),
     "export": ([PY, "bench/bench_export.py", "--sizes", "10000", "100000", "--validate-gb", "1", "--write"], "self"),
     "clean": ([PY, "bench/bench_clean.py"], "raw"),
+    "grounding": ([PY, "bench/bench_grounding.py", "--write"], "self"),
     "real": ([PY, "bench/bench_real.py", "--write"], "self"),
 }
 ORDER = ["summary", "throughput", "engine", "dedup", "audit", "diversity", "checks_labels", "resume", "export",
-         "clean"]
+         "clean", "grounding"]
 TITLES = {"engine": "Engine throughput (the whole generate loop)", "audit": "Audit overhead per batch",
           "resume": "Resume time on a large ledger"}
 

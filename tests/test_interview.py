@@ -58,6 +58,8 @@ GOOD = [
     "varied",                                            # system prompt mode
     "2",                                                 # variants
     "You are Nimbus, CloudGPU's support assistant.",     # persona
+    "",                                                  # sources: none
+    "",                                                  # examples: none
     "",                                                  # provider: simulated
     "",                                                  # model
     "gpu-support",                                       # name

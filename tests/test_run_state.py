@@ -188,7 +188,7 @@ def test_a_version_1_ledger_is_migrated_forward(tmp_path):
     con.close()
     ledger = Ledger(db)
     try:
-        assert ledger.meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert ledger.meta("schema_version") == str(SCHEMA_VERSION) == "3"
         columns = [r[1] for r in ledger.db.execute("PRAGMA table_info(calls)")]
         assert columns[-1] == "reply"
         assert ledger.db.execute("SELECT status, reply FROM calls").fetchall() == [("ok", None)]
@@ -211,7 +211,7 @@ def test_a_newer_ledger_is_refused_untouched(tmp_path):
     ledger.set_meta("schema_version", "7")
     ledger.close()
     before = db.read_bytes()
-    with pytest.raises(LedgerError, match="newer datagen .ledger schema 7, this one reads up to 2.; upgrade datagen"):
+    with pytest.raises(LedgerError, match="newer datagen .ledger schema 7, this one reads up to 3.; upgrade datagen"):
         Ledger(db)
     assert db.read_bytes() == before
 

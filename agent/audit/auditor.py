@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from agent.audit import grounding
 from agent.audit.checks import check_record
 from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
@@ -42,8 +43,10 @@ def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
 
 
 class Auditor:
-    def __init__(self, plan: Plan, ledger: Ledger):
+    def __init__(self, plan: Plan, ledger: Ledger, references=None):
         self.plan = plan
+        self.references = references           # agent/references.py: real examples never to be copied
+        self.grounding = GroundingTally(ledger, plan)
         self.shape = plan.record_shape
         self.accepted: Counts = {d: {c.name: 0 for c in dim.categories} for d, dim in plan.dimensions.items()}
         for d, cats in ledger.label_counts().items():
@@ -85,11 +88,12 @@ class Auditor:
         return self.plan.total - self.n_accepted
 
     # -- one example ----------------------------------------------------------------------------------
-    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None) -> ExampleRow:
+    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None,
+              faithful: int | None = None) -> ExampleRow:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
         row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,
-                         topic=spec.topic, user_text=text)
+                         topic=spec.topic, user_text=text, passage=spec.passage)
         issues = check_record(record, self.shape, self.plan.quality, requested=spec.labels)
         if issues:
             return self._reject(row, f"check:{issues[0].code}", "; ".join(i.message for i in issues[:3]))
@@ -109,6 +113,18 @@ class Auditor:
             how = f"came out as {full}={audited[full]}" + (
                 f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")
             return self._reject(row, f"no_room:{full}", f"{how}, which is already full")
+        if self.references is not None:
+            copied = self.references.copied(text)
+            if copied is not None:
+                return self._reject(row, "copies_real_example", f"ratio {copied[1]:.3f} with real example {copied[0] + 1}")
+        if spec.document:
+            bad = self.grounding.check(spec, record, self.shape, audited.get("domain", ""))
+            if bad:
+                return self._reject(row, "ungrounded", "unsupported claim" + ("s" if len(bad) > 1 else "") + ": "
+                                    + ", ".join(f"{c.text!r} ({c.kind})" for c in bad[:3]) + f"; not in passage {spec.passage}")
+            if faithful is not None and self.grounding.rate(audited.get("domain", ""), faithful) < grounding.FAITHFUL_MIN:
+                return self._reject(row, "unfaithful", f"the judge rated faithfulness to passage {spec.passage} "
+                                    f"{faithful}/5 (needs {grounding.FAITHFUL_MIN})")
         row.status = "accepted"
         for d, c in audited.items():
             self.accepted[d][c] = self.accepted[d].get(c, 0) + 1
@@ -120,7 +136,8 @@ class Auditor:
         return row
 
     def reject_spec(self, spec: Spec, reason: str, detail: str) -> ExampleRow:
-        row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), topic=spec.topic)
+        row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), topic=spec.topic,
+                         passage=spec.passage)
         return self._reject(row, reason, detail)
 
     def _reject(self, row: ExampleRow, reason: str, detail: str) -> ExampleRow:
@@ -190,6 +207,7 @@ class Auditor:
             "steering": steer,
             "missing": [{"dimension": d, "category": c, "misses": n} for (d, c), n in self.misses.items() if n >= 2],
             "unfillable": [{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.unfillable.items()],
+            **({"grounding": self.grounding.summary()} if self.grounding.active else {}),
             **extra,
         }
         self.batch_reasons.clear()
@@ -253,3 +271,59 @@ class Auditor:
             self._pending_diversity = tail + [i for i in self._pending_diversity if (i["user"], i["response"]) not in seen]
             self._tracker = tracker
         return self._tracker
+
+
+class GroundingTally:
+    """The grounding check's supports (cached per passage) and its measure: the share of checked answers
+    with an unsupported claim, per domain category, for the batch and the whole run (resumes included)."""
+
+    def __init__(self, ledger: Ledger, plan: Plan):
+        self.fixed = "\n".join([plan.persona, *plan.system_prompts])
+        self.supports: dict[str, grounding.Support] = {}
+        self.run: dict[str, Counter[str]] = {}
+        self.batch: dict[str, Counter[str]] = {}
+        self.active = bool(plan.sources)
+        # checked = what reached the check, the last before acceptance: accepted, ungrounded or unfaithful
+        for cat, reason, n in (() if not self.active else ledger.db.execute(
+                "SELECT COALESCE(json_extract(audited, '$.domain'), ''), reason, COUNT(*) FROM examples"
+                " WHERE passage IS NOT NULL AND (status = 'accepted' OR reason IN ('ungrounded', 'unfaithful'))"
+                " GROUP BY 1, 2")):
+            tally = self.run.setdefault(cat, Counter())
+            tally["checked"] += n
+            tally["unsupported"] += n if reason == "ungrounded" else 0
+
+    def check(self, spec: Spec, record: dict[str, Any], shape: str, category: str) -> list[grounding.Claim]:
+        support = self.supports.get(spec.passage)
+        if support is None or len(self.supports) > 4096:
+            if len(self.supports) > 4096:
+                self.supports.clear()
+            support = self.supports[spec.passage] = grounding.Support(f"{spec.document}\n{self.fixed}")
+        bad = grounding.unsupported(grounding.answer_text(record, shape), support,
+                                    grounding.Support(grounding.user_side(record)))
+        for tallies in (self.run, self.batch):
+            t = tallies.setdefault(category, Counter())
+            t["checked"] += 1
+            t["unsupported"] += bool(bad)
+        return bad
+
+    def rate(self, category: str, faithful: int) -> int:
+        """Count a judge's faithfulness rating (the run's mean per category goes in the audit record)."""
+        for tallies in (self.run, self.batch):
+            t = tallies.setdefault(category, Counter())
+            t["rated"] += 1
+            t["rating_sum"] += faithful
+        return faithful
+
+    def summary(self) -> dict[str, Any]:
+        def row(t: Counter[str]) -> dict[str, Any]:
+            out = {"checked": t["checked"], "unsupported": t["unsupported"],
+                   "share": round(t["unsupported"] / t["checked"], 4) if t["checked"] else 0.0}
+            if t["rated"]:
+                out["judge_faithfulness"] = round(t["rating_sum"] / t["rated"], 2)
+            return out
+
+        def table(tallies: dict[str, Counter[str]]) -> dict[str, Any]:
+            return {**row(sum(tallies.values(), Counter())), "by_category": {c: row(t) for c, t in sorted(tallies.items())}}
+        out = {"batch": table(self.batch), "run": table(self.run)}
+        self.batch = {}
+        return out

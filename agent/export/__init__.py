@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from agent import tokens
 from agent.audit.dedup import NearDupIndex
+from agent.coverage import coverage
 from agent.errors import DatagenError
 from agent.example import user_text
 from agent.export import bundle, formats, info, samples, split, trainers
@@ -257,4 +258,5 @@ def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> 
         "checks": result.checks, "reports": result.reports,
         "plan_hash": ledger.meta("plan_hash"), "created_at": ledger.meta("created_at"), "exported_at": time.time(),
         "samples": samples.collect(plan, ledger),  # report.html's examples, rejections, near-dups, lengths
+        "coverage": coverage(ledger),  # grounded runs: sources, passages used, the grounding check's share
     }

@@ -78,6 +78,11 @@ def render_card(ctx: dict[str, Any], fmt: str, trainer: str | None, files: dict[
         out.append(f"\n{stats.left_out:,} examples were left out: {stats.left_out_reason}.")
     if stats.system_dropped:
         out.append(f"\n{stats.system_dropped:,} system prompts were dropped: `{fmt}` has no field for them.")
+    if ctx.get("coverage"):  # grounded runs: which documents the answers come from
+        cov = ctx["coverage"]
+        out.append(f"\n## Sources\n\nEvery answer was generated from one passage of these documents and checked "
+                   f"against it ({cov['used']} of {cov['passages']} passages used):\n")
+        out += [f"- {s['source']} (sha256 `{s['hash']}`): {s['examples']:,} examples" for s in cov["sources"]]
     out.append("\n## Categories\n")
     for dim, counts in stats.labels.items():
         out.append(f"- **{dim}**: " + ", ".join(f"{c} {n:,}" for c, n in counts.most_common()))

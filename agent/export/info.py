@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import tokens
+from agent.coverage import lines as coverage_lines
 from agent.example import user_turns
 from agent.plan import Plan
 
@@ -237,6 +238,11 @@ def render(ctx: dict[str, Any]) -> str:
     else:
         add("- not available: the ledger holds no batch audit")
     add("")
+    if ctx.get("coverage"):
+        add("Grounding (the documents the examples answer from):")
+        for line in coverage_lines(ctx["coverage"]):
+            add(line)
+        add("")
     add("Generation:")
     add(f"- Plan: {plan.name} (hash {plan.content_hash()}; run started with plan hash {ctx['plan_hash'] or 'unknown'})")
     add(f"- Model(s): {', '.join(usage['models']) or 'none recorded'}")

@@ -22,7 +22,7 @@ from agent.export import formats
 from agent.ledger import Ledger
 from agent.plan import Plan
 
-RESERVED = ("row", "id", "spec_id", "topic")
+RESERVED = ("row", "id", "spec_id", "topic", "passage")
 
 
 def side_name(data_file: str) -> str:
@@ -45,7 +45,8 @@ def write_metadata(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str, validati
             name = val if val and r["id"] in validation else train
             labels = {d: c for d, c in (r["audited"] or r["requested"]).items()
                       if d in plan.dimensions and d not in RESERVED}
-            line = {"row": rows[name], "id": r["id"], "spec_id": r["spec_id"], "topic": r["topic"] or "", **labels}
+            line = {"row": rows[name], "id": r["id"], "spec_id": r["spec_id"], "topic": r["topic"] or "",
+                    **({"passage": r["passage"]} if r.get("passage") else {}), **labels}
             temps[name][0].write(json.dumps(line, ensure_ascii=False) + "\n")
             rows[name] += 1
         for f, _ in temps.values():

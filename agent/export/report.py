@@ -208,6 +208,15 @@ their id). Read them: seed 001 asks for a review of 20+ samples.</p>
 <h2>Diversity</h2>
 {% if diversity %}{{ diversity }}{% else %}<p>No batch audit in the ledger: diversity metrics are not available.</p>{% endif %}
 
+{% if coverage %}<h2>Grounding: documents and coverage</h2>
+<table><tr><th>source</th><th>sha256</th><th>passages used</th><th>examples</th></tr>
+{% for s in coverage.sources %}<tr><td>{{ s.source }}{% if s.removed %} (removed){% endif %}</td><td><code>{{ s.hash }}</code></td><td>{{ s.used }}/{{ s.passages }}</td><td>{{ s.examples }}</td></tr>
+{% endfor %}</table>
+<p>{{ coverage.used }} of {{ coverage.passages }} passages used{% if coverage.unused %}; unused: {{ coverage.unused[:20]|join(", ") }}{% endif %}.</p>
+{% if coverage.grounding %}<p>Grounding check: {{ coverage.grounding.unsupported }} of {{ coverage.grounding.checked }} answers stated a claim their passage does not support (rejected).</p>
+<table><tr><th>category</th><th>unsupported</th><th>checked</th><th>share</th></tr>
+{% for c, t in coverage.grounding.by_category.items() %}<tr><td>{{ c }}</td><td>{{ t.unsupported }}</td><td>{{ t.checked }}</td><td>{{ "%.1f%%"|format(100 * t.share) }}</td></tr>
+{% endfor %}</table>{% endif %}{% endif %}
 <h2>Cost per batch</h2>
 {% if cost %}{{ cost }}{% elif batches %}<p>{{ batches }} batches, all at $0 (the provider reported no cost: the
 simulated provider, or a model missing from the price table).</p>{% else %}<p>No batches recorded.</p>{% endif %}
@@ -295,5 +304,5 @@ def render_html(ctx: dict[str, Any]) -> str:
         if ctx.get("lost") else None,
         diversity=gauges(ctx["diversity"]) if ctx["diversity"] else None,
         cost=vbars("Cost per batch (USD)", labels, costs, "cost", colour=AMBER, fmt=lambda v: f"${v:.4f}")
-        if any(costs) else None, batches=len(labels),
+        if any(costs) else None, batches=len(labels), coverage=ctx.get("coverage"),
     )

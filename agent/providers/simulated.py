@@ -23,6 +23,9 @@ from agent.providers.base import Completion, Provider, Request
 DRIFT_OFF_SPEC = 0.15
 DRIFT_NEAR_COPY = 0.05
 DRIFT_BAD_REPLY = 0.03
+DRIFT_UNGROUNDED = 0.08   # a grounded answer states a figure its passage does not (an invented price, say)
+DRIFT_COPY_REFERENCE = 0.04  # a question copied (one word changed) from a real example the prompt showed
+REFERENCE_USER = re.compile(r"^- User: (.+)$", re.M)
 
 RESPONSE_WORDS = {"short": (50, 150), "medium": (151, 400), "long": (401, 800)}
 INPUT_WORDS = {"short": (5, 20), "medium": (21, 100), "long": (101, 200)}
@@ -56,6 +59,8 @@ class SimulatedProvider(Provider):
         rng = self._rng(request)
         if request.purpose == "brainstorm":
             return self._finish(request, json.dumps({"topics": brainstorm(rng, request.user)}))
+        if request.purpose == "assign":  # files the passage by keywords, as a weak model would
+            return self._finish(request, json.dumps({"category": assign_by_keywords(request)}))
         if request.purpose == "judge":
             return self._finish(request, json.dumps({"labels": self._judge(rng, request)}))
         shape = "chat"
@@ -66,7 +71,8 @@ class SimulatedProvider(Provider):
             shape = "kto"
         # the specs are read from the prompt text itself, as a model would; request.specs is the fallback
         specs = parse_spec_lines(request.user) or list(request.specs)
-        items = [self._example(rng, spec, shape, request.purpose) for spec in specs]
+        shown = REFERENCE_USER.findall(request.user)
+        items = [self._example(rng, spec, shape, request.purpose, shown) for spec in specs]
         body = json.dumps({"examples": items}, ensure_ascii=False)
         if self.drift and request.purpose == "generate" and rng.random() < DRIFT_BAD_REPLY:
             if rng.random() < 0.5:  # truncated mid-reply, as when max_tokens runs out
@@ -91,37 +97,63 @@ class SimulatedProvider(Provider):
             if self.drift and labels and rng.random() < 0.10:
                 d = rng.choice(sorted(labels))
                 labels[d] = rng.choice(props[d]["enum"])
+            if "faithful" in props:  # grounded runs: mostly faithful, now and then a low rating
+                labels["faithful"] = 2 if self.drift and rng.random() < 0.04 else rng.choice([4, 5])
             out.append({"id": spec.id, **labels})
         return out
 
-    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str) -> dict:
+    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str, shown: list[str] = ()) -> dict:
         labels = dict(spec.labels)
         if self.drift and purpose == "generate" and rng.random() < DRIFT_OFF_SPEC:
             labels = miss(rng, labels)
+        known = grounded_facts(rng, spec.document, self.drift and purpose == "generate") if spec.document else []
         lo, hi = RESPONSE_WORDS.get(labels.get("response_length", "medium"), (151, 400))
         ilo, ihi = INPUT_WORDS.get(labels.get("input_length", "short"), (5, 20))
         question = text.user_message(rng, labels, spec.topic, ilo, ihi)
         if self.drift and purpose == "generate" and self.asked and rng.random() < DRIFT_NEAR_COPY:
             question = near_copy(rng, rng.choice(self.asked))
+        elif self.drift and purpose == "generate" and shown and rng.random() < DRIFT_COPY_REFERENCE:
+            question = near_copy(rng, rng.choice(shown))
         self.asked.append(question)
         if shape == "preference":
-            chosen = text.assistant_message(rng, labels, spec.topic, lo, hi)
+            chosen = text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)
             rejected = text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=True)
             return {"id": spec.id, "prompt": question, "chosen": chosen, "rejected": rejected}
         if shape == "kto":
             bad = labels.get("kto_label") == "undesirable"
             return {"id": spec.id, "prompt": question,
-                    "completion": text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=bad)}
+                    "completion": text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=bad,
+                                                        known=[] if bad else known)}
         messages = [{"role": "user", "content": question},
-                    {"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi)}]
+                    {"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)}]
         if labels.get("turns") == "multi_turn":
             for _ in range(rng.randint(1, 2)):
                 follow = text._fill(rng, rng.choice(text.FOLLOW_UPS), spec.topic)
                 if labels.get("typos") == "typos":
                     follow = text.add_typos(rng, follow)
                 messages.append({"role": "user", "content": follow})
-                messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi)})
+                messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)})
         return {"id": spec.id, "messages": messages}
+
+
+def assign_by_keywords(request: Request) -> str:
+    from agent.sources import Passage, assign
+
+    names = request.schema["properties"]["category"]["enum"]
+    described = dict(re.findall(r"^- (\S+): (.*)$", request.user, re.M))
+    passage = request.user.split("Passage:\n", 1)[-1]
+    return assign([Passage("p", "", "", passage, "")], {n: described.get(n, "") for n in names})[0].category
+
+
+def grounded_facts(rng: random.Random, document: str, drift: bool) -> list[str]:
+    """Two facts from the passage, in a random order; with drift, sometimes one figure in them is invented."""
+    found = text.facts(document)
+    picked = rng.sample(found[:6], min(2, len(found[:6]))) if found else []
+    if drift and picked and rng.random() < DRIFT_UNGROUNDED:
+        i = next((k for k, f in enumerate(picked) if re.search(r"\d", f)), None)
+        if i is not None:  # the first figure, changed: 2.49 -> 3.49, 80 -> 81
+            picked[i] = re.sub(r"\d+", lambda m: str(int(m.group(0)) + 1), picked[i], count=1)
+    return picked
 
 
 def miss(rng: random.Random, labels: dict[str, str]) -> dict[str, str]:

@@ -28,7 +28,7 @@ ADJECTIVES = ["persistent", "ephemeral", "shared", "dedicated", "preemptible", "
 ADVERBS = ["quickly", "safely", "automatically", "manually", "gradually", "immediately", "carefully",
            "reliably", "cheaply", "incrementally", "explicitly", "periodically"]
 CONTEXTS = ["for a fine-tuning run", "before a long training job", "for a team of five", "during a demo",
-            "on a tight budget", "for an overnight experiment", "across two regions", "for a client project",
+            "on a tight budget", "for an overnight experiment", "across several regions", "for a client project",
             "in our staging setup", "while a job is running", "after the last update", "for a research paper",
             "for our inference service", "with a 70B model", "with mixed precision", "for batch inference"]
 CONNECTORS = ["Also,", "In practice,", "Keep in mind that", "Note that", "Beyond that,", "As a rule,",
@@ -171,13 +171,42 @@ def formatted(rng: random.Random, fmt: str, topic: str) -> str:
     return ""
 
 
+def facts(document: str) -> list[str]:
+    """Sentences a grounded answer can state: the passage's sentences (those with figures first) and its
+    table rows read out against their header ("H100 SXM: memory 80 GB, on-demand $2.49/hr")."""
+    out: list[str] = []
+    header: list[str] | None = None
+    lines = document.splitlines()[1:] if "\n" in document else document.splitlines()  # line 1: the heading
+    for line in lines:
+        s = line.strip()
+        if s.startswith("|"):
+            cells = [c.strip() for c in s.strip("|").split("|")]
+            if all(re.fullmatch(r":?-+:?", c) for c in cells if c):
+                continue
+            if header is None:
+                header = cells
+                continue
+            pairs = [f"{h.lower()} {c}" for h, c in zip(header[1:], cells[1:], strict=False) if c]
+            out.append(f"{cells[0]}: {', '.join(pairs)}.")
+            continue
+        header = None
+        for sent in re.split(r"(?<=[.!?])\s+", s.lstrip("-*0123456789. ")):
+            if 4 <= words(sent) <= 35 and sent[-1:] in ".!?":
+                out.append(sent)
+    return sorted(out, key=lambda f: not re.search(r"\d", f))
+
+
 def assistant_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int, hi: int,
-                      undesirable: bool = False) -> str:
+                      undesirable: bool = False, known: list[str] = ()) -> str:
     behaviour = labels.get("behaviour", "standard")
     tone = labels.get("tone", "professional")
     head: list[str] = [rng.choice(OPENERS.get(tone, OPENERS["professional"]))]
+    if known and behaviour in ("standard", "adversarial"):  # grounded: state what the documentation says
+        head += list(known[:2])
     if behaviour == "negative":
         head = [f"I can't help with that, {rng.choice(REFUSAL_REASONS)}.", _fill(rng, rng.choice(REDIRECTS), topic)]
+        if known:
+            head.insert(1, "Our documentation does not cover it, so I don't know; please contact support.")
     elif behaviour == "ambiguous":
         head.append(_fill(rng, "Could you tell me whether you mean the {noun} or the {noun2}, and what you "
                                "are optimizing for {ctx}?", topic))
