@@ -7,6 +7,7 @@ total (largest remainder method), so a person can edit a share or the total by h
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -77,7 +78,9 @@ class Category(Strict):
             return f"{lo}+ {unit}"
         if lo is None:
             return f"up to {hi} {unit}"
-        return f"{lo} {unit}" if lo == hi else f"{lo}-{hi} {unit}"
+        if lo == hi:
+            return f"{lo} {unit.removesuffix('s') if lo == 1 else unit}"
+        return f"{lo}-{hi} {unit}"
 
 
 class Dimension(Strict):
@@ -180,7 +183,7 @@ def _check_distinct(dim: Dimension) -> None:
                 raise ValueError(f"measure {dim.measure}: category {c.name!r} declares no min_{unit} / max_{unit}")
             spans.append((lo or 0, math.inf if hi is None else hi, c.name))
         spans.sort()
-        for (_, hi, a), (lo, _, b) in zip(spans, spans[1:]):
+        for (_, hi, a), (lo, _, b) in itertools.pairwise(spans):
             if lo <= hi:
                 raise ValueError(f"measure {dim.measure}: the {unit} ranges of {a!r} and {b!r} overlap, so a "
                                  f"measurement can't tell them apart")
