@@ -254,8 +254,8 @@ class Plan(Strict):
         for i, pair in enumerate(self.exclusions):
             for item in pair:
                 dim_name, _, cat_name = item.partition("=")
-                dim = self.dimensions.get(dim_name)
-                if dim is None or dim.category(cat_name) is None:
+                named = self.dimensions.get(dim_name)
+                if named is None or named.category(cat_name) is None:
                     raise ValueError(f"exclusions[{i}]: {item!r} names no dimension=category of this plan")
         return self
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from agent.plan import Category, Dimension, Generation, Measure, Plan
 from agent.requirements import Requirements, slug
 
@@ -98,7 +100,7 @@ def _dim(rows, description: str, measure: Measure = "trusted", shares: dict[str,
     return Dimension(description=description, measure=measure, categories=cats)
 
 
-def renormalise(shares: dict[str, float], zero: set[str] = frozenset()) -> dict[str, float]:
+def renormalise(shares: dict[str, float], zero: AbstractSet[str] = frozenset()) -> dict[str, float]:
     kept = {k: (0.0 if k in zero else v) for k, v in shares.items()}
     s = sum(kept.values())
     return {k: v / s for k, v in kept.items()}
@@ -229,7 +231,8 @@ def default_model(provider: str) -> str:
 
 def _has(dims: dict[str, Dimension], item: str) -> bool:
     d, _, c = item.partition("=")
-    return d in dims and dims[d].category(c) is not None and (dims[d].category(c).share or 0) > 0
+    cat = dims[d].category(c) if d in dims else None
+    return cat is not None and cat.share > 0
 
 
 SIZE_GUIDANCE = (

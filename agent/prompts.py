@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def system_prompt(plan: Plan) -> str:
     return _system(plan.model_dump_json(), plan.record_shape)
 
 
-def build_request(plan: Plan, specs: list[Spec], *, avoid: list[str] = (), steering: dict | None = None,
+def build_request(plan: Plan, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                   temperature: float | None = None, system: str | None = None) -> Request:
     steering = steering or {}
     user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid),
