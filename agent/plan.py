@@ -48,11 +48,12 @@ class Category(Strict):
     share: float = Field(ge=0, le=1)
     quota: int | None = Field(default=None, description="derived from share and total on every load")
     description: str = ""
-    # What the dimension's measure expects of this category (only the fields of that measure may be set):
-    # response_words / input_words: an inclusive word range (a missing bound is open)
+    # What the dimension's measure expects of this category (a value of another measure is refused on load):
+    # response_words / input_words: an inclusive word range (a missing bound is open; allowed on any
+    # dimension, where it only reaches the prompt and the output budget)
     min_words: int | None = Field(default=None, ge=0)
     max_words: int | None = Field(default=None, ge=1)
-    # turns: how many user turns (single turn: min 1, max 1; multi-turn: min 2, no max)
+    # turns: how many user turns, inclusive (the planner's single turn: 1-1, multi-turn: 2-3)
     min_turns: int | None = Field(default=None, ge=1)
     max_turns: int | None = Field(default=None, ge=1)
     # code: whether the reply holds code or a worked example; typos: whether the user writes with typos
