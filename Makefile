@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check agent tests bench
 
 test: lint
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 test-long: $(STAMP)

@@ -69,20 +69,25 @@ def interview(answers: Path | None, out_dir: Path, force: bool, approve: bool | 
 @click.argument("source", type=PlanPath)
 @click.option("-o", "--out", type=PlanPath, help="Where to write the plan (default plans/<name>.yaml).")
 @click.option("--show", is_flag=True, help="SOURCE is a plan: show it as tables (quotas recomputed).")
+@click.option("--save", is_flag=True, help="With --show: write the plan back with its measures declared.")
 @click.option("--force", is_flag=True, help="Overwrite an existing plan file.")
 @click.option("--brainstorm", is_flag=True, help="SOURCE is a plan: ask its provider for topics per domain category.")
 @click.option("--per-category", type=click.IntRange(1, 500), help="Topics to ask for per category (default: 120 in all).")
 @click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="With --brainstorm.")
 @click.option("--model", help="With --brainstorm.")
 @click.option("--api-key", help="With --brainstorm (better: the provider's environment variable).")
-def plan(source: Path, out: Path | None, show: bool, force: bool, brainstorm: bool, per_category, provider, model,
-         api_key) -> None:
+def plan(source: Path, out: Path | None, show: bool, save: bool, force: bool, brainstorm: bool, per_category,
+         provider, model, api_key) -> None:
     """Turn a requirements file into a plan, --show a plan, or --brainstorm its topics."""
     from agent.plan import load_plan, save_plan
     from agent.show import plan_tables
 
     if show:
-        plan_tables(load_plan(source), stdout_console())
+        shown = load_plan(source)
+        plan_tables(shown, stdout_console())
+        if save and shown.inferred_measures():
+            save_plan(shown, out or source)
+            click.echo(f"Saved {out or source} with the measures of {', '.join(shown.inferred_measures())} declared.")
         return
     if brainstorm:
         import asyncio

@@ -8,6 +8,7 @@ which keeps every dimension's counts unchanged.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from agent.plan import quotas
 
@@ -39,7 +40,7 @@ def violations(spec: dict[str, str], exclusions: list[tuple[str, str]]) -> list[
 
 
 def draw(available: Counts, n: int, rng: random.Random,
-         exclusions: list[tuple[str, str]] = ()) -> list[dict[str, str]]:
+         exclusions: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
     """n label sets whose per-dimension counts are the exact proportional share of `available`."""
     n = min([n] + [sum(cats.values()) for cats in available.values()])
     if n <= 0:

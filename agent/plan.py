@@ -7,19 +7,33 @@ total (largest remainder method), so a person can edit a share or the total by h
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from agent.yamlfile import StrictScalars, dump_yaml, load_model, write_atomic
 
 OutputFormat = Literal["openai", "alpaca", "sharegpt", "dpo", "kto"]
 SpecialFormat = Literal["code", "lists", "tables", "json"]
-# How the auditor decides which category an example really belongs to.
+# How the auditor decides which category an example really belongs to ("trusted": it takes the label as asked).
 Measure = Literal["trusted", "response_words", "input_words", "turns", "code", "typos", "format"]
+FormatName = Literal["plain", "list", "table", "json"]
+# the Category fields each measure reads: a category declares its value there, and only there
+MEASURE_FIELDS: dict[str, tuple[str, ...]] = {
+    "trusted": (), "response_words": ("min_words", "max_words"), "input_words": ("min_words", "max_words"),
+    "turns": ("min_turns", "max_turns"), "code": ("code",), "typos": ("typos",), "format": ("format",),
+}
+# a word range may sit on any dimension (it is told to the model and sizes the output budget); the other
+# values mean nothing but to their measure, so setting one elsewhere is a mistake to report
+MEASURE_ONLY_FIELDS = ("min_turns", "max_turns", "code", "typos", "format")
+
+log = logging.getLogger(__name__)
 
 SHARE_TOLERANCE = 1e-6
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -34,14 +48,40 @@ class Category(Strict):
     share: float = Field(ge=0, le=1)
     quota: int | None = Field(default=None, description="derived from share and total on every load")
     description: str = ""
+    # What the dimension's measure expects of this category (a value of another measure is refused on load):
+    # response_words / input_words: an inclusive word range (a missing bound is open; allowed on any
+    # dimension, where it only reaches the prompt and the output budget)
     min_words: int | None = Field(default=None, ge=0)
     max_words: int | None = Field(default=None, ge=1)
+    # turns: how many user turns, inclusive (the planner's single turn: 1-1, multi-turn: 2-3)
+    min_turns: int | None = Field(default=None, ge=1)
+    max_turns: int | None = Field(default=None, ge=1)
+    # code: whether the reply holds code or a worked example; typos: whether the user writes with typos
+    code: bool | None = None
+    typos: bool | None = None
+    # format: what the reply is laid out as
+    format: FormatName | None = None
 
     @model_validator(mode="after")
-    def _word_range(self) -> Category:
-        if self.min_words is not None and self.max_words is not None and self.min_words > self.max_words:
-            raise ValueError(f"min_words {self.min_words} is above max_words {self.max_words}")
+    def _ranges(self) -> Category:
+        for unit in ("words", "turns"):
+            lo, hi = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"min_{unit} {lo} is above max_{unit} {hi}")
         return self
+
+    def range_text(self, unit: str) -> str:
+        """'50-150 words', '2+ turns', 'up to 20 words'; '' when the category declares no such range."""
+        lo, hi = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
+        if lo is None and hi is None:
+            return ""
+        if hi is None:
+            return f"{lo}+ {unit}"
+        if lo is None:
+            return f"up to {hi} {unit}"
+        if lo == hi:
+            return f"{lo} {unit.removesuffix('s') if lo == 1 else unit}"
+        return f"{lo}-{hi} {unit}"
 
 
 class Dimension(Strict):
@@ -61,8 +101,93 @@ class Dimension(Strict):
             raise ValueError(f"shares sum to {total:.6g}, they must sum to 1 (change a share so they do)")
         return cats
 
+    # set when this load had to infer the measure's per-category values from the category names
+    _inferred: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _declared(self) -> Dimension:
+        own = MEASURE_FIELDS[self.measure]
+        for c in self.categories:
+            stray = [f for f in MEASURE_ONLY_FIELDS if f not in own and getattr(c, f) is not None]
+            if stray:
+                raise ValueError(f"category {c.name!r} sets {', '.join(stray)} but this dimension measures "
+                                 f"{self.measure}: remove {'them' if len(stray) > 1 else 'it'} or change the measure")
+        if self.measure in ("code", "typos", "turns", "format") and any(
+                all(getattr(c, f) is None for f in own) for c in self.categories):
+            if any(getattr(c, f) is not None for c in self.categories for f in own):
+                missing = [c.name for c in self.categories if all(getattr(c, f) is None for f in own)]
+                raise ValueError(f"measure {self.measure}: categories {', '.join(missing)} declare no "
+                                 f"{' / '.join(own)} (every category of a measured dimension needs one)")
+            _infer(self)
+            self._inferred = True
+        _check_distinct(self)
+        return self
+
+    @property
+    def inferred(self) -> bool:
+        return self._inferred
+
     def category(self, name: str) -> Category | None:
         return next((c for c in self.categories if c.name == name), None)
+
+
+# The name rules plans used before measures were declared; applied once at load to a plan that declares none.
+_LEGACY_PATTERNS = {"code": r"^(?!without|no_).*(?:with|example|code)", "typos": r"typo|informal|noisy|misspel",
+                    "turns": r"multi"}
+_HOW_TO_DECLARE = {
+    "code": "code: true on the category whose replies hold code or a worked example, code: false on the other",
+    "typos": "typos: true on the category whose users write with typos, typos: false on the other",
+    "turns": "min_turns: 1 and max_turns: 1 on the single-turn category, min_turns: 2 on the multi-turn one",
+    "format": "format: plain, list, table or json on every category",
+}
+
+
+def _infer(dim: Dimension) -> None:
+    cats = dim.categories
+    if dim.measure == "format":
+        names = {c.name: c.name.lower().removesuffix("s") for c in cats}
+        if not all(n in ("plain", "list", "table", "json") for n in names.values()):
+            raise ValueError(f"measure format: declare {_HOW_TO_DECLARE['format']} (the names don't say which)")
+        for c in cats:
+            c.format = names[c.name]  # type: ignore[assignment]
+        return
+    positive = [bool(re.search(_LEGACY_PATTERNS[dim.measure], c.name, re.I)) for c in cats]
+    if positive.count(True) != 1 or positive.count(False) != 1:
+        raise ValueError(f"measure {dim.measure}: the category names don't say which is which; declare "
+                         f"{_HOW_TO_DECLARE[dim.measure]}")
+    for c, flag in zip(cats, positive, strict=True):
+        if dim.measure == "turns":
+            c.min_turns, c.max_turns = (2, None) if flag else (1, 1)
+        else:
+            setattr(c, dim.measure, flag)
+
+
+def _check_distinct(dim: Dimension) -> None:
+    """Every category of a measured dimension can be told apart from the others by its measure."""
+    own = MEASURE_FIELDS[dim.measure]
+    if dim.measure in ("code", "typos", "format"):
+        seen: dict[object, str] = {}
+        for c in dim.categories:
+            value = getattr(c, own[0])
+            if value is None:
+                raise ValueError(f"measure {dim.measure}: category {c.name!r} declares no {own[0]}")
+            if value in seen:
+                raise ValueError(f"measure {dim.measure}: categories {seen[value]!r} and {c.name!r} both declare "
+                                 f"{own[0]}: {json.dumps(value)}, so no measurement can tell them apart")
+            seen[value] = c.name
+    elif dim.measure != "trusted":
+        unit = own[0].removeprefix("min_")
+        spans = []
+        for c in dim.categories:
+            lo, hi = getattr(c, f"min_{unit}"), getattr(c, f"max_{unit}")
+            if lo is None and hi is None:
+                raise ValueError(f"measure {dim.measure}: category {c.name!r} declares no min_{unit} / max_{unit}")
+            spans.append((lo or 0, math.inf if hi is None else hi, c.name))
+        spans.sort()
+        for (_, hi, a), (lo, _, b) in itertools.pairwise(spans):
+            if lo <= hi:
+                raise ValueError(f"measure {dim.measure}: the {unit} ranges of {a!r} and {b!r} overlap, so a "
+                                 f"measurement can't tell them apart")
 
 
 class Generation(Strict):
@@ -135,10 +260,15 @@ class Plan(Strict):
         for i, pair in enumerate(self.exclusions):
             for item in pair:
                 dim_name, _, cat_name = item.partition("=")
-                dim = self.dimensions.get(dim_name)
-                if dim is None or dim.category(cat_name) is None:
+                named = self.dimensions.get(dim_name)
+                if named is None or named.category(cat_name) is None:
                     raise ValueError(f"exclusions[{i}]: {item!r} names no dimension=category of this plan")
         return self
+
+    def inferred_measures(self) -> list[str]:
+        """Dimensions whose measure values this load inferred from category names (a plan from before
+        measures were declared): saving the plan writes them down."""
+        return [d for d, dim in self.dimensions.items() if dim.inferred]
 
     @property
     def record_shape(self) -> Literal["chat", "preference", "kto"]:
@@ -177,7 +307,12 @@ def quotas(shares: list[float], total: int) -> list[int]:
 
 
 def load_plan(path: str | Path) -> Plan:
-    return load_model(Path(path), Plan, "plan")
+    plan = load_model(Path(path), Plan, "plan")
+    inferred = plan.inferred_measures()
+    if inferred:
+        log.warning("%s: the measures of %s were inferred from category names; save them in the plan with "
+                    "`datagen plan --show --save %s`", path, ", ".join(inferred), path)
+    return plan
 
 
 def plan_yaml(plan: Plan) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from agent.plan import Category, Dimension, Generation, Plan
+from collections.abc import Set as AbstractSet
+
+from agent.plan import Category, Dimension, Generation, Measure, Plan
 from agent.requirements import Requirements, slug
 
-# (name, share, description[, min_words, max_words]); descriptions tell the model what makes an
-# example belong to the category, and are quoted into the prompts.
+# (name, share, description[, declared measure values]); descriptions tell the model what makes an
+# example belong to the category, and are quoted into the prompts. Ranges live only in the declared values
+# (the prompts render them from there), never in a description, so an edited range reaches the model.
 QUESTION_TYPES = [
     ("factual", 0.35, "Factual/informational: a direct question with a clear, specific answer ('What is X?', 'What are the specs of Y?')."),
     ("instructional", 0.28, "Instructional/how-to: step-by-step guidance, a process or a configuration ('How do I deploy ...?')."),
@@ -35,15 +38,17 @@ DIFFICULTY = [
     ("medium", 0.40, "Medium: multi-step reasoning."),
     ("hard", 0.20, "Hard: complex analysis and trade-offs."),
 ]
+# seed 000: short 50-150, medium 150-400, long "400-800+" (open-ended: 1200 is where it stops)
 RESPONSE_LENGTH = [
-    ("short", 0.30, "Short answer of 50-150 words: a quick fact or a simple how-to.", 50, 150),
-    ("medium", 0.50, "Medium answer of 151-400 words: a standard explanation with examples.", 151, 400),
-    ("long", 0.20, "Long answer of 401-800 words: a complex topic or a comprehensive guide.", 401, 1200),
+    ("short", 0.30, "Short answer: a quick fact or a simple how-to.", {"min_words": 50, "max_words": 150}),
+    ("medium", 0.50, "Medium answer: a standard explanation with examples.", {"min_words": 151, "max_words": 400}),
+    ("long", 0.20, "Long answer: a complex topic or a comprehensive guide.", {"min_words": 401, "max_words": 1200}),
 ]
+# seed 000: short 5-20, medium 20-100, long "100-200+"
 INPUT_LENGTH = [
-    ("short", 0.40, "Short user message of 5-20 words.", 1, 20),
-    ("medium", 0.40, "Medium user message of 21-100 words, with some context.", 21, 100),
-    ("long", 0.20, "Long user message of 101-200 words: detailed context, logs or constraints.", 101, 400),
+    ("short", 0.40, "Short user message.", {"min_words": 5, "max_words": 20}),
+    ("medium", 0.40, "Medium user message, with some context.", {"min_words": 21, "max_words": 100}),
+    ("long", 0.20, "Long user message: detailed context, logs or constraints.", {"min_words": 101, "max_words": 400}),
 ]
 TONES = [
     ("professional", 0.40, "Professional/technical: precise terminology, formal."),
@@ -51,20 +56,20 @@ TONES = [
     ("mixed", 0.20, "Mixed: technical content in approachable language."),
 ]
 EXAMPLES = [
-    ("with_examples", 0.60, "With code or a concrete example: practical and actionable (a code block, a command or a worked example)."),
-    ("conceptual", 0.40, "Conceptual only: theory, explanation and principles, no code block."),
+    ("with_examples", 0.60, "With code or a concrete example: practical and actionable (a code block, a command or a worked example).", {"code": True}),
+    ("conceptual", 0.40, "Conceptual only: theory, explanation and principles, no code block.", {"code": False}),
 ]
 OPENNESS = [
     ("open", 0.60, "Open-ended: exploratory, several approaches, context-dependent."),
     ("closed", 0.40, "Closed: yes/no, a specific value or a definite answer."),
 ]
 TURNS = [
-    ("single_turn", 0.90, "Single turn: one user message and one assistant reply."),
-    ("multi_turn", 0.10, "Multi-turn: 2-3 user turns with follow-ups, clarifications or progressive refinement."),
+    ("single_turn", 0.90, "Single turn: one user message and one assistant reply.", {"min_turns": 1, "max_turns": 1}),
+    ("multi_turn", 0.10, "Multi-turn: follow-ups, clarifications or progressive refinement.", {"min_turns": 2, "max_turns": 3}),
 ]
 TYPOS = [
-    ("clean", 0.95, "Clean user language: correct spelling and grammar."),
-    ("typos", 0.05, "Real user language: typos, misspellings, informal phrasing (e.g. 'pls', 'dont', 'teh')."),
+    ("clean", 0.95, "Clean user language: correct spelling and grammar.", {"typos": False}),
+    ("typos", 0.05, "Real user language: typos, misspellings, informal phrasing (e.g. 'pls', 'dont', 'teh').", {"typos": True}),
 ]
 KTO_LABELS = [
     ("desirable", 0.50, "Desirable (label true): the completion is correct, helpful and on-tone."),
@@ -86,23 +91,16 @@ DEFAULT_EXCLUSIONS = [
 ]
 
 
-def _dim(rows, description: str, measure: str = "trusted", shares: dict[str, float] | None = None) -> Dimension:
+def _dim(rows, description: str, measure: Measure = "trusted", shares: dict[str, float] | None = None) -> Dimension:
     cats = []
     for row in rows:
-        name, share, desc, *words = row
-        cats.append(
-            Category(
-                name=name,
-                share=round((shares or {}).get(name, share), 10),
-                description=desc,
-                min_words=words[0] if words else None,
-                max_words=words[1] if words else None,
-            )
-        )
+        name, share, desc, *declared = row
+        cats.append(Category(name=name, share=round((shares or {}).get(name, share), 10), description=desc,
+                             **(declared[0] if declared else {})))
     return Dimension(description=description, measure=measure, categories=cats)
 
 
-def renormalise(shares: dict[str, float], zero: set[str] = frozenset()) -> dict[str, float]:
+def renormalise(shares: dict[str, float], zero: AbstractSet[str] = frozenset()) -> dict[str, float]:
     kept = {k: (0.0 if k in zero else v) for k, v in shares.items()}
     s = sum(kept.values())
     return {k: v / s for k, v in kept.items()}
@@ -135,8 +133,8 @@ def format_dimension(req: Requirements) -> Dimension | None:
     chosen = [FORMAT_NAMES[f] for f in req.special_formats if f in FORMAT_NAMES]
     if not chosen:
         return None
-    rows = [("plain", 0.5, FORMAT_DESCRIPTIONS["plain"])]
-    rows += [(name, 0.5 / len(chosen), FORMAT_DESCRIPTIONS[name]) for name in chosen]
+    rows = [("plain", 0.5, FORMAT_DESCRIPTIONS["plain"], {"format": "plain"})]
+    rows += [(name, 0.5 / len(chosen), FORMAT_DESCRIPTIONS[name], {"format": name}) for name in chosen]
     return _dim(rows, "Response formats the user asked for", measure="format")
 
 
@@ -240,7 +238,8 @@ def default_model(provider: str) -> str:
 
 def _has(dims: dict[str, Dimension], item: str) -> bool:
     d, _, c = item.partition("=")
-    return d in dims and dims[d].category(c) is not None and (dims[d].category(c).share or 0) > 0
+    cat = dims[d].category(c) if d in dims else None
+    return cat is not None and cat.share > 0
 
 
 SIZE_GUIDANCE = (

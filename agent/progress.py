@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -43,7 +44,7 @@ class RichProgress:
         self.bar = Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, transient=False)
-        self.task = None
+        self.task: TaskID | None = None
 
     def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False,
                priced: bool = True) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,15 @@ def output_budget(plan: Plan, specs: list[Spec]) -> int:
     when set, is a cap."""
     total = 0.0
     for s in specs:
-        words = 0
+        words, turns = 0.0, 1.0
         for d, c in s.labels.items():
             cat = plan.dimensions[d].category(c) if d in plan.dimensions else None
             if cat is not None and cat.max_words:
                 words += cat.max_words
-        words = words or 400   # a plan without word ranges: a medium answer
-        if "multi" in s.labels.get("turns", ""):
-            words *= 2.5       # 2-3 user turns, each answered
+            if cat is not None and cat.min_turns is not None:
+                # the middle of the declared range (2+ turns: 2.5): each user turn is answered
+                turns = max(turns, (cat.min_turns + (cat.max_turns or cat.min_turns + 1)) / 2)
+        words = (words or 400) * turns   # a plan without word ranges: a medium answer
         if plan.record_shape == "preference":
             words *= 2         # chosen and rejected
         total += words * WORDS_TO_TOKENS + JSON_TOKENS_PER_EXAMPLE
@@ -57,10 +59,14 @@ def output_budget(plan: Plan, specs: list[Spec]) -> int:
 
 
 def word_ranges(plan: Plan) -> dict[str, dict[str, str]]:
-    return {
-        d: {c.name: f"{c.min_words}-{c.max_words} words" for c in dim.categories if c.min_words is not None}
-        for d, dim in plan.dimensions.items()
-    }
+    """dimension -> category -> its declared range ('50-150 words', '2+ turns'), for the categories that have one."""
+    out: dict[str, dict[str, str]] = {}
+    for d, dim in plan.dimensions.items():
+        for c in dim.categories:
+            text = c.range_text("words") or c.range_text("turns")
+            if text:
+                out.setdefault(d, {})[c.name] = text
+    return out
 
 
 def spec_lines(plan: Plan, specs: list[Spec]) -> list[str]:
@@ -110,16 +116,17 @@ def documents(user: str) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def _system(plan_json: str, shape: str) -> str:
-    return render("system.j2", plan=Plan.model_validate_json(plan_json), shape=shape)
+    plan = Plan.model_validate_json(plan_json)
+    return render("system.j2", plan=plan, shape=shape, ranges=word_ranges(plan))
 
 
 def system_prompt(plan: Plan) -> str:
     return _system(plan.model_dump_json(), plan.record_shape)
 
 
-def build_request(plan: Plan, specs: list[Spec], *, avoid: list[str] = (), steering: dict | None = None,
+def build_request(plan: Plan, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                   temperature: float | None = None, system: str | None = None,
-                  references: list[tuple[str, str]] = ()) -> Request:
+                  references: Sequence[tuple[str, str]] = ()) -> Request:
     steering = steering or {}
     # grounding: each passage once, however many specs use it; references: real examples, style only
     docs = {s.passage: s.document for s in specs if s.passage}
@@ -188,11 +195,14 @@ def judge_request(plan: Plan, specs: list[Spec], texts: dict[str, tuple[str, str
                    seed=g.seed, specs=tuple(s for s in specs if s.id in texts), purpose="judge")
 
 
+TOPIC_WORDS = "3-8"   # a topic is a noun phrase, not a question: the brainstorm prompt asks for this length
+
+
 def brainstorm_request(plan: Plan, category, count: int) -> Request:
     schema = {"type": "object", "additionalProperties": False, "required": ["topics"],
               "properties": {"topics": {"type": "array", "items": {"type": "string"}}}}
     g = plan.generation
     return Request(system="You help plan diverse synthetic datasets. Reply with JSON only.",
-                   user=render("brainstorm.j2", plan=plan, category=category, count=count), schema=schema,
+                   user=render("brainstorm.j2", plan=plan, category=category, count=count, topic_words=TOPIC_WORDS), schema=schema,
                    schema_name="topics", model=g.model, temperature=1.0, max_tokens=2000, timeout=g.timeout_seconds,
                    seed=g.seed, purpose="brainstorm")

@@ -27,7 +27,7 @@ class Requirements(Strict):
     tone: ToneChoice = "varied"
     style_notes: str = ""
     response_length: LengthChoice = "varied"
-    special_formats: list[SpecialFormat] = Field(default_factory=lambda: ["code", "lists"])
+    special_formats: list[SpecialFormat] = Field(default_factory=lambda: list[SpecialFormat](["code", "lists"]))
     subject_areas: list[str] = Field(default_factory=list, description="the company's domain categories")
     distribution: Literal["even", "weighted"] = "even"
     area_weights: dict[str, float] = Field(default_factory=dict)

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from agent.coverage import coverage
 from agent.coverage import lines as coverage_lines
-from agent.plan import Plan
+from agent.plan import Category, Plan
 
 
 def plan_tables(plan: Plan, console: Console) -> None:
@@ -23,17 +23,34 @@ def plan_tables(plan: Plan, console: Console) -> None:
         table.add_column("category")
         table.add_column("share", justify="right")
         table.add_column("quota", justify="right")
+        measured = dim.measure != "trusted"
+        if measured:
+            table.add_column("measured as" + (" (inferred)" if dim.inferred else ""))
         table.add_column("what belongs here", overflow="fold", max_width=70)
         for c in dim.categories:
-            table.add_row(c.name, f"{c.share:.1%}", f"{c.quota:,}", c.description)
+            table.add_row(c.name, f"{c.share:.1%}", f"{c.quota:,}", *([declared(c, dim.measure)] if measured else []),
+                          c.description)
         table.add_row("[bold]total", f"{sum(c.share for c in dim.categories):.0%}",
-                      f"[bold]{sum(c.quota or 0 for c in dim.categories):,}", "")
+                      f"[bold]{sum(c.quota or 0 for c in dim.categories):,}", *([""] if measured else []), "")
         console.print(table)
     if plan.exclusions:
         console.print("Not drawn together where avoidable: " + "; ".join(f"{a} + {b}" for a, b in plan.exclusions))
     if plan.topics:
         n = sum(len(v) for v in plan.topics.values())
         console.print(f"Topics: {n} across {len(plan.topics)} domain categories")
+    if plan.inferred_measures():
+        console.print(f"[yellow]Note:[/yellow] the measures of {', '.join(plan.inferred_measures())} were inferred from "
+                      "category names (a plan from before measures were declared); add --save to write them into the plan.")
+
+
+def declared(c: Category, measure: str) -> str:
+    """What a category declares for its dimension's measure, as a person reads it."""
+    if measure in ("response_words", "input_words"):
+        return c.range_text("words") or "-"
+    if measure == "turns":
+        return c.range_text("turns")
+    value = getattr(c, measure)
+    return {True: "yes", False: "no"}.get(value, str(value)) if measure != "format" else str(value)
 
 
 def fill_tables(plan: Plan, counts: dict[str, dict[str, int]], console: Console) -> None:

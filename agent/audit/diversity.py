@@ -209,7 +209,8 @@ class DiversityTracker:
 
     def common_phrases(self, k: int = 40) -> list[str]:
         """The k word 3-grams held by the most examples: the avoid list for the next prompts."""
-        return [self._spell(key) for key, _ in self._totals.index.most_common(k)]
+        # the running totals are built large=True, so their index is an OverlapIndex
+        return [self._spell(key) for key, _ in self._totals.index.most_common(k)]  # type: ignore[union-attr]
 
     def _spell(self, key: int) -> str:
         ids = ((key >> 2 * _ID_BITS) & _ID_MASK, (key >> _ID_BITS) & _ID_MASK, key & _ID_MASK)

@@ -6,15 +6,17 @@ auditor compares that with the requested label and rejects off-spec examples.
 
   response_words  words of the (last) assistant reply / chosen / completion, bucketed by min..max_words
   input_words     words of the first user message / prompt, bucketed the same way
-  turns           user turns: 1 -> the category without "multi" in its name, 2+ -> the one with it
-  code            with_examples when the reply has a fenced or indented code block, an inline code span of
-                  2+ tokens or a call/assignment (`pip install x`, `f(x)`, `a=b`), or a worked example:
-                  "for example" / "for instance" / "e.g." followed in the same sentence by a digit, a
-                  quoted value or code; conceptual otherwise
-  typos           a spelling and register check over the user turns (see typo_signals)
-  format          json (a fenced block that parses to an object/array), table (header + separator row),
-                  list (a list of 2+ items), else plain; when several are present the requested one wins,
-                  else the first of json, table, list
+  turns           user turns, bucketed by each category's min..max_turns
+  code            the category declaring `code: true` when the reply has a fenced or indented code block, an
+                  inline code span of 2+ tokens or a call/assignment (`pip install x`, `f(x)`, `a=b`), or a
+                  worked example: "for example" / "for instance" / "e.g." followed in the same sentence by a
+                  digit, a quoted value or code; the one declaring `code: false` otherwise
+  typos           the category declaring `typos: true` when a spelling and register check over the user turns
+                  finds typos (see typo_signals), else the `typos: false` one
+  format          the category declaring `format:` json (a fenced block that parses to an object/array), table
+                  (header + separator row), list (a list of 2+ items), else plain; when several are present the
+                  requested one wins, else the first of json, table, list
+Every decision reads what the plan declares (agent/plan.py validates it on load), never a category's name.
 A word is a whitespace-separated token holding a letter or digit (so list numbers count, "-" and "|" don't).
 """
 
@@ -30,7 +32,7 @@ from markdown_it import MarkdownIt
 from spellchecker import SpellChecker
 
 from agent.example import response_text, user_text, user_turns
-from agent.plan import Category, Dimension, Plan
+from agent.plan import Dimension, Plan
 
 FORMAT_ORDER = ("json", "table", "list")
 _MD = MarkdownIt("commonmark").enable("table")   # parses what a reader sees: lists inside fences don't count
@@ -49,12 +51,13 @@ def word_count(text: str) -> int:
     return len(text.split()) - len(_NO_WORD_TOKEN.findall(text))
 
 
-def bucket(words: int, dimension: Dimension) -> str | None:
-    """The first category whose [min_words, max_words] holds `words` (inclusive; a missing bound is open)."""
+def bucket(words: int, dimension: Dimension, unit: str = "words") -> str | None:
+    """The first category whose [min_<unit>, max_<unit>] holds the count (inclusive; a missing bound is open)."""
     for cat in dimension.categories:
-        if cat.min_words is None and cat.max_words is None:
+        lo, hi = getattr(cat, f"min_{unit}"), getattr(cat, f"max_{unit}")
+        if lo is None and hi is None:
             continue
-        if (cat.min_words is None or words >= cat.min_words) and (cat.max_words is None or words <= cat.max_words):
+        if (lo is None or words >= lo) and (hi is None or words <= hi):
             return cat.name
     return None
 
@@ -70,35 +73,27 @@ def measure(record: dict[str, Any], plan: Plan, requested: dict[str, str] | None
         elif dim.measure == "input_words":
             out[name] = bucket(word_count(user_text(record)), dim)
         elif dim.measure == "turns":
-            out[name] = _pick(dim, r"multi", user_turns(record) >= 2) if user_turns(record) >= 1 else None
+            out[name] = bucket(user_turns(record), dim, "turns")
         elif dim.measure == "code":
-            out[name] = _pick(dim, r"^(?!without|no_).*(?:with|example|code)", has_example(reply))
+            out[name] = _declaring(dim, "code", has_example(reply))
         elif dim.measure == "typos":
-            out[name] = _pick(dim, r"typo|informal|noisy|misspel", has_typos(_user_texts(record)))
+            out[name] = _declaring(dim, "typos", has_typos(_user_texts(record)))
         elif dim.measure == "format":
             out[name] = _format(dim, formats_found(reply), (requested or {}).get(name))
     return out
 
 
-def _pick(dim: Dimension, positive: str, flag: bool) -> str | None:
-    """Two-way dimensions: the first category whose name matches `positive` when flag, else the first other."""
-    matches = [c.name for c in dim.categories if re.search(positive, c.name, re.I)]
-    others = [c.name for c in dim.categories if c.name not in matches]
-    pool = matches if flag else others
-    return pool[0] if pool else None
+def _declaring(dim: Dimension, field_name: str, value: object) -> str | None:
+    """The category that declares `field_name: value` (the plan validates that at most one does)."""
+    return next((c.name for c in dim.categories if getattr(c, field_name) == value), None)
 
 
 def _format(dim: Dimension, found: list[str], requested: str | None) -> str | None:
-    names = {_format_name(c): c.name for c in dim.categories}
     if not found:
-        return names.get("plain")
-    want = _format_name(dim.category(requested)) if requested and dim.category(requested) else None
-    chosen = want if want in found else found[0]
-    return names.get(chosen)
-
-
-def _format_name(cat: Category | None) -> str:
-    return cat.name.lower().removesuffix("s") if cat else ""     # the plan may say "lists" / "tables"
+        return _declaring(dim, "format", "plain")
+    asked = dim.category(requested) if requested else None
+    want = asked.format if asked else None
+    return _declaring(dim, "format", want if want in found else found[0])
 
 
 def _user_texts(record: dict[str, Any]) -> list[str]:

@@ -140,7 +140,8 @@ def text_fields(obj: dict[str, Any], fmt: str, record: dict[str, Any] | None = N
     record = record if record is not None else formats.to_canonical(obj, fmt)
     shape = SHAPE_OF[fmt]
     if shape == "chat":
-        out, seen = [], Counter()
+        out: list[tuple[str, str, str]] = []
+        seen: Counter[str] = Counter()
         for m in record["messages"]:
             if m["role"] in ("user", "assistant"):
                 seen[m["role"]] += 1

@@ -33,7 +33,7 @@ from agent.export.validate import MAX_LINE_BYTES, iter_lines
 from agent.yamlfile import open_input
 
 DETECT_WITHIN = 1000   # rows read ahead to find the first one in a known format
-_SPACE = re.compile(r"[ \t\r\n]*")
+_SPACE = re.compile(r"[ \t\r\n]*")   # matches anywhere (all optional): .match() is never None
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _array(path: Path, raw: bytes) -> Iterator[Line]:
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not valid UTF-8 (byte {e.start}); expected a JSON or JSONL file") from None
     decoder = json.JSONDecoder()
-    pos = _SPACE.match(text).end() + 1          # past "["
+    pos = _SPACE.match(text).end() + 1  # type: ignore[union-attr]  # past "["
     line, counted = 1, 0
 
     def fail(at: int, what: str) -> InputError:
@@ -116,7 +116,7 @@ def _array(path: Path, raw: bytes) -> Iterator[Line]:
         col = at - text.rfind("\n", 0, at)
         return InputError(f"{path}:{row}:{col}: not a valid JSON array: {what}; fix the file or save it as JSONL")
 
-    pos = _SPACE.match(text, pos).end()
+    pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
     if text.startswith("]", pos):
         return
     while True:
@@ -129,14 +129,14 @@ def _array(path: Path, raw: bytes) -> Iterator[Line]:
         except (RecursionError, ValueError) as e:
             raise fail(pos, f"a value Python cannot hold ({type(e).__name__})") from None
         yield Line(line, obj)
-        pos = _SPACE.match(text, end).end()
+        pos = _SPACE.match(text, end).end()  # type: ignore[union-attr]
         if text.startswith("]", pos):
             if text[pos + 1:].strip():
                 raise fail(pos + 1, "text after the closing ']'")
             return
         if not text.startswith(",", pos):
             raise fail(pos, "expected ',' or ']' after an element")
-        pos = _SPACE.match(text, pos + 1).end()
+        pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
 
 
 def detect_format(path: str | Path, lines: Iterable[Line], fmt: str | None = None) -> tuple[str, Iterator[Line]]:

@@ -86,7 +86,7 @@ def to_format(record: dict[str, Any], fmt: str) -> dict[str, Any] | None:
     if fmt == "kto":
         return {"prompt": record["prompt"], "completion": record["completion"], "label": record["label"]}
     if fmt in ("dpo-system", "kto-system"):
-        return {"system": record.get("system") or "", **to_format(record, fmt.removesuffix("-system"))}
+        return {"system": record.get("system") or "", **(to_format(record, fmt.removesuffix("-system")) or {})}
     if fmt == "alpaca-history":
         return _to_alpaca_history(record["messages"])
     if fmt == "dpo-chat":
@@ -202,7 +202,7 @@ CHAT_SHAPED = {
 }
 
 
-def _messages_at(obj: dict[str, Any], path: str) -> Any:
+def _messages_at(obj: Any, path: str) -> Any:
     for part in path.split("."):
         obj = obj.get(part) if isinstance(obj, dict) else None
     return obj
@@ -245,11 +245,11 @@ def to_canonical(obj: dict[str, Any], fmt: str) -> dict[str, Any]:
         user = obj["instruction"] + (f"\n\n{obj['input']}" if obj["input"].strip() else "")
         return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]}
     if fmt == "alpaca-history":
-        system = [{"role": "system", "content": obj["system"]}] if obj["system"] else []
+        head = [{"role": "system", "content": obj["system"]}] if obj["system"] else []
         user = obj["instruction"] + (f"\n\n{obj['input']}" if obj["input"].strip() else "")
         turns = [m for u, a in obj["history"] for m in ({"role": "user", "content": u},
                                                          {"role": "assistant", "content": a})]
-        return {"messages": system + turns + [{"role": "user", "content": user},
+        return {"messages": head + turns + [{"role": "user", "content": user},
                                               {"role": "assistant", "content": obj["output"]}]}
     if fmt == "dpo-chat":
         system, prompt = _from_prompt(obj["prompt"])

@@ -96,7 +96,7 @@ def split(items: Iterable[Item], share: float, threshold: float, seed: int = 0,
         texts.append(item.text)
         hit = index.find(item.text)
         if hit is not None:
-            groups.union(i, hit[0])
+            groups.union(i, hit[0])  # type: ignore[arg-type]  # the ids added above are ints
         index.add(i, item.text)
     del index
     n = len(ids)
