@@ -33,6 +33,7 @@ def render(name: str, **context: Any) -> str:
 WORDS_TO_TOKENS = 1.4     # English words -> tokens, with a little room for markup
 JSON_TOKENS_PER_EXAMPLE = 60   # the id, keys, quotes and escapes around one example
 OUTPUT_MARGIN = 1.3       # models overrun the upper word bound; a reply cut short loses its last example
+FAITHFUL_SCALE = (1, 5)     # the judge's faithfulness rating (agent.audit.grounding.FAITHFUL_MIN is on it)
 
 
 def output_budget(plan: Plan, specs: list[Spec]) -> int:
@@ -178,19 +179,20 @@ def judge_request(plan: Plan, specs: list[Spec], texts: dict[str, tuple[str, str
     dims = judged_dimensions(plan)
     examples = [{"id": s.id, "user": texts[s.id][0][:2000], "response": texts[s.id][1][:3000],
                  "documentation": s.document[:3000]} for s in specs if s.id in texts]
-    item = {"type": "object", "additionalProperties": False, "required": ["id", *dims],
+    item: dict[str, Any] = {"type": "object", "additionalProperties": False, "required": ["id", *dims],
             "properties": {"id": {"type": "string"},
                            **{d: {"type": "string", "enum": [c.name for c in plan.dimensions[d].categories]}
                               for d in dims}}}
     faithful = any(s.document for s in specs)   # grounded: the judge also rates faithfulness to the passage
     if faithful:
-        item["properties"]["faithful"] = {"type": "integer", "minimum": 1, "maximum": 5}
+        item["properties"]["faithful"] = {"type": "integer", "minimum": FAITHFUL_SCALE[0], "maximum": FAITHFUL_SCALE[1]}
         item["required"].append("faithful")
     schema = {"type": "object", "additionalProperties": False, "required": ["labels"],
               "properties": {"labels": {"type": "array", "items": item}}}
     g = plan.generation
     return Request(system="You classify synthetic training examples exactly and consistently. Reply with JSON only.",
-                   user=render("judge.j2", plan=plan, dims=dims, examples=examples, faithful=faithful), schema=schema,
+                   user=render("judge.j2", plan=plan, dims=dims, examples=examples, faithful=faithful,
+                               scale=FAITHFUL_SCALE), schema=schema,
                    schema_name="labels", model=g.model, temperature=0.0, max_tokens=2000, timeout=g.timeout_seconds,
                    seed=g.seed, specs=tuple(s for s in specs if s.id in texts), purpose="judge")
 

@@ -72,4 +72,5 @@ class References:
 
     def copied(self, text: str) -> tuple[int, float] | None:
         """(which real example, ratio) when `text` near-duplicates one of them."""
-        return self.index.find(text)
+        found = self.index.find(text)
+        return (int(found[0]), found[1]) if found else None  # type: ignore[call-overload]

@@ -83,7 +83,12 @@ def source_files(paths: Iterable[str]) -> list[Path]:
             raise ConfigError(f"sources: {raw} does not exist; fix the path in the plan (relative paths are read "
                               f"from the folder datagen runs in)")
     seen: set[Path] = set()
-    return [f for f in out if not (f.resolve() in seen or seen.add(f.resolve()))]
+    unique = []
+    for f in out:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique
 
 
 # -- reading each kind into (heading level, heading, body) sections ------------------------------------
@@ -116,7 +121,8 @@ class _HTMLSections(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.sections: list[Section] = []
-        self.level, self.heading, self.body = 0, "", []
+        self.level, self.heading = 0, ""
+        self.body: list[str] = []
         self.in_heading = 0
         self.skip = 0
         self.cells: list[str] | None = None
@@ -190,7 +196,8 @@ def pdf_pages(path: Path) -> list[str]:
 def pdf_sections(pages: list[str]) -> list[Section]:
     """PDF text has no markup: a short line without a final period, followed by text, is taken as a heading."""
     sections: list[Section] = []
-    level, heading, body = 0, "", []
+    level, heading = 0, ""
+    body: list[str] = []
     for page in pages:
         for line in page.splitlines():
             s = line.strip()

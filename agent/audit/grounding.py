@@ -14,6 +14,7 @@ Pure functions over text; no model calls. Cost per example: bench/README.md ("Gr
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
@@ -169,7 +170,7 @@ class Support:
         self.urls = sorted({k[1].rstrip("/") for k in self.keys if k[0] == "url"}, key=len, reverse=True)
         self.numbers = {_num(n) for n in re.findall(_NUM, self.text)}
 
-    def supports(self, claim: Claim, answer_numbers: set[float] = frozenset()) -> bool:
+    def supports(self, claim: Claim, answer_numbers: Set[float] = frozenset()) -> bool:
         if claim.key in self.keys:
             return True
         kind = claim.kind
@@ -190,7 +191,7 @@ class Support:
             return self._derived(claim.key[1], answer_numbers | self.numbers)
         return False
 
-    def _derived(self, value: float, numbers: set[float]) -> bool:
+    def _derived(self, value: float, numbers: Set[float]) -> bool:
         """A supported price times one or two stated numbers (a quantity, a number of hours)."""
         factors = [n for n in numbers if 0 < n <= 100_000]
         for price in self.prices:

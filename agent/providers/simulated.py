@@ -13,6 +13,7 @@ import os
 import random
 import re
 import zlib
+from collections.abc import Sequence
 
 from agent import tokens
 from agent.example import Spec
@@ -93,7 +94,7 @@ class SimulatedProvider(Provider):
         props = request.schema["properties"]["labels"]["items"]["properties"]
         out = []
         for spec in request.specs:
-            labels = {d: spec.labels[d] for d in props if d in spec.labels}
+            labels: dict[str, str | int] = {d: spec.labels[d] for d in props if d in spec.labels}
             if self.drift and labels and rng.random() < 0.10:
                 d = rng.choice(sorted(labels))
                 labels[d] = rng.choice(props[d]["enum"])
@@ -102,7 +103,7 @@ class SimulatedProvider(Provider):
             out.append({"id": spec.id, **labels})
         return out
 
-    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str, shown: list[str] = ()) -> dict:
+    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str, shown: Sequence[str] = ()) -> dict:
         labels = dict(spec.labels)
         if self.drift and purpose == "generate" and rng.random() < DRIFT_OFF_SPEC:
             labels = miss(rng, labels)

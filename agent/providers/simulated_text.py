@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 
 VERBS = ["configure", "deploy", "monitor", "resize", "migrate", "debug", "benchmark", "schedule", "attach",
          "detach", "rotate", "restore", "export", "import", "provision", "scale", "pause", "resume", "tag",
@@ -197,7 +198,7 @@ def facts(document: str) -> list[str]:
 
 
 def assistant_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int, hi: int,
-                      undesirable: bool = False, known: list[str] = ()) -> str:
+                      undesirable: bool = False, known: Sequence[str] = ()) -> str:
     behaviour = labels.get("behaviour", "standard")
     tone = labels.get("tone", "professional")
     head: list[str] = [rng.choice(OPENERS.get(tone, OPENERS["professional"]))]
