@@ -76,20 +76,20 @@ def audit(plan: Plan, ledger, console: Console) -> None:
     for col in ("batch", "accepted", "rejected", "failed calls", "duplicates", "top rejection reasons", "mean TTR", "overlap", "verbs", "topics"):
         table.add_column(col, justify="left" if "reason" in col else "right")
     for b in batches:
-        cum = b.get("diversity", {}).get("cumulative", {})
-        top = ", ".join(f"{k} {v}" for k, v in list(b.get("rejections", {}).items())[:3])
-        table.add_row(str(b["batch"]), str(b["accepted"]), str(b["rejected"]), str(b.get("failed_calls", 0)),
-                      str(b.get("duplicates", 0)), top,
+        cum = b.diversity.cumulative
+        top = ", ".join(f"{k} {v}" for k, v in list(b.rejections.items())[:3])
+        table.add_row(str(b.batch), str(b.accepted), str(b.rejected), str(b.failed_calls),
+                      str(b.duplicates), top,
                       _num(cum.get("mean_ttr")), _pct(cum.get("ngram_overlap")), _num(cum.get("unique_verbs"), 0),
                       _num(cum.get("unique_topics"), 0))
     console.print(table)
     last = batches[-1]
-    for s in last.get("shortfalls", []):
+    for s in last.shortfalls:
         console.print(f"[yellow]below threshold[/yellow]: {s}")
-    for u in last.get("unfillable", []):
-        console.print(f"[red]unfillable[/red]: {u['dimension']}.{u['category']} short by {u['short_by']}")
-    if last.get("steering"):
-        console.print(f"next batches steered with: {last['steering']}")
+    for u in last.unfillable:
+        console.print(f"[red]unfillable[/red]: {u.dimension}.{u.category} short by {u.short_by}")
+    if last.steering:
+        console.print(f"next batches steered with: {last.steering.to_json()}")
     unusable_replies(ledger, console)
     fill_tables(plan, ledger.label_counts(), console)
 

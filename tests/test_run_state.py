@@ -142,7 +142,7 @@ def test_a_planted_pickle_in_the_ledger_is_never_run(tmp_path, run_cli, monkeypa
     ledger = Ledger(db)
     try:
         # rebuilt from the examples: the last audit counts every accepted example once
-        assert ledger.batches()[-1]["diversity"]["cumulative"]["examples"] == ledger.accepted_count() == 80
+        assert ledger.batches()[-1].diversity.cumulative["examples"] == ledger.accepted_count() == 80
         assert ledger.state("diversity").startswith(state.MAGIC)
     finally:
         ledger.close()
@@ -163,7 +163,7 @@ def test_a_snapshot_that_disagrees_with_the_ledger_is_rebuilt(tmp_path, run_cli)
     assert "it holds 10 examples, the ledger has 40" in (outputs / "example" / "run.log").read_text()
     ledger = Ledger(db)
     try:
-        assert ledger.batches()[-1]["diversity"]["cumulative"]["examples"] == 60
+        assert ledger.batches()[-1].diversity.cumulative["examples"] == 60
     finally:
         ledger.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 from agent import tokens
 from agent.example import user_turns
 from agent.plan import Plan
+from agent.records import BatchSummary
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
@@ -111,14 +112,14 @@ def when(epoch: str | float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch)))
 
 
-def diversity_rows(batches: list[dict[str, Any]], accepted: int, total: int) -> list[dict[str, Any]]:
+def diversity_rows(batches: list[BatchSummary], accepted: int, total: int) -> list[dict[str, Any]]:
     """[{metric, value, bound, kind, ok, seed}] from the last batch's cumulative metrics; [] with no audit."""
     from agent.audit.diversity import THRESHOLDS, required
 
-    last = next((b for b in reversed(batches) if isinstance(b.get("diversity"), dict)), None)
+    last = next((b for b in reversed(batches) if b.diversity.cumulative), None)
     if last is None:
         return []
-    metrics = last["diversity"].get("cumulative", last["diversity"])
+    metrics = last.diversity.cumulative
     rows = []
     for name, t in THRESHOLDS.items():
         if name not in metrics:

@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from agent.export.info import TOKEN_BINS, Stats, bin_label, pct, when
 from agent.export.samples import LengthRow
+from agent.records import BatchSummary
 
 BLUE, GREY, GREEN, RED, AMBER = "#3b6fd8", "#b9c0cc", "#2e9d5b", "#d0453b", "#c98a13"
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
@@ -114,12 +115,12 @@ def gauges(rows: list[dict[str, Any]], width: int = 760) -> Markup:
     return Markup("".join(out))
 
 
-def batch_costs(batches: list[dict[str, Any]]) -> tuple[list[str], list[float]]:
+def batch_costs(batches: list[BatchSummary]) -> tuple[list[str], list[float]]:
     """Cost of each batch from the ledger's running total (cost_total is cumulative across runs)."""
     labels, costs, before = [], [], 0.0
     for b in batches:
-        total = float(b.get("cost_total", before))
-        labels.append(str(b.get("batch", len(labels) + 1)))
+        total = float(b.cost_total if b.cost_total is not None else before)
+        labels.append(str(b.batch))
         costs.append(max(0.0, total - before))
         before = total
     return labels, costs
