@@ -5,6 +5,11 @@
 - BatchSummary: one batch audit, stored as JSON in the ledger's batches table and read by the engine, the
   progress line, `datagen audit` and the export's info and report.
 - CategoryState: the auditor's miss counters and unfillable categories, stored in the ledger's state table.
+- RunState: where a run stands, as the ledger derives it (Ledger.run_state).
+- ExportContext: everything an export's dataset_info.txt, report.html and dataset card are written from.
+
+The audit outcome of one example is agent/ledger.py's ExampleRow (status, reason, detail, audited labels):
+it is the row the ledger stores, so it stays beside the code that writes it.
 
 Stored JSON is read with from_json(), which takes every shape a released datagen wrote (missing keys get
 their defaults, unknown keys are kept), so old ledgers keep loading; to_json() writes the current one.
@@ -15,7 +20,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:   # types only: this module stays free of the export's imports
+    from agent.export.info import Check, Stats
+    from agent.export.split import Split
+    from agent.export.validate import Report
+    from agent.plan import Plan
 
 AVOID_LIST_DEFAULT = 20   # recent accepted questions put in the prompt as "do not repeat" when not steered
 
@@ -168,3 +179,29 @@ class RunState:
     last_batch: int                         # the last batch number a call was sent for
     topic_use: dict[str, int]
     recent_questions: list[str]             # the newest accepted questions first
+
+
+@dataclass
+class ExportContext:
+    """What an export's descriptions are written from (built by agent.export's _context)."""
+    plan: Plan
+    stats: Stats                     # what the written files hold
+    split: Split
+    usage: dict[str, Any]            # Ledger.usage(): calls, tokens, cost, models, faults
+    share: float                     # the validation share
+    format: str
+    format_note: str
+    train_name: str
+    val_name: str
+    simulated: bool
+    targets: list[tuple[str, str, int, int, int]]   # (dimension, category, target, accepted, exported)
+    rejections: dict[str, int]       # examples the audit rejected, per reason
+    lost: dict[str, int]             # specs no example came back for, per reason
+    batches: list[BatchSummary]
+    diversity: list[dict[str, Any]]  # info.diversity_rows()
+    checks: list[Check]
+    reports: dict[str, Report]       # file name -> its validation report
+    plan_hash: str | None            # the plan the run started with
+    created_at: str | None           # when the run started (epoch seconds, as the ledger stores it)
+    exported_at: float
+    samples: dict[str, Any]          # report.html's examples, rejections, near-duplicate pairs, lengths
