@@ -106,6 +106,10 @@ class Engine:
         self.reasons: Counter[str] = Counter()      # rejections this run, by reason
         self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
         self.modes: Counter[str] = Counter()
+        if self.auditor.unfillable:   # given up on by an earlier run of this same plan: not retried, and said so
+            log.warning("not retrying %s: given up on in an earlier run of this plan after repeated misses; change "
+                        "the plan (e.g. audit.max_attempts_per_category, the model, its ranges) to try again",
+                        ", ".join(f"{d}.{c}" for d, c in self.auditor.unfillable))
 
     # -- drawing ------------------------------------------------------------------------------------
     def available(self) -> dict[str, dict[str, int]]:

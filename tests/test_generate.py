@@ -283,6 +283,7 @@ def test_resume_restores_unfillable_categories(tmp_path, run_cli, monkeypatch):
     r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")
     assert r.code == 4, r.err
     assert "unfillable: response_length.long short by" in r.err
+    assert "not retrying response_length.long: given up on in an earlier run of this plan" in r.err
     assert asked_long_and_calls() == before   # not one call more
     # a changed plan (here: more attempts allowed) is a new try at every category
     data = yaml.safe_load(plan_path.read_text())
