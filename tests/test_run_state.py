@@ -271,3 +271,35 @@ def test_a_full_disk_or_damaged_ledger_mid_command_is_one_line_not_an_internal_e
     assert "ledger is damaged" in storage_problem(sqlite3.DatabaseError("database disk image is malformed"))
     assert storage_problem(sqlite3.IntegrityError("UNIQUE constraint failed")) is None   # a bug stays a bug
     assert storage_problem(OSError(errno.EACCES, "Permission denied")) is None
+
+
+def test_categories_given_up_on_are_stored_with_the_call_that_gave_up(tmp_path):
+    # the miss that makes a category unfillable is committed with its call, not at the batch's end: a kill
+    # before the batch closes still leaves the resume knowing it
+    from agent.audit.auditor import Auditor
+    from agent.example import Spec
+    from agent.ledger import CallRow
+    from agent.plan import load_plan
+
+    plan = load_plan(plan_at(tmp_path, 40))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        dim = next(d for d, x in plan.dimensions.items() if x.measure != "trusted")
+        cat = plan.dimensions[dim].categories[0].name
+        spec = Spec(id="s", labels={dim: cat}, topic="", system_prompt="")
+        for _ in range(plan.audit.max_attempts_per_category):
+            assert Auditor(plan, ledger).remaining()[dim][cat] > 0     # not yet given up on
+            auditor.count_failed([spec])
+            row = auditor.reject_spec(spec, "invalid_item", "")
+            ledger.record_call([CallRow(batch=1, purpose="generate", provider="simulated", model="m", status="ok")],
+                               [row], state=auditor.category_state())
+        resumed = Auditor(plan, ledger)
+        assert resumed.remaining()[dim][cat] == 0 and (dim, cat) in resumed.unfillable
+        assert resumed.misses[(dim, cat)] == plan.audit.max_attempts_per_category
+        assert auditor.category_state() is None          # nothing changed since: nothing to write
+        # the same ledger under a changed plan: every category gets a fresh try
+        changed = plan.model_copy(update={"total": 60})
+        assert Auditor(changed, ledger).unfillable == {}
+    finally:
+        ledger.close()
