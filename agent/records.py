@@ -81,8 +81,8 @@ class Missing:
 @dataclass
 class Diversity:
     """The diversity metrics of one batch and of everything accepted so far."""
-    batch: dict[str, float] = field(default_factory=dict)
-    cumulative: dict[str, float] = field(default_factory=dict)
+    batch: dict[str, Any] = field(default_factory=dict)        # audit.diversity.Metrics.to_dict()
+    cumulative: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Diversity:
