@@ -64,6 +64,10 @@ def status(plan: Plan, ledger, console: Console) -> None:
                       f"${worst:.4f}")
     if usage["faults"]:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
+    given_up = ledger.run_state(plan).categories.unfillable
+    if given_up:
+        console.print("given up on after repeated misses (a resume of this plan does not retry them): "
+                      + ", ".join(f"{d}.{c}" for d, c in given_up))
     fill_tables(plan, ledger.label_counts(), console)
 
 

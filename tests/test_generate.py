@@ -285,6 +285,8 @@ def test_resume_restores_unfillable_categories(tmp_path, run_cli, monkeypatch):
     assert "unfillable: response_length.long short by" in r.err
     assert "not retrying response_length.long: given up on in an earlier run of this plan" in r.err
     assert asked_long_and_calls() == before   # not one call more
+    r = run_cli("status", "--plan", str(plan_path), "--outputs", str(out))
+    assert "given up on after repeated misses (a resume of this plan does not retry them): response_length.long" in r.out
     # a changed plan (here: more attempts allowed) is a new try at every category
     data = yaml.safe_load(plan_path.read_text())
     data.setdefault("audit", {})["max_attempts_per_category"] = 9
