@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -36,6 +37,8 @@ from filelock import FileLock, Timeout
 from agent.errors import LedgerError, LockError, ResumeError
 from agent.plan import Plan
 from agent.records import BatchSummary, CategoryState, RunState
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,7 +69,7 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_dim ON labels (dimension, category);
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
 -- run state: "diversity" in agent/audit/state.py's data format (never pickle), "diversity_upto" the last
--- accepted example id it holds
+-- accepted example id it holds, "categories" the misses and unfillable categories (records.CategoryState)
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
@@ -322,7 +325,12 @@ class Ledger:
     def run_state(self, plan: Plan) -> RunState:
         """Where a run stands, from the ledger alone: what a new or resumed run starts from (see the module
         docstring)."""
-        categories = CategoryState.loads(self.state(CategoryState.STATE_KEY))
+        try:
+            categories = CategoryState.loads(self.state(CategoryState.STATE_KEY))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # damaged: a fresh try, nothing worse
+            log.warning("%s: the stored category state is unreadable (%s); every category will be tried again",
+                        self.path, e)
+            categories = CategoryState()
         if categories.plan_hash != plan.content_hash():
             categories = CategoryState(plan_hash=plan.content_hash())
         return RunState(accepted=self.label_counts(), n_accepted=self.accepted_count(), categories=categories,

@@ -301,5 +301,8 @@ def test_categories_given_up_on_are_stored_with_the_call_that_gave_up(tmp_path):
         # the same ledger under a changed plan: every category gets a fresh try
         changed = plan.model_copy(update={"total": 60})
         assert Auditor(changed, ledger).unfillable == {}
+        # a damaged entry is a fresh try too, never a crash
+        ledger.save_state({"categories": b"{not json"})
+        assert Auditor(plan, ledger).unfillable == {}
     finally:
         ledger.close()
