@@ -412,6 +412,11 @@ class Engine:
                 if index_ready is not None:
                     await index_ready
                     index_ready = None
+                # every finished task's exception is looked at before any is raised: a storage fault (a full disk)
+                # in one left the others' "exception was never retrieved" to asyncio's logger at shutdown
+                raised = [e for e in (t.exception() for t in done if not t.cancelled()) if e is not None]
+                if raised:
+                    raise raised[0]
                 outs = [task.result() for task in done]
                 for out in outs:   # every finished call is recorded before any stop is decided
                     self.record(out)

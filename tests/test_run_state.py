@@ -306,3 +306,42 @@ def test_categories_given_up_on_are_stored_with_the_call_that_gave_up(tmp_path):
         assert Auditor(plan, ledger).unfillable == {}
     finally:
         ledger.close()
+
+
+def test_a_storage_fault_in_many_calls_at_once_leaves_no_fault_unlooked_at(tmp_path, monkeypatch):
+    # a full disk fails every call at once; the run stops on the first, and asyncio has no "exception was
+    # never retrieved" left to log for the others (it did, into closed streams, at interpreter shutdown)
+    import asyncio
+    import gc
+
+    from agent.generate import Engine
+    from agent.limits import Limiter
+    from agent.plan import load_plan
+    from agent.providers import create
+    from agent.tokens import load_prices
+
+    plan = load_plan(plan_at(tmp_path, 40))
+    ledger = Ledger.open(tmp_path / "out", plan, simulated=True)
+    try:
+        engine = Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices())
+
+        def full(*args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(ledger, "add_pending", full)
+        unlooked: list[str] = []
+
+        async def main():
+            asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: unlooked.append(ctx["message"]))
+            try:
+                await engine.run()
+            except sqlite3.OperationalError:
+                pass
+            else:
+                raise AssertionError("the run went on past a full disk")
+
+        asyncio.run(main())
+        gc.collect()
+        assert unlooked == []
+    finally:
+        ledger.close()
