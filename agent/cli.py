@@ -192,7 +192,7 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
     say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run{lost}, "
         f"{result.calls:,} calls, ${result.cost:.4f} spent{tag}")
     for u in result.unfillable:
-        say(f"unfillable: {u['dimension']}.{u['category']} short by {u['short_by']} after repeated misses")
+        say(f"unfillable: {u.dimension}.{u.category} short by {u.short_by} after repeated misses")
     if not result.complete:
         sys.exit(4)
 

@@ -25,7 +25,7 @@ def coverage(ledger: Ledger) -> dict[str, Any] | None:
         s["examples"] += r["examples"]
     live = [r for r in rows if not r["removed"]]
     batches = ledger.batches()
-    grounding = next((b["grounding"]["run"] for b in reversed(batches) if "grounding" in b), None)
+    grounding = next((b.grounding["run"] for b in reversed(batches) if b.grounding), None)
     return {"sources": list(sources.values()), "passages": len(live), "used": sum(r["examples"] > 0 for r in live),
             "unused": [r["id"] for r in live if not r["examples"]], "grounding": grounding}
 

@@ -14,7 +14,6 @@ import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent.audit.auditor import Auditor, to_record
 from agent.draw import draw
@@ -26,6 +25,7 @@ from agent.plan import Plan
 from agent.progress import headline
 from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
+from agent.records import Steering, Unfillable
 from agent.reply import Parsed, parse_judgement, parse_reply
 from agent.retries import Attempt, call_with_retries
 from agent.sources import PassagePicker
@@ -61,7 +61,7 @@ class RunResult:
     rejected: int
     cost: float
     calls: int
-    unfillable: list[dict[str, Any]]
+    unfillable: list[Unfillable]
     simulated: bool
     lost: int = 0          # specs lost to failed calls: never examples, so not counted as rejected
 
@@ -92,26 +92,29 @@ class Engine:
         self.max_cost = max_cost
         self.budget_source = budget_source
         self.progress = progress
-        self.auditor = Auditor(plan, ledger, references)
+        # where the run stands comes from the ledger alone (Ledger.run_state says how); what is kept below is
+        # this run's cache of it, written back through record_call and record_batch
+        state = ledger.run_state(plan)
+        self.auditor = Auditor(plan, ledger, state, references)
         self.run_no = ledger.next_run_number()
         self.rng = random.Random(plan.generation.seed * 1_000_003 + self.run_no)
+        self.batch_no = state.last_batch
         # grounding (agent/sources.py, agent/references.py): a passage per spec, real examples per call
         self.picker: PassagePicker | None = None
         self.use_passages(passages)
         self.references = references
-        self.batch_no = ledger.last_call_batch()
         self.reserved: dict[str, Counter[str]] = {d: Counter() for d in plan.dimensions}
         self.open_calls: Counter[int] = Counter()
-        self.topic_use: Counter[str] = Counter(ledger.topic_usage())
+        self.topic_use: Counter[str] = Counter(state.topic_use)
         self.prompt_turn = 0
-        self.spent = ledger.spent()
+        self.spent = state.spent
         self.calls_this_run = 0
         self.cost_this_run = 0.0
         self.failed_in_a_row = 0
         self.rejected_this_run = 0
         self.lost_this_run = 0
-        self.steer: dict[str, Any] = {}
-        self.avoid: list[str] = ledger.recent_user_texts(20)
+        self.steer = Steering()
+        self.avoid: list[str] = state.recent_questions
         self.started = time.monotonic()
         self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
@@ -120,6 +123,10 @@ class Engine:
         self.reasons: Counter[str] = Counter()      # rejections this run, by reason
         self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
         self.modes: Counter[str] = Counter()
+        if self.auditor.unfillable:   # given up on by an earlier run of this same plan: not retried, and said so
+            log.warning("not retrying %s: given up on in an earlier run of this plan after repeated misses; change "
+                        "the plan (e.g. audit.max_attempts_per_category, the model, its ranges) to try again",
+                        ", ".join(f"{d}.{c}" for d, c in self.auditor.unfillable))
 
     def use_passages(self, passages) -> None:
         """Ground every spec drawn from now on in one of these passages (least used first)."""
@@ -168,9 +175,9 @@ class Engine:
     async def call(self, batch: int, specs: list[Spec], worst: float = 0.0) -> Outcome:
         out = Outcome(batch, specs, worst=worst)
         started = time.monotonic()
-        instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
-        temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
-        avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
+        instructions = self.steer.phrasing_instructions + self.auditor.instructions()
+        temperature = min(1.5, self.plan.generation.temperature + self.steer.temperature_step)
+        avoid = [a[:160] for a in self.avoid] + self.steer.avoid_phrases
         request = build_request(self.plan, specs, avoid=avoid, steering={"instructions": instructions},
                                 temperature=temperature, references=self.references.next() if self.references else ())
         # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
@@ -241,42 +248,62 @@ class Engine:
 
     # -- recording ----------------------------------------------------------------------------------
     def record(self, out: Outcome) -> None:
-        """Audit a finished call and commit it with its examples in one transaction."""
-        for spec in out.specs:
-            for d, c in spec.labels.items():
-                self.reserved[d][c] -= 1
-        rows: list[ExampleRow] = []
-        failed: list[Spec] = []          # specs the reply gave nothing usable for
-        if out.error is not None:
-            rows = [self.auditor.reject_spec(s, f"call_failed:{out.error.kind}", str(out.error)) for s in out.specs]
-        elif not out.parsed.ok:
-            detail = "; ".join(out.parsed.errors)[:500]
-            rows = [self.auditor.reject_spec(s, "invalid_reply", detail) for s in out.specs]
-            failed = list(out.specs)
-        else:
-            for s in out.specs:
-                item = out.parsed.items.get(s.id)
-                if item is not None:
-                    row = self.auditor.judge(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
-                    if s.id in out.parsed.notes:   # ids invented by the model, matched in order: say so
-                        row.detail = "; ".join(filter(None, [row.detail, out.parsed.notes[s.id]]))
-                    rows.append(row)
-                elif s.id in out.parsed.item_errors:
-                    rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
-                    failed.append(s)
-                elif out.parsed.truncated:
-                    rows.append(self.auditor.reject_spec(s, "cut_off", "the reply hit the output token limit before "
-                                                                       "this example"))
-                    failed.append(s)
-                else:
-                    rows.append(self.auditor.reject_spec(s, "missing_from_reply", "the reply had no example with this id"))
-                    failed.append(s)
+        """Audit a finished call, commit it with its examples in one transaction, then update this run's
+        figures; the batch's audit record is written when its last call is recorded."""
+        self.release(out)
+        rows, failed = self.audit(out)
         accepted = sum(r.status == "accepted" for r in rows)
         # Invalid replies and items are attempts at their categories that came to nothing, for the unfillable
         # detector: but only while the run accepts something elsewhere. When nothing at all is accepted the
         # fault is the model or the server, not a category, and the progress brake says so.
         if failed and self.accepted_this_run + accepted > 0 and self.no_progress_calls < self.brake_calls():
             self.auditor.count_failed(failed)
+        calls = self.call_rows(out)
+        if out.error is None and (failed or out.parsed.notes or not accepted):
+            self.keep_replies(out, calls)
+        faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
+        self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending,
+                                state=self.auditor.category_state())
+        self.tally(out, calls, rows, accepted)
+        self.open_calls[out.batch] -= 1
+        if self.open_calls[out.batch] == 0:
+            self.close_batch(out.batch)
+
+    def release(self, out: Outcome) -> None:
+        """The call's specs no longer hold their categories' places: the audit decides where they count."""
+        for spec in out.specs:
+            for d, c in spec.labels.items():
+                self.reserved[d][c] -= 1
+
+    def audit(self, out: Outcome) -> tuple[list[ExampleRow], list[Spec]]:
+        """One row per spec (accepted, rejected or lost), and the specs the reply gave nothing usable for."""
+        rows: list[ExampleRow] = []
+        failed: list[Spec] = []
+        if out.error is not None:
+            return [self.auditor.reject_spec(s, f"call_failed:{out.error.kind}", str(out.error)) for s in out.specs], []
+        if not out.parsed.ok:
+            detail = "; ".join(out.parsed.errors)[:500]
+            return [self.auditor.reject_spec(s, "invalid_reply", detail) for s in out.specs], list(out.specs)
+        for s in out.specs:
+            item = out.parsed.items.get(s.id)
+            if item is not None:
+                row = self.auditor.judge(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
+                if s.id in out.parsed.notes:   # ids invented by the model, matched in order: say so
+                    row.detail = "; ".join(filter(None, [row.detail, out.parsed.notes[s.id]]))
+                rows.append(row)
+                continue
+            if s.id in out.parsed.item_errors:
+                rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
+            elif out.parsed.truncated:
+                rows.append(self.auditor.reject_spec(s, "cut_off", "the reply hit the output token limit before "
+                                                                   "this example"))
+            else:
+                rows.append(self.auditor.reject_spec(s, "missing_from_reply", "the reply had no example with this id"))
+            failed.append(s)
+        return rows, failed
+
+    def call_rows(self, out: Outcome) -> list[CallRow]:
+        """The ledger rows of the call's requests (generate, re-ask, judge), priced, with its status."""
         calls = []
         for i, c in enumerate(out.completions):
             cost = self.prices.cost(c.model or self.plan.generation.model, c.input_tokens, c.output_tokens, c.cached_tokens)
@@ -293,15 +320,18 @@ class Engine:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_reply"
         elif "judge" in out.purposes and not out.judged:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_judgement"
-        if out.error is None and (failed or out.parsed.notes or not accepted):
-            # a reply that gave nothing, or not as asked: keep what the model said, so a person can see why
-            # (shortened, secrets redacted)
-            n = out.purposes.index("judge") if "judge" in out.purposes else len(out.completions)
-            for call, c in zip(calls[:n], out.completions[:n], strict=True):
-                call.reply = self.provider.redact(c.text[:REPLY_KEPT])
-            self.last_unusable = calls[n - 1].reply if n else None
-        faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
-        self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending)
+        return calls
+
+    def keep_replies(self, out: Outcome, calls: list[CallRow]) -> None:
+        """A reply that gave nothing, or not as asked: keep what the model said, so a person can see why
+        (shortened, secrets redacted)."""
+        n = out.purposes.index("judge") if "judge" in out.purposes else len(out.completions)
+        for call, c in zip(calls[:n], out.completions[:n], strict=True):
+            call.reply = self.provider.redact(c.text[:REPLY_KEPT])
+        self.last_unusable = calls[n - 1].reply if n else None
+
+    def tally(self, out: Outcome, calls: list[CallRow], rows: list[ExampleRow], accepted: int) -> None:
+        """This run's figures after a committed call: spend, counts, the brake's window, the avoid list."""
         self.reserved_cost -= out.worst
         if self.picker:  # least-used follows accepted examples: a passage whose example failed is due again
             for r in rows:
@@ -318,11 +348,8 @@ class Engine:
         if out.error is None:   # a completed call: the brake counts it
             self.recent.append((accepted, cost))
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
-        self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
+        self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.steer.avoid_size]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
-        self.open_calls[out.batch] -= 1
-        if self.open_calls[out.batch] == 0:
-            self.close_batch(out.batch)
 
     # -- the progress brake ---------------------------------------------------------------------------
     def brake_calls(self) -> int:
@@ -365,18 +392,15 @@ class Engine:
                      "lower total; `datagen audit` shows the kept replies; re-run to resume")
         return "\n".join(lines)
 
-    def avoid_size(self) -> int:
-        return int(self.steer.get("avoid_list_size", 20))
-
     def close_batch(self, batch: int) -> None:
         self.open_calls.pop(batch, None)
-        extra = {"cost_total": round(self.spent, 6), "calls_this_run": self.calls_this_run,
-                 "elapsed_s": round(time.monotonic() - self.started, 2), "run": self.run_no,
-                 "remaining_total": self.auditor.shortfall()}
-        summary = self.auditor.close_batch(batch, extra)
+        summary = self.auditor.close_batch(
+            batch, cost_total=round(self.spent, 6), calls_this_run=self.calls_this_run,
+            elapsed_s=round(time.monotonic() - self.started, 2), run=self.run_no,
+            remaining_total=self.auditor.shortfall())
         state = self.auditor.snapshot(self.ledger.last_accepted_id()) if self.auditor.snapshot_due() else None
         self.ledger.record_batch(summary, state)
-        self.steer = summary.get("steering") or {}
+        self.steer = summary.steering
         log.info("%s", headline(summary))
         if self.progress:
             self.progress.batch(summary)
@@ -419,6 +443,11 @@ class Engine:
                 if index_ready is not None:
                     await index_ready
                     index_ready = None
+                # every finished task's exception is looked at before any is raised: a storage fault (a full disk)
+                # in one left the others' "exception was never retrieved" to asyncio's logger at shutdown
+                raised = [e for e in (t.exception() for t in done if not t.cancelled()) if e is not None]
+                if raised:
+                    raise raised[0]
                 outs = [task.result() for task in done]
                 for out in outs:   # every finished call is recorded before any stop is decided
                     self.record(out)
@@ -461,7 +490,7 @@ class Engine:
         return RunResult(
             accepted=self.auditor.n_accepted, total=self.plan.total, rejected=self.rejected_this_run,
             cost=self.spent, calls=self.calls_this_run,
-            unfillable=[{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.auditor.unfillable.items()],
+            unfillable=self.auditor.unfillable_list(),
             simulated=self.provider.simulated, lost=self.lost_this_run)
 
     def update_progress(self, final: bool = False) -> None:

@@ -3,12 +3,26 @@
 Every call, every accepted and rejected example, and every batch audit is stored here. Counts, remaining
 quotas, spend and progress are derived from it, never kept anywhere else. A call's examples are written in
 one transaction, so a kill -9 at any instant loses at most the calls in flight and never tears a row.
+
+How a resume knows what remains: Ledger.run_state(plan), the one place the engine and the auditor take
+their starting state from (what they hold in memory afterwards is a cache of it, owned by the auditor for
+counts and categories and by the engine for spend and pacing):
+- accepted per category: the labels table (an example counts under its audited labels), so what remains of
+  a category is its quota in the plan being resumed minus that;
+- categories given up on (unfillable) and the misses in a row behind them: state "categories", written
+  in the same transaction as the call that changed them; kept while the plan is the one they were counted
+  under (plan_hash), dropped for a changed plan, which deserves a new try;
+- spend: the sum of every call row, a call sent and never answered counted at its worst case;
+- the next batch number, topic use and the recent questions to avoid: the calls and examples tables;
+- the diversity state: state "diversity" (agent/audit/state.py) plus the examples accepted after it, and
+  the near-duplicate index: every accepted example's text (both rebuilt by the auditor).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -22,6 +36,9 @@ from filelock import FileLock, Timeout
 
 from agent.errors import LedgerError, LockError, ResumeError
 from agent.plan import Plan
+from agent.records import BatchSummary, CategoryState, RunState
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +72,7 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_dim ON labels (dimension, category);
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
 -- run state: "diversity" in agent/audit/state.py's data format (never pickle), "diversity_upto" the last
--- accepted example id it holds
+-- accepted example id it holds, "categories" the misses and unfillable categories (records.CategoryState)
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 -- grounding (agent/sources.py): the passages of the plan's documents as last read; removed = 1 when its
 -- source no longer has it (kept: accepted examples still name it)
@@ -252,9 +269,9 @@ class Ledger:
 
     def record_call(self, calls: list[CallRow], examples: list[ExampleRow],
                     faults: list[tuple[str, str, float]] = (), simulated: bool = False,
-                    settles: int | None = None) -> int:
+                    settles: int | None = None, state: dict[str, bytes] | None = None) -> int:
         """One transaction: a call (and its re-ask), its faults, and all its examples with their labels.
-        `settles`: the pending row (add_pending) this call replaces."""
+        `settles`: the pending row (add_pending) this call replaces; `state`: run state the call changed."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -292,6 +309,8 @@ class Ledger:
                         "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
                         [(cur.lastrowid, d, c) for d, c in (ex.audited or {}).items()],
                     )
+            for key, value in (state or {}).items():
+                self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
         return call_id
 
     def last_accepted_id(self) -> int:
@@ -302,11 +321,11 @@ class Ledger:
         self.set_meta("runs", str(n))
         return n
 
-    def record_batch(self, summary: dict[str, Any], state: dict[str, bytes] | None = None) -> int:
+    def record_batch(self, summary: BatchSummary, state: dict[str, bytes] | None = None) -> int:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute("INSERT INTO batches (summary, created_at) VALUES (?, ?)",
-                                  (json.dumps(summary), time.time()))
+                                  (json.dumps(summary.to_json()), time.time()))
             for key, value in (state or {}).items():  # the same transaction: a snapshot never outlives its batch
                 self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
         return cur.lastrowid
@@ -318,6 +337,21 @@ class Ledger:
                 self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
     # -- reading (everything derived) -------------------------------------------------------------
+    def run_state(self, plan: Plan) -> RunState:
+        """Where a run stands, from the ledger alone: what a new or resumed run starts from (see the module
+        docstring)."""
+        try:
+            categories = CategoryState.loads(self.state(CategoryState.STATE_KEY))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # damaged: a fresh try, nothing worse
+            log.warning("%s: the stored category state is unreadable (%s); every category will be tried again",
+                        self.path, e)
+            categories = CategoryState()
+        if categories.plan_hash != plan.content_hash():
+            categories = CategoryState(plan_hash=plan.content_hash())
+        return RunState(accepted=self.label_counts(), n_accepted=self.accepted_count(), categories=categories,
+                        spent=self.spent(), last_batch=self.last_call_batch(), topic_use=self.topic_usage(),
+                        recent_questions=self.recent_user_texts(20))
+
     def label_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         for dim, cat, n in self.db.execute("SELECT dimension, category, COUNT(*) FROM labels GROUP BY 1, 2"):
@@ -372,13 +406,13 @@ class Ledger:
                    "requested": json.loads(row[4]), "audited": json.loads(row[5]),
                    "record": json.loads(row[6]), "user_text": row[7], "passage": row[8]}
 
-    def batches(self) -> list[dict[str, Any]]:
-        return [json.loads(s) for (s,) in self.db.execute("SELECT summary FROM batches ORDER BY id")]
+    def batches(self) -> list[BatchSummary]:
+        return [BatchSummary.loads(s) for (s,) in self.db.execute("SELECT summary FROM batches ORDER BY id")]
 
     def last_batch_total(self) -> int | None:
         """Accepted examples as of the last batch audit (None before the first)."""
         row = self.db.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()
-        return json.loads(row[0]).get("total_accepted") if row else None
+        return BatchSummary.loads(row[0]).total_accepted if row else None
 
     def last_call_batch(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(batch), 0) FROM calls").fetchone()[0]

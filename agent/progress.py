@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +15,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from agent.records import BatchSummary
 
 
 def make_progress(quiet: bool = False, stream=None):
@@ -56,7 +57,7 @@ class RichProgress:
         if final:
             self.bar.stop()
 
-    def batch(self, summary: dict[str, Any]) -> None:
+    def batch(self, summary: BatchSummary) -> None:
         self.console.print(headline(summary))
 
 
@@ -76,7 +77,7 @@ class PlainProgress:
             print(f"[datagen] {accepted}/{total} accepted, {rejected} rejected, {money(cost, priced)}; "
                   f"{fill_line(fill, plan)}", file=self.stream, flush=True)
 
-    def batch(self, summary: dict[str, Any]) -> None:
+    def batch(self, summary: BatchSummary) -> None:
         print(headline(summary), file=self.stream, flush=True)
 
 
@@ -84,19 +85,18 @@ def money(cost: float, priced: bool) -> str:
     return f"${cost:.4f}" if priced else "cost unknown (model not in the price table)"
 
 
-def headline(summary: dict[str, Any]) -> str:
+def headline(summary: BatchSummary) -> str:
     """The audit's headline for one batch."""
-    div = summary.get("diversity", {})
-    cum = div.get("cumulative", div)
-    reasons = ", ".join(f"{k} {v}" for k, v in list(summary.get("rejections", {}).items())[:3]) or "none"
+    cum = summary.diversity.cumulative
+    reasons = ", ".join(f"{k} {v}" for k, v in list(summary.rejections.items())[:3]) or "none"
     ttr = cum.get("mean_ttr")
     overlap = cum.get("ngram_overlap")
-    bits = [f"batch {summary['batch']}: +{summary['accepted']} accepted, {summary['rejected']} rejected ({reasons})"
-            + (f", {summary['failed_calls']} lost to failed calls" if summary.get("failed_calls") else "")]
+    bits = [f"batch {summary.batch}: +{summary.accepted} accepted, {summary.rejected} rejected ({reasons})"
+            + (f", {summary.failed_calls} lost to failed calls" if summary.failed_calls else "")]
     if ttr is not None:
         bits.append(f"TTR {ttr:.2f}")
     if overlap is not None:
         bits.append(f"overlap {overlap:.0%}")
-    if summary.get("unfillable"):
-        bits.append("unfillable: " + ", ".join(f"{u['dimension']}.{u['category']}" for u in summary["unfillable"]))
+    if summary.unfillable:
+        bits.append("unfillable: " + ", ".join(f"{u.dimension}.{u.category}" for u in summary.unfillable))
     return "[audit] " + "; ".join(bits)

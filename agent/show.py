@@ -85,6 +85,10 @@ def status(plan: Plan, ledger, console: Console) -> None:
         console.print("provider faults (retried): " + ", ".join(f"{k} {v}" for k, v in usage["faults"].items()))
     for line in coverage_lines(coverage(ledger)):
         console.print(line, markup=False, highlight=False)
+    given_up = ledger.run_state(plan).categories.unfillable
+    if given_up:
+        console.print("given up on after repeated misses (a resume of this plan does not retry them): "
+                      + ", ".join(f"{d}.{c}" for d, c in given_up))
     fill_tables(plan, ledger.label_counts(), console)
 
 
@@ -97,22 +101,22 @@ def audit(plan: Plan, ledger, console: Console) -> None:
     for col in ("batch", "accepted", "rejected", "failed calls", "duplicates", "top rejection reasons", "mean TTR", "overlap", "verbs", "topics"):
         table.add_column(col, justify="left" if "reason" in col else "right")
     for b in batches:
-        cum = b.get("diversity", {}).get("cumulative", {})
-        top = ", ".join(f"{k} {v}" for k, v in list(b.get("rejections", {}).items())[:3])
-        table.add_row(str(b["batch"]), str(b["accepted"]), str(b["rejected"]), str(b.get("failed_calls", 0)),
-                      str(b.get("duplicates", 0)), top,
+        cum = b.diversity.cumulative
+        top = ", ".join(f"{k} {v}" for k, v in list(b.rejections.items())[:3])
+        table.add_row(str(b.batch), str(b.accepted), str(b.rejected), str(b.failed_calls),
+                      str(b.duplicates), top,
                       _num(cum.get("mean_ttr")), _pct(cum.get("ngram_overlap")), _num(cum.get("unique_verbs"), 0),
                       _num(cum.get("unique_topics"), 0))
     console.print(table)
     last = batches[-1]
-    for s in last.get("shortfalls", []):
+    for s in last.shortfalls:
         console.print(f"[yellow]below threshold[/yellow]: {s}")
-    for u in last.get("unfillable", []):
-        console.print(f"[red]unfillable[/red]: {u['dimension']}.{u['category']} short by {u['short_by']}")
-    if last.get("steering"):
-        console.print(f"next batches steered with: {last['steering']}")
-    if last.get("grounding"):  # grounded runs: the share of answers with an unsupported claim, per category
-        run = last["grounding"]["run"]
+    for u in last.unfillable:
+        console.print(f"[red]unfillable[/red]: {u.dimension}.{u.category} short by {u.short_by}")
+    if last.steering:
+        console.print(f"next batches steered with: {last.steering.to_json()}")
+    if last.grounding:  # grounded runs: the share of answers with an unsupported claim, per category
+        run = last.grounding["run"]
         console.print(f"grounding: {run['unsupported']:,} of {run['checked']:,} answers had an unsupported claim "
                       f"({run['share']:.1%}); " + ", ".join(f"{c} {t['share']:.1%}" for c, t in run["by_category"].items()),
                       markup=False, highlight=False)

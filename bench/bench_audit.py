@@ -68,12 +68,12 @@ def main() -> None:
                 rows = [engine.auditor.judge(s, parsed.items[s.id]) for s in specs if s.id in parsed.items]
                 ledger.record_call([CallRow(batch=engine.batch_no, purpose="generate", provider="simulated",
                                             model="simulated-1", status="ok")], rows, simulated=True)
-            summary = engine.auditor.close_batch(engine.batch_no, {})
+            summary = engine.auditor.close_batch(engine.batch_no)
             ledger.record_batch(summary)
             timings.append(time.perf_counter() - t)
             n = sum(len(s) for s, _ in replies)
             print(f"batch {batch + 1}: {n} examples audited and committed in {timings[-1]:.3f} s "
-                  f"({summary['accepted']} accepted)", flush=True)
+                  f"({summary.accepted} accepted)", flush=True)
         t = time.perf_counter()
         ledger.save_state(engine.auditor.snapshot(ledger.last_accepted_id()))
         snap = time.perf_counter() - t

@@ -72,6 +72,7 @@ def plan_for(n: int):
 def build_ledger(n: int, folder: Path) -> None:
     """A finished-looking run of n chat examples whose labels fill the plan's quotas exactly."""
     from agent.ledger import CallRow, ExampleRow, Ledger
+    from agent.records import BatchSummary
 
     plan = plan_for(n)
     shutil.rmtree(folder, ignore_errors=True)
@@ -101,7 +102,7 @@ def build_ledger(n: int, folder: Path) -> None:
                        status="ok", input_tokens=40_000, output_tokens=150_000, cost=0.6)
         ledger.record_call([call], rows, simulated=True)
         cost += call.cost
-        ledger.record_batch({"batch": call.batch, "accepted": len(rows), "cost_total": round(cost, 6)})
+        ledger.record_batch(BatchSummary(batch=call.batch, accepted=len(rows), cost_total=round(cost, 6)))
     ledger.close()
 
 

@@ -58,10 +58,11 @@ def build(db_dir: Path, n: int) -> None:
     import pickle
 
     from agent.audit.diversity import DiversityTracker
+    from agent.records import BatchSummary
 
     tracker = DiversityTracker(plan.structure())
     tracker.add_batch(auditor_items)
-    ledger.record_batch({"batch": 1, "accepted": n, "rejected": 0},
+    ledger.record_batch(BatchSummary(batch=1, accepted=n),
                         {"diversity": pickle.dumps(tracker), "diversity_upto": str(ledger.last_accepted_id()).encode()})
     (db_dir / "plan.json").write_text(plan.model_dump_json())
     ledger.close()

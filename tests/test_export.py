@@ -585,7 +585,7 @@ def test_report_is_self_contained_and_holds_the_charts(runs, tmp_path):
     for reason in ledger.rejection_counts():
         assert reason in text
     assert "SIMULATED DATA — NOT FOR TRAINING" in text
-    batches = [b for b in ledger.batches() if "cost_total" in b]
+    batches = [b for b in ledger.batches() if b.cost_total is not None]
     cost_bars = re.search(r'data-chart="cost".*?</svg>', html, re.S).group(0).count("<rect")
     assert cost_bars == len(batches) > 0
 
@@ -628,9 +628,9 @@ def test_a_batch_audit_counts_failed_calls_apart(tmp_path):
         spec = Spec(id="s1", labels={}, topic="", system_prompt="")
         for reason in ("call_failed:timeout", "call_failed:timeout", "invalid_reply", "near_duplicate"):
             auditor.reject_spec(spec, reason, "")
-        summary = auditor.close_batch(1, {})
+        summary = auditor.close_batch(1)
     finally:
         ledger.close()
-    assert summary["rejected"] == 1 and summary["rejections"] == {"near_duplicate": 1}
-    assert summary["failed_calls"] == 3 and summary["lost"] == {"call_failed:timeout": 2, "invalid_reply": 1}
+    assert summary.rejected == 1 and summary.rejections == {"near_duplicate": 1}
+    assert summary.failed_calls == 3 and summary.lost == {"call_failed:timeout": 2, "invalid_reply": 1}
     assert "+0 accepted, 1 rejected (near_duplicate 1), 3 lost to failed calls" in headline(summary)

@@ -262,6 +262,41 @@ def test_a_category_the_model_never_hits_is_reported_not_looped_on(tmp_path, run
     assert "unfillable" in r.out and "response_length.long short by" in r.out
 
 
+def test_resume_restores_unfillable_categories(tmp_path, run_cli, monkeypatch):
+    # the model never writes a long answer: the first run gives up on response_length.long; a resume of the
+    # same plan knows that from the ledger and sends nothing for it (it used to retry it from scratch)
+    monkeypatch.setitem(__import__("agent.providers.simulated", fromlist=["x"]).RESPONSE_WORDS, "long", (200, 380))
+    plan_path = small_plan(tmp_path, total=100)
+    out = tmp_path / "out"
+    r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")
+    assert r.code == 4, r.err
+    db = out / "example" / "ledger.sqlite"
+
+    def asked_long_and_calls():
+        con = sqlite3.connect(db)
+        asked = sum(json.loads(req)["response_length"] == "long" for (req,) in con.execute("SELECT requested FROM examples"))
+        calls = con.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        con.close()
+        return asked, calls
+
+    before = asked_long_and_calls()
+    r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")
+    assert r.code == 4, r.err
+    assert "unfillable: response_length.long short by" in r.err
+    assert "not retrying response_length.long: given up on in an earlier run of this plan" in r.err
+    assert asked_long_and_calls() == before   # not one call more
+    r = run_cli("status", "--plan", str(plan_path), "--outputs", str(out))
+    assert "given up on after repeated misses (a resume of this plan does not retry them): response_length.long" in r.out
+    # a changed plan (here: more attempts allowed) is a new try at every category
+    data = yaml.safe_load(plan_path.read_text())
+    data.setdefault("audit", {})["max_attempts_per_category"] = 9
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")
+    assert r.code == 4, r.err
+    asked, calls = asked_long_and_calls()
+    assert asked > before[0] and calls > before[1]
+
+
 def test_every_run_ends_with_an_audit_record_of_everything_it_did(tmp_path, run_cli):
     # a budget stop leaves calls of the last batch queued, never sent: that batch is audited all the same
     prices = tmp_path / "prices.yaml"

@@ -142,7 +142,7 @@ def test_a_planted_pickle_in_the_ledger_is_never_run(tmp_path, run_cli, monkeypa
     ledger = Ledger(db)
     try:
         # rebuilt from the examples: the last audit counts every accepted example once
-        assert ledger.batches()[-1]["diversity"]["cumulative"]["examples"] == ledger.accepted_count() == 80
+        assert ledger.batches()[-1].diversity.cumulative["examples"] == ledger.accepted_count() == 80
         assert ledger.state("diversity").startswith(state.MAGIC)
     finally:
         ledger.close()
@@ -163,7 +163,7 @@ def test_a_snapshot_that_disagrees_with_the_ledger_is_rebuilt(tmp_path, run_cli)
     assert "it holds 10 examples, the ledger has 40" in (outputs / "example" / "run.log").read_text()
     ledger = Ledger(db)
     try:
-        assert ledger.batches()[-1]["diversity"]["cumulative"]["examples"] == 60
+        assert ledger.batches()[-1].diversity.cumulative["examples"] == 60
     finally:
         ledger.close()
 
@@ -271,3 +271,77 @@ def test_a_full_disk_or_damaged_ledger_mid_command_is_one_line_not_an_internal_e
     assert "ledger is damaged" in storage_problem(sqlite3.DatabaseError("database disk image is malformed"))
     assert storage_problem(sqlite3.IntegrityError("UNIQUE constraint failed")) is None   # a bug stays a bug
     assert storage_problem(OSError(errno.EACCES, "Permission denied")) is None
+
+
+def test_categories_given_up_on_are_stored_with_the_call_that_gave_up(tmp_path):
+    # the miss that makes a category unfillable is committed with its call, not at the batch's end: a kill
+    # before the batch closes still leaves the resume knowing it
+    from agent.audit.auditor import Auditor
+    from agent.example import Spec
+    from agent.ledger import CallRow
+    from agent.plan import load_plan
+
+    plan = load_plan(plan_at(tmp_path, 40))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        dim = next(d for d, x in plan.dimensions.items() if x.measure != "trusted")
+        cat = plan.dimensions[dim].categories[0].name
+        spec = Spec(id="s", labels={dim: cat}, topic="", system_prompt="")
+        for _ in range(plan.audit.max_attempts_per_category):
+            assert Auditor(plan, ledger).remaining()[dim][cat] > 0     # not yet given up on
+            auditor.count_failed([spec])
+            row = auditor.reject_spec(spec, "invalid_item", "")
+            ledger.record_call([CallRow(batch=1, purpose="generate", provider="simulated", model="m", status="ok")],
+                               [row], state=auditor.category_state())
+        resumed = Auditor(plan, ledger)
+        assert resumed.remaining()[dim][cat] == 0 and (dim, cat) in resumed.unfillable
+        assert resumed.misses[(dim, cat)] == plan.audit.max_attempts_per_category
+        assert auditor.category_state() is None          # nothing changed since: nothing to write
+        # the same ledger under a changed plan: every category gets a fresh try
+        changed = plan.model_copy(update={"total": 60})
+        assert Auditor(changed, ledger).unfillable == {}
+        # a damaged entry is a fresh try too, never a crash
+        ledger.save_state({"categories": b"{not json"})
+        assert Auditor(plan, ledger).unfillable == {}
+    finally:
+        ledger.close()
+
+
+def test_a_storage_fault_in_many_calls_at_once_leaves_no_fault_unlooked_at(tmp_path, monkeypatch):
+    # a full disk fails every call at once; the run stops on the first, and asyncio has no "exception was
+    # never retrieved" left to log for the others (it did, into closed streams, at interpreter shutdown)
+    import asyncio
+    import gc
+
+    from agent.generate import Engine
+    from agent.limits import Limiter
+    from agent.plan import load_plan
+    from agent.providers import create
+    from agent.tokens import load_prices
+
+    plan = load_plan(plan_at(tmp_path, 40))
+    ledger = Ledger.open(tmp_path / "out", plan, simulated=True)
+    try:
+        engine = Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices())
+
+        def full(*args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(ledger, "add_pending", full)
+        unlooked: list[str] = []
+
+        async def main():
+            asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: unlooked.append(ctx["message"]))
+            try:
+                await engine.run()
+            except sqlite3.OperationalError:
+                pass
+            else:
+                raise AssertionError("the run went on past a full disk")
+
+        asyncio.run(main())
+        gc.collect()
+        assert unlooked == []
+    finally:
+        ledger.close()

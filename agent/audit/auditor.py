@@ -22,6 +22,7 @@ from agent.audit.state import StateError, dumps, loads, same_shape
 from agent.example import Spec, response_text, user_text
 from agent.ledger import ExampleRow, Ledger, is_lost
 from agent.plan import Plan
+from agent.records import BatchSummary, CategoryState, Diversity, Missing, RunState, Steering, Unfillable
 
 Counts = dict[str, dict[str, int]]
 SNAPSHOT_EVERY_S = 60.0
@@ -43,22 +44,32 @@ def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
 
 
 class Auditor:
-    def __init__(self, plan: Plan, ledger: Ledger, references=None):
+    """Owns the in-memory cache of the run's counts and per-category state, started from the ledger's
+    run_state() (agent/ledger.py says how a resume knows what remains) and written back through the engine's
+    record_call (category_state()) and record_batch."""
+
+    def __init__(self, plan: Plan, ledger: Ledger, state: RunState | None = None, references=None):
+        state = state or ledger.run_state(plan)
         self.plan = plan
         self.references = references           # agent/references.py: real examples never to be copied
         self.grounding = GroundingTally(ledger, plan)
         self.shape = plan.record_shape
         self.accepted: Counts = {d: {c.name: 0 for c in dim.categories} for d, dim in plan.dimensions.items()}
-        for d, cats in ledger.label_counts().items():
+        for d, cats in state.accepted.items():
             for c, n in cats.items():
                 self.accepted.setdefault(d, {})[c] = n
-        self.n_accepted = ledger.accepted_count()
+        self.n_accepted = state.n_accepted
         self.index = NearDupIndex(plan.quality.dedup_threshold)
         # filled by load_index(), which the engine runs in a thread while the first calls are in flight
         self.kept_texts = ledger.accepted_texts()
         self.measured_dims = [d for d, dim in plan.dimensions.items() if dim.measure != "trusted"]
-        self.misses: Counter[tuple[str, str]] = Counter()
-        self.unfillable: dict[tuple[str, str], int] = {}
+        self.plan_hash = state.categories.plan_hash
+        self.misses: Counter[tuple[str, str]] = Counter(state.categories.misses)
+        # a category given up on stays given up on across resumes of the same plan; its shortfall is recomputed
+        self.unfillable: dict[tuple[str, str], int] = {
+            (d, c): max(0, self.quota(d, c) - self.accepted.get(d, {}).get(c, 0))
+            for (d, c) in state.categories.unfillable if d in plan.dimensions and plan.dimensions[d].category(c)}
+        self._categories_changed = False
         # the diversity state is restored at the first batch audit, not here: resume starts calling at once
         self.ledger = ledger
         self._tracker: DiversityTracker | None = None
@@ -161,11 +172,22 @@ class Auditor:
             if want is None:
                 continue
             if got == want:
-                self.misses[(d, want)] = 0
+                if self.misses.get((d, want)):
+                    self.misses[(d, want)] = 0
+                    self._categories_changed = True
                 continue
             self.misses[(d, want)] += 1
+            self._categories_changed = True
             if self.misses[(d, want)] >= self.plan.audit.max_attempts_per_category:
                 self.unfillable[(d, want)] = max(0, self.quota(d, want) - self.accepted[d].get(want, 0))
+
+    def category_state(self) -> dict[str, bytes] | None:
+        """The misses and unfillable categories to store with the call that changed them (None: unchanged)."""
+        if not self._categories_changed:
+            return None
+        self._categories_changed = False
+        state = CategoryState(plan_hash=self.plan_hash, misses=dict(self.misses), unfillable=dict(self.unfillable))
+        return {CategoryState.STATE_KEY: state.dumps()}
 
     # -- steering the next draws ------------------------------------------------------------------------
     def instructions(self) -> list[str]:
@@ -180,40 +202,44 @@ class Auditor:
         return out[:6]
 
     # -- batch audit ------------------------------------------------------------------------------------
-    def close_batch(self, number: int, extra: dict[str, Any]) -> dict[str, Any]:
+    def close_batch(self, number: int, **extra: Any) -> BatchSummary:
         tracker = self.tracker  # first: restoring it folds the ledger's tail into the pending items
         items, self._pending_diversity = self._pending_diversity, []
         metrics = tracker.add_batch(items)
         found = shortfalls(metrics.cumulative, self.n_accepted, self.plan.total)
-        steer = steering(found, tracker.used_verbs)
-        if steer.get("avoid_list_size"):
-            steer["avoid_phrases"] = tracker.common_phrases(int(steer["avoid_list_size"]))
+        steer = Steering.from_json(steering(found, tracker.used_verbs))
+        if steer.avoid_list_size:
+            steer.avoid_phrases = tracker.common_phrases(steer.avoid_list_size)
         lost = {r: n for r, n in self.batch_reasons.most_common() if is_lost(r)}  # specs no example came back for
-        summary = {
-            "batch": number,
-            "processed": self.batch_processed,
-            "accepted": self.batch_accepted,
-            "rejected": self.batch_processed - self.batch_accepted - sum(lost.values()),
-            "rejections": {r: n for r, n in self.batch_reasons.most_common() if r not in lost},
-            "failed_calls": sum(lost.values()),
-            "lost": lost,
-            "duplicates": self.batch_reasons.get("near_duplicate", 0),
-            "total_accepted": self.n_accepted,
-            "table": {d: {c.name: {"target": c.quota, "accepted": self.accepted[d].get(c.name, 0),
-                                   "remaining": max(0, (c.quota or 0) - self.accepted[d].get(c.name, 0))}
-                          for c in dim.categories} for d, dim in self.plan.dimensions.items()},
-            "diversity": metrics.to_dict(),
-            "shortfalls": [s.to_dict() for s in found],
-            "steering": steer,
-            "missing": [{"dimension": d, "category": c, "misses": n} for (d, c), n in self.misses.items() if n >= 2],
-            "unfillable": [{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.unfillable.items()],
-            **({"grounding": self.grounding.summary()} if self.grounding.active else {}),
+        div = metrics.to_dict()
+        summary = BatchSummary(
+            batch=number,
+            processed=self.batch_processed,
+            accepted=self.batch_accepted,
+            rejected=self.batch_processed - self.batch_accepted - sum(lost.values()),
+            rejections={r: n for r, n in self.batch_reasons.most_common() if r not in lost},
+            failed_calls=sum(lost.values()),
+            lost=lost,
+            duplicates=self.batch_reasons.get("near_duplicate", 0),
+            total_accepted=self.n_accepted,
+            table={d: {c.name: {"target": c.quota, "accepted": self.accepted[d].get(c.name, 0),
+                                "remaining": max(0, (c.quota or 0) - self.accepted[d].get(c.name, 0))}
+                       for c in dim.categories} for d, dim in self.plan.dimensions.items()},
+            diversity=Diversity(batch=div["batch"], cumulative=div["cumulative"]),
+            shortfalls=[s.to_dict() for s in found],
+            steering=steer,
+            missing=[Missing(d, c, n) for (d, c), n in self.misses.items() if n >= 2],
+            unfillable=self.unfillable_list(),
+            grounding=self.grounding.summary() if self.grounding.active else None,
             **extra,
-        }
+        )
         self.batch_reasons.clear()
         self.batch_processed = self.batch_accepted = 0
         self._dirty = True
         return summary
+
+    def unfillable_list(self) -> list[Unfillable]:
+        return [Unfillable(d, c, n) for (d, c), n in self.unfillable.items()]
 
     @property
     def dirty(self) -> bool:

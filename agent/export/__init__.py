@@ -38,6 +38,7 @@ from agent.export.report import render_html
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
 from agent.plan import Plan
+from agent.records import ExportContext
 
 log = logging.getLogger(__name__)
 TRAIN, VAL = "training_data.jsonl", "validation_data.jsonl"
@@ -245,18 +246,17 @@ def _check(plan: Plan, result: ExportResult, max_tokens: int, tokenizer: tokens.
     result.checks = info.checklist(plan, result.stats, result.reports, targets)
 
 
-def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> dict[str, Any]:
-    usage = ledger.usage()
+def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> ExportContext:
     batches = ledger.batches()
-    return {
-        "plan": plan, "stats": result.stats, "split": result.split, "usage": usage, "share": share,
-        "format": result.format, "format_note": FORMAT_NOTES.get(result.format) or trainers.DESCRIBE[result.format],
-        "train_name": TRAIN, "val_name": VAL, "simulated": result.simulated,
-        "targets": info.target_rows(plan, ledger.label_counts(), result.stats),
-        "rejections": ledger.rejection_counts(), "lost": ledger.lost_counts(), "batches": batches,
-        "diversity": info.diversity_rows(batches, ledger.accepted_count(), plan.total),
-        "checks": result.checks, "reports": result.reports,
-        "plan_hash": ledger.meta("plan_hash"), "created_at": ledger.meta("created_at"), "exported_at": time.time(),
-        "samples": samples.collect(plan, ledger),  # report.html's examples, rejections, near-dups, lengths
-        "coverage": coverage(ledger),  # grounded runs: sources, passages used, the grounding check's share
-    }
+    return ExportContext(
+        plan=plan, stats=result.stats, split=result.split, usage=ledger.usage(), share=share,
+        format=result.format, format_note=FORMAT_NOTES.get(result.format) or trainers.DESCRIBE[result.format],
+        train_name=TRAIN, val_name=VAL, simulated=result.simulated,
+        targets=info.target_rows(plan, ledger.label_counts(), result.stats),
+        rejections=ledger.rejection_counts(), lost=ledger.lost_counts(), batches=batches,
+        diversity=info.diversity_rows(batches, ledger.accepted_count(), plan.total),
+        checks=result.checks, reports=result.reports,
+        plan_hash=ledger.meta("plan_hash"), created_at=ledger.meta("created_at"), exported_at=time.time(),
+        samples=samples.collect(plan, ledger),  # report.html's examples, rejections, near-dups, lengths
+        coverage=coverage(ledger),  # grounded runs: sources, passages used, the grounding check's share
+    )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from agent.export import metadata, trainers
 from agent.export.card import CARD, render_card
+from agent.records import ExportContext
 from agent.yamlfile import write_atomic
 
 # every name an export may install: the swap marker may list only these
@@ -22,20 +22,20 @@ NAMES = frozenset({trainers.MANIFEST, trainers.LF_INFO, trainers.AXOLOTL, CARD,
                    metadata.side_name("training_data.jsonl"), metadata.side_name("validation_data.jsonl")})
 
 
-def write(ctx: dict[str, Any], ledger, staging: Path, out_dir: Path, fmt: str, validation: set[int], train: str,
+def write(ctx: ExportContext, ledger, staging: Path, out_dir: Path, fmt: str, validation: set[int], train: str,
           val: str | None, trainer: str | None = None, with_metadata: bool = False) -> tuple[list[str], set[str]]:
     """Stage the bundle's files in `staging` (they are installed into `out_dir` with the data, in one swap).
 
     Returns the names staged and the names an earlier export wrote that describe other files now (removed
     in the same swap: only ours, as its manifest named them)."""
-    plan, stats = ctx["plan"], ctx["stats"]
+    plan, stats = ctx.plan, ctx.stats
     files = {"train": train} | ({"validation": val} if val else {})
     written: list[Path] = []
     meta: dict[str, str] = {}
     if with_metadata:
         written += metadata.write_metadata(plan, ledger, staging, fmt, validation, train, val)
         meta = {s: metadata.side_name(f) for s, f in files.items()}
-    tokenizer = next(iter(ctx["reports"].values())).tokenizer if ctx.get("reports") else ""
+    tokenizer = next(iter(ctx.reports.values())).tokenizer if ctx.reports else ""
     written += trainers.write_configs(staging, trainer, fmt, files, plan.name, stats.files, list(meta.values()),
                                       tokenizer, final_dir=out_dir)
     write_atomic(staging / CARD, render_card(ctx, fmt, trainer, files, meta))

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from agent.export.trainers import AXOLOTL, DESCRIBE, LF_INFO, TRL_TRAINER
+from agent.records import ExportContext
 
 CARD = "README.md"
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
@@ -59,17 +60,17 @@ trainer.train()
 ```"""
 
 
-def render_card(ctx: dict[str, Any], fmt: str, trainer: str | None, files: dict[str, str],
+def render_card(ctx: ExportContext, fmt: str, trainer: str | None, files: dict[str, str],
                 metadata: dict[str, str]) -> str:
-    plan, stats = ctx["plan"], ctx["stats"]
+    plan, stats = ctx.plan, ctx.stats
     shape = plan.record_shape
     head = yaml.safe_dump(front_matter(plan.name, shape, files, stats.total), sort_keys=False, allow_unicode=True)
     head = head.replace("license: unknown", "license: unknown  # fill in (e.g. apache-2.0, cc-by-4.0) before you publish", 1)
     out = [f"---\n{head}---\n", f"# {plan.name}\n"]
-    if ctx["simulated"]:
+    if ctx.simulated:
         out.append("> **SIMULATED DATA - NOT FOR TRAINING.** Every example came from datagen's simulated provider.\n")
     out.append(f"Synthetic {shape} data for: {plan.task}. Made with datagen "
-               f"(plan hash `{ctx['plan_hash'] or 'unknown'}`); dataset_info.txt and report.html hold the audit.\n")
+               f"(plan hash `{ctx.plan_hash or 'unknown'}`); dataset_info.txt and report.html hold the audit.\n")
     out.append(f"## Files\n\nFormat `{fmt}`: {DESCRIBE[fmt]}.\n")
     out.append("| split | file | examples |\n|---|---|---|")
     for split, file in files.items():
@@ -78,8 +79,8 @@ def render_card(ctx: dict[str, Any], fmt: str, trainer: str | None, files: dict[
         out.append(f"\n{stats.left_out:,} examples were left out: {stats.left_out_reason}.")
     if stats.system_dropped:
         out.append(f"\n{stats.system_dropped:,} system prompts were dropped: `{fmt}` has no field for them.")
-    if ctx.get("coverage"):  # grounded runs: which documents the answers come from
-        cov = ctx["coverage"]
+    if ctx.coverage:  # grounded runs: which documents the answers come from
+        cov = ctx.coverage
         out.append(f"\n## Sources\n\nEvery answer was generated from one passage of these documents and checked "
                    f"against it ({cov['used']} of {cov['passages']} passages used):\n")
         out += [f"- {s['source']} (sha256 `{s['hash']}`): {s['examples']:,} examples" for s in cov["sources"]]

@@ -19,6 +19,7 @@ from agent import tokens
 from agent.coverage import lines as coverage_lines
 from agent.example import user_turns
 from agent.plan import Plan
+from agent.records import BatchSummary, ExportContext
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
@@ -112,14 +113,14 @@ def when(epoch: str | float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch)))
 
 
-def diversity_rows(batches: list[dict[str, Any]], accepted: int, total: int) -> list[dict[str, Any]]:
+def diversity_rows(batches: list[BatchSummary], accepted: int, total: int) -> list[dict[str, Any]]:
     """[{metric, value, bound, kind, ok, seed}] from the last batch's cumulative metrics; [] with no audit."""
     from agent.audit.diversity import THRESHOLDS, required
 
-    last = next((b for b in reversed(batches) if isinstance(b.get("diversity"), dict)), None)
+    last = next((b for b in reversed(batches) if b.diversity.cumulative), None)
     if last is None:
         return []
-    metrics = last["diversity"].get("cumulative", last["diversity"])
+    metrics = last.diversity.cumulative
     rows = []
     for name, t in THRESHOLDS.items():
         if name not in metrics:
@@ -141,17 +142,17 @@ def target_rows(plan: Plan, actual: dict[str, dict[str, int]], stats: Stats) -> 
     return rows
 
 
-def render(ctx: dict[str, Any]) -> str:
+def render(ctx: ExportContext) -> str:
     """The text of dataset_info.txt from the export's context (see agent.export.export)."""
-    plan: Plan = ctx["plan"]
-    stats: Stats = ctx["stats"]
-    split = ctx["split"]
-    usage = ctx["usage"]
-    train, val = ctx["train_name"], ctx["val_name"]
+    plan: Plan = ctx.plan
+    stats: Stats = ctx.stats
+    split = ctx.split
+    usage = ctx.usage
+    train, val = ctx.train_name, ctx.val_name
     n_train, n_val = stats.files.get(train, 0), stats.files.get(val, 0)
     lines: list[str] = []
     add = lines.append
-    if ctx["simulated"]:
+    if ctx.simulated:
         add("SIMULATED DATA — NOT FOR TRAINING: every example came from datagen's simulated provider (a test")
         add("fake with canned text), not from a language model. Use it to check the pipeline, never to fine-tune.")
         add("")
@@ -167,11 +168,11 @@ def render(ctx: dict[str, Any]) -> str:
     add("- dataset_info.txt (metadata)")
     add("- report.html (charts: targets, lengths, rejections, diversity, cost)")
     add("")
-    add(f"Format: {ctx['format']} ({ctx['format_note']})")
+    add(f"Format: {ctx.format} ({ctx.format_note})")
     if stats.left_out:
         add(f"Left out: {stats.left_out:,} examples ({stats.left_out_reason})")
     if stats.system_dropped:
-        add(f"System prompt dropped: {stats.system_dropped:,} examples had one; the {ctx['format']} format has no "
+        add(f"System prompt dropped: {stats.system_dropped:,} examples had one; the {ctx.format} format has no "
             f"field for it")
     add("")
     add("Dataset Statistics:")
@@ -180,8 +181,8 @@ def render(ctx: dict[str, Any]) -> str:
     add(f"- Average user query length: {stats.user_tokens / max(1, stats.user_msgs):,.1f} tokens "
         f"(over {stats.user_msgs:,} user messages)")
     add(f"- Average assistant response length: {stats.reply_tokens / max(1, stats.reply_msgs):,.1f} tokens "
-        f"(over {stats.reply_msgs:,} responses{'; the chosen ones' if ctx['format'] == 'dpo' else ''})")
-    if ctx["format"] == "dpo":
+        f"(over {stats.reply_msgs:,} responses{'; the chosen ones' if ctx.format == 'dpo' else ''})")
+    if ctx.format == "dpo":
         add(f"- Average rejected response length: {stats.rejected_tokens / max(1, stats.total):,.1f} tokens")
     add(f"- System prompts: {len(stats.systems)} variation(s) in the files ({len(plan.system_prompts)} in the plan"
         + (f"; {stats.no_system:,} examples without one" if stats.no_system else "") + ")")
@@ -199,15 +200,15 @@ def render(ctx: dict[str, Any]) -> str:
             add(f"- {c.name}: {counts.get(c.name, 0):,} examples ({pct(counts.get(c.name, 0), stats.total)})")
     add("")
     add("Target vs Actual (target = plan quota; accepted = in the ledger; exported = in the files above):")
-    width = max((len(f"{d}.{c}") for d, c, *_ in ctx["targets"]), default=10)
+    width = max((len(f"{d}.{c}") for d, c, *_ in ctx.targets), default=10)
     add(f"  {'category':<{width}}  {'target':>7}  {'accepted':>8}  {'exported':>8}")
-    for d, c, target, accepted, exported in ctx["targets"]:
+    for d, c, target, accepted, exported in ctx.targets:
         flag = "" if accepted == target else "  <- off target"
         add(f"  {d + '.' + c:<{width}}  {target:>7,}  {accepted:>8,}  {exported:>8,}{flag}")
     add("")
     add("Train/Validation Split:")
     if split.target_val:
-        add(f"- validation share {ctx['share']:g}: {split.n_val:,} of {split.n_train + split.n_val:,} "
+        add(f"- validation share {ctx.share:g}: {split.n_val:,} of {split.n_train + split.n_val:,} "
             f"(asked {split.target_val:,}), stratified by {' x '.join(split.by)} ({len(split.strata)} strata), "
             f"seed {plan.generation.seed}")
     else:
@@ -216,13 +217,13 @@ def render(ctx: dict[str, Any]) -> str:
         f"groups moved to training by the cross-split check: {split.moved:,}")
     add("")
     add("Rejections by Reason (generation; examples the audit turned down):")
-    rejections = ctx["rejections"]
+    rejections = ctx.rejections
     if rejections:
         for reason, n in rejections.items():
             add(f"- {reason}: {n:,}")
     else:
         add("- none")
-    lost = ctx.get("lost") or {}
+    lost = ctx.lost
     add(f"Failed calls (no example was produced, so none was rejected): {sum(lost.values()):,} examples lost")
     for reason, n in lost.items():
         add(f"- {reason}: {n:,}")
@@ -230,36 +231,36 @@ def render(ctx: dict[str, Any]) -> str:
     add("- " + NEAR_DUP_RULE.format(t=plan.quality.dedup_threshold))
     add("")
     add("Diversity (cumulative metrics of the last batch audit, against seed 000's thresholds):")
-    if ctx["diversity"]:
-        for r in ctx["diversity"]:
+    if ctx.diversity:
+        for r in ctx.diversity:
             side = ">=" if r["kind"] == "at_least" else "<"
             add(f"- {r['metric']}: {r['value']:.3g} (needs {side} {r['bound']:g}) {'PASS' if r['ok'] else 'FAIL'}"
                 f" — {r['seed']}")
     else:
         add("- not available: the ledger holds no batch audit")
     add("")
-    if ctx.get("coverage"):
+    if ctx.coverage:
         add("Grounding (the documents the examples answer from):")
-        for line in coverage_lines(ctx["coverage"]):
+        for line in coverage_lines(ctx.coverage):
             add(line)
         add("")
     add("Generation:")
-    add(f"- Plan: {plan.name} (hash {plan.content_hash()}; run started with plan hash {ctx['plan_hash'] or 'unknown'})")
+    add(f"- Plan: {plan.name} (hash {plan.content_hash()}; run started with plan hash {ctx.plan_hash or 'unknown'})")
     add(f"- Model(s): {', '.join(usage['models']) or 'none recorded'}")
     add(f"- Calls: {usage['calls']:,}; tokens: {usage['input_tokens']:,} in ({usage['cached_tokens']:,} cached), "
         f"{usage['output_tokens']:,} out")
     add(f"- Cost: ${usage['cost']:.4f}")
     if usage.get("faults"):
         add("- Provider faults: " + ", ".join(f"{k} {v}" for k, v in sorted(usage["faults"].items())))
-    add(f"- Run started: {when(ctx['created_at'])}; exported: {when(ctx['exported_at'])}")
+    add(f"- Run started: {when(ctx.created_at)}; exported: {when(ctx.exported_at)}")
     add("")
     add("Quality Control Checklist:")
-    for check in ctx["checks"]:
+    for check in ctx.checks:
         add(f"- [{check.status}] {check.item}: {check.note}")
     add("")
     add("Next Steps:")
     add(f"1. Review sample examples in {train}" + (" (REVIEW items above need a person)" if any(
-        c.status == "REVIEW" for c in ctx["checks"]) else ""))
+        c.status == "REVIEW" for c in ctx.checks) else ""))
     add("2. Load dataset into training framework")
     add("3. Adjust hyperparameters based on dataset size")
     add("4. Monitor training metrics")

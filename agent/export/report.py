@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from agent.export.info import TOKEN_BINS, Stats, bin_label, pct, when
 from agent.export.samples import LengthRow
+from agent.records import BatchSummary, ExportContext
 
 BLUE, GREY, GREEN, RED, AMBER = "#3b6fd8", "#b9c0cc", "#2e9d5b", "#d0453b", "#c98a13"
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
@@ -114,12 +115,12 @@ def gauges(rows: list[dict[str, Any]], width: int = 760) -> Markup:
     return Markup("".join(out))
 
 
-def batch_costs(batches: list[dict[str, Any]]) -> tuple[list[str], list[float]]:
+def batch_costs(batches: list[BatchSummary]) -> tuple[list[str], list[float]]:
     """Cost of each batch from the ledger's running total (cost_total is cumulative across runs)."""
     labels, costs, before = [], [], 0.0
     for b in batches:
-        total = float(b.get("cost_total", before))
-        labels.append(str(b.get("batch", len(labels) + 1)))
+        total = float(b.cost_total if b.cost_total is not None else before)
+        labels.append(str(b.batch))
         costs.append(max(0.0, total - before))
         before = total
     return labels, costs
@@ -272,26 +273,26 @@ def range_hist(row: LengthRow, width: int = 760) -> Markup:
     return Markup("".join(out))
 
 
-def render_html(ctx: dict[str, Any]) -> str:
-    stats: Stats = ctx["stats"]
+def render_html(ctx: ExportContext) -> str:
+    stats: Stats = ctx.stats
     target_charts = []
     dims: dict[str, list[tuple[str, list[float]]]] = {}
-    for d, c, target, accepted, exported in ctx["targets"]:
+    for d, c, target, accepted, exported in ctx.targets:
         dims.setdefault(d, []).append((c, [target, accepted, exported]))
-    same_w = label_width([c for _, c, *_ in ctx["targets"]])  # one plot edge for every dimension's chart
+    same_w = label_width([c for _, c, *_ in ctx.targets])  # one plot edge for every dimension's chart
     for d, rows in dims.items():
         target_charts.append(hbars(d, rows, [("target", GREY), ("accepted", AMBER), ("exported", BLUE)],
                                    f"target:{d}", label_w=same_w))
     bins = [bin_label(i) for i in range(len(TOKEN_BINS))]
-    rejections = ctx["rejections"]
-    labels, costs = batch_costs(ctx["batches"])
+    rejections = ctx.rejections
+    labels, costs = batch_costs(ctx.batches)
     env = Environment(autoescape=True)
-    samples = ctx.get("samples") or {"examples": {}, "rejected": [], "near_pairs": [], "lengths": []}
+    samples = ctx.samples or {"examples": {}, "rejected": [], "near_pairs": [], "lengths": []}
     return env.from_string(EXAMPLE + PAGE).render(
         samples=samples, length_charts=[range_hist(r) for r in samples["lengths"]],
-        plan=ctx["plan"], format=ctx["format"], plan_hash=ctx["plan_hash"] or "unknown", simulated=ctx["simulated"],
-        started=when(ctx["created_at"]), exported=when(ctx["exported_at"]), stats=stats, usage=ctx["usage"],
-        multi=pct(stats.multi_turn, stats.total), checks=ctx["checks"], font=Markup(FONT),
+        plan=ctx.plan, format=ctx.format, plan_hash=ctx.plan_hash or "unknown", simulated=ctx.simulated,
+        started=when(ctx.created_at), exported=when(ctx.exported_at), stats=stats, usage=ctx.usage,
+        multi=pct(stats.multi_turn, stats.total), checks=ctx.checks, font=Markup(FONT),
         target_charts=target_charts,
         query_hist=vbars("User query length (tokens per user message)", bins, stats.query_hist, "query_lengths"),
         reply_hist=vbars("Assistant response length (tokens per response)", bins, stats.reply_hist,
@@ -299,10 +300,10 @@ def render_html(ctx: dict[str, Any]) -> str:
         rejections=hbars(f"{sum(rejections.values()):,} examples rejected during generation",
                          [(r, [n]) for r, n in rejections.items()], [("rejected", RED)], "rejections")
         if rejections else None,
-        lost=hbars(f"{sum(ctx.get('lost', {}).values()):,} examples lost to failed calls (no example existed)",
-                   [(r, [n]) for r, n in ctx.get("lost", {}).items()], [("lost", GREY)], "lost")
-        if ctx.get("lost") else None,
-        diversity=gauges(ctx["diversity"]) if ctx["diversity"] else None,
+        lost=hbars(f"{sum(ctx.lost.values()):,} examples lost to failed calls (no example existed)",
+                   [(r, [n]) for r, n in ctx.lost.items()], [("lost", GREY)], "lost")
+        if ctx.lost else None,
+        diversity=gauges(ctx.diversity) if ctx.diversity else None,
         cost=vbars("Cost per batch (USD)", labels, costs, "cost", colour=AMBER, fmt=lambda v: f"${v:.4f}")
-        if any(costs) else None, batches=len(labels), coverage=ctx.get("coverage"),
+        if any(costs) else None, batches=len(labels), coverage=ctx.coverage,
     )
