@@ -16,6 +16,24 @@ log = logging.getLogger("agent")
 PlanPath = click.Path(path_type=Path, dir_okay=False)
 
 
+class ProviderName(click.ParamType):
+    """A name in the provider registry, read when the option is used (so a registered provider is accepted)."""
+
+    name = "provider"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        from agent import providers
+
+        return "[" + "|".join(providers.names(installed=False)) + "]"
+
+    def convert(self, value, param, ctx):
+        from agent import providers
+
+        if not providers.known(value):
+            self.fail(providers.unknown(value), param, ctx)
+        return value
+
+
 def stdout_console():
     from rich.console import Console
 
@@ -72,7 +90,7 @@ def interview(answers: Path | None, out_dir: Path, force: bool, approve: bool | 
 @click.option("--force", is_flag=True, help="Overwrite an existing plan file.")
 @click.option("--brainstorm", is_flag=True, help="SOURCE is a plan: ask its provider for topics per domain category.")
 @click.option("--per-category", type=click.IntRange(1, 500), help="Topics to ask for per category (default: 120 in all).")
-@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="With --brainstorm.")
+@click.option("--provider", type=ProviderName(), help="With --brainstorm.")
 @click.option("--model", help="With --brainstorm.")
 @click.option("--api-key", help="With --brainstorm (better: the provider's environment variable).")
 def plan(source: Path, out: Path | None, show: bool, force: bool, brainstorm: bool, per_category, provider, model,
@@ -94,7 +112,8 @@ def plan(source: Path, out: Path | None, show: bool, force: bool, brainstorm: bo
 
         loaded = with_overrides(load_plan(source), GenerateOptions(provider=provider, model=model))
         g = loaded.generation
-        llm = create(g.provider, model=g.model, api_key=api_key, base_url=g.base_url, seed=g.seed)
+        llm = create(g.provider, model=g.model, api_key=api_key, base_url=g.base_url, seed=g.seed,
+                     options=g.provider_options)
         before = sum(len(v) for v in loaded.topics.values())
         topics = asyncio.run(run_brainstorm(loaded, llm, per_category or per_category_default(loaded)))
         original = load_plan(source)  # provider overrides are for this call only, not saved
@@ -160,7 +179,7 @@ def open_run(plan_path: Path, outputs: Path):
 
 @cli.command()
 @run_options
-@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="Override the plan's provider.")
+@click.option("--provider", type=ProviderName(), help="Override the plan's provider.")
 @click.option("--model", help="Override the plan's model.")
 @click.option("--base-url", help="OpenAI-compatible server URL (vLLM, Ollama, llama.cpp, LM Studio).")
 @click.option("--api-key", help="API key (better: OPENAI_API_KEY / ANTHROPIC_API_KEY). Never written anywhere.")
@@ -176,12 +195,12 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
     from agent.plan import load_plan
     from agent.progress import make_progress
     from agent.runner import GenerateOptions
-    from agent.runner import generate as run_generate
+    from agent.runner import run as run_plan
 
     opts = GenerateOptions(provider=provider, model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
                            restart=restart, quiet=quiet, drift=not no_drift, export=not no_export, prices=prices,
                            outputs=outputs, plan_path=plan_path, say=None if quiet else say)
-    result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
+    result = run_plan(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
     lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
     say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run{lost}, "
@@ -194,7 +213,7 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 
 @cli.command()
 @click.option("--plan", "plan_path", type=PlanPath, required=True)
-@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]))
+@click.option("--provider", type=ProviderName())
 @click.option("--model")
 @click.option("--base-url", help="The server the run will use: a local one (127.0.0.1, private address) is slower.")
 def estimate(plan_path: Path, provider, model, base_url) -> None:

@@ -37,7 +37,16 @@ class Requirements(Strict):
     system_prompt_mode: Literal["consistent", "varied"] = "consistent"
     system_prompt_variants: int = Field(default=3, ge=1, le=50)
     persona: str = ""
-    provider: Literal["simulated", "openai", "anthropic"] = "simulated"
+    provider: str = "simulated"   # a name in the provider registry
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, name: str) -> str:
+        from agent import providers
+
+        if not providers.known(name):
+            raise ValueError(providers.unknown(name))
+        return name
     model: str = ""
 
     @field_validator("subject_areas")

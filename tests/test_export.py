@@ -28,7 +28,7 @@ from agent.export.commands import validate as validate_command
 from agent.export.split import Item, split
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.plan import Plan
-from agent.runner import GenerateOptions, generate
+from agent.runner import GenerateOptions, run
 from tests.conftest import EXAMPLE_PLAN
 
 for command in (export_command, validate_command):
@@ -63,7 +63,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[Plan, Path]]:
     out = {}
     for shape in ("chat", "preference", "kto"):
         plan = Plan.model_validate(plan_data(shape))
-        result = generate(plan, GenerateOptions(outputs=root / shape, quiet=True, export=False, prices=prices))
+        result = run(plan, GenerateOptions(outputs=root / shape, quiet=True, export=False, prices=prices))
         assert result.accepted == plan.total
         out[shape] = (plan, root / shape / plan.name)
     return out

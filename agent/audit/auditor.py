@@ -42,6 +42,8 @@ def to_record(item: Any, spec: Spec, shape: str) -> dict[str, Any]:
 
 
 class Auditor:
+    temperature_adjustable = True   # False: the provider ignores temperature (the runner sets it from its capabilities)
+
     def __init__(self, plan: Plan, ledger: Ledger):
         self.plan = plan
         self.shape = plan.record_shape
@@ -168,7 +170,7 @@ class Auditor:
         items, self._pending_diversity = self._pending_diversity, []
         metrics = tracker.add_batch(items)
         found = shortfalls(metrics.cumulative, self.n_accepted, self.plan.total)
-        steer = steering(found, tracker.used_verbs)
+        steer = steering(found, tracker.used_verbs, temperature=self.temperature_adjustable)
         if steer.get("avoid_list_size"):
             steer["avoid_phrases"] = tracker.common_phrases(int(steer["avoid_list_size"]))
         lost = {r: n for r, n in self.batch_reasons.most_common() if is_lost(r)}  # specs no example came back for
