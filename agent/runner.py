@@ -76,7 +76,11 @@ def run(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
     g = plan.generation
     kind = providers.get(g.provider)
     prices = load_prices(opts.prices)
-    priced = kind.price(g.model, prices) is not None
+    price = kind.price(g.model, prices)
+    priced = price is not None
+    if price is not None and prices.price(g.model) is None:
+        # a provider that knows its own model's price (simulated: free): the engine's spend counts it too
+        prices = PriceTable(models={**prices.models, g.model: price})
     explicit = "--max-cost" if opts.max_cost is not None else "generation.max_cost" if g.max_cost is not None else None
     if explicit and not priced:
         raise ConfigError(f"{explicit} needs a price for model {g.model!r}, which is not in the price table: give "
