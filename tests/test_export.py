@@ -21,13 +21,13 @@ from agent import tokens
 from agent.audit.dedup import similarity
 from agent.cli import cli
 from agent.errors import InputError
-from agent.example import user_text, user_turns
 from agent.export import INFO, REPORT, TRAIN, VAL, export, formats
 from agent.export.commands import export as export_command
 from agent.export.commands import validate as validate_command
 from agent.export.split import Item, split
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.plan import Plan
+from agent.records import user_text, user_turns
 from agent.runner import GenerateOptions, run
 from tests.conftest import EXAMPLE_PLAN
 
@@ -618,8 +618,8 @@ def test_export_command_errors_are_one_line_and_exit_2(runs, tmp_path, run_cli):
 
 def test_a_batch_audit_counts_failed_calls_apart(tmp_path):
     from agent.audit.auditor import Auditor
-    from agent.example import Spec
     from agent.progress import headline
+    from agent.records import Spec
 
     plan = Plan.model_validate(plan_data("chat", total=60))
     ledger = Ledger(tmp_path / "ledger.sqlite")

@@ -18,9 +18,9 @@ from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
 from agent.audit.labels import measure
 from agent.audit.state import StateError, dumps, loads, same_shape
-from agent.example import Spec, response_text, user_text
 from agent.ledger import ExampleRow, Ledger, is_lost
 from agent.plan import Plan
+from agent.records import Spec, response_text, user_text
 
 Counts = dict[str, dict[str, int]]
 SNAPSHOT_EVERY_S = 60.0
@@ -87,7 +87,7 @@ class Auditor:
         return self.plan.total - self.n_accepted
 
     # -- one example ----------------------------------------------------------------------------------
-    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None) -> ExampleRow:
+    def admit(self, spec: Spec, item: Any, judged: dict[str, str] | None = None) -> ExampleRow:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
         row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,

@@ -31,12 +31,12 @@ from typing import IO, Any
 from agent import tokens
 from agent.audit.dedup import NearDupIndex
 from agent.errors import DatagenError
-from agent.example import user_text
 from agent.export import bundle, formats, info, samples, split, trainers
 from agent.export.report import render_html
 from agent.export.validate import DEFAULT_MAX_TOKENS, Report, example_tokens, validate_file
 from agent.ledger import Ledger
 from agent.plan import Plan
+from agent.records import user_text
 
 log = logging.getLogger(__name__)
 TRAIN, VAL = "training_data.jsonl", "validation_data.jsonl"

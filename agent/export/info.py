@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import tokens
-from agent.example import user_turns
 from agent.plan import Plan
+from agent.records import user_turns
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict
 
 from agent.errors import InputError
-from agent.example import Spec
+from agent.records import Spec
 
 
 @dataclass(frozen=True)

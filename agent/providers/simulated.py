@@ -17,10 +17,10 @@ import zlib
 from pydantic import Field
 
 from agent import tokens
-from agent.example import Spec
 from agent.prompts import parse_spec_lines
 from agent.providers import simulated_text as text
 from agent.providers.base import Capabilities, Completion, NoOptions, Provider, Request
+from agent.records import Spec
 
 DRIFT_OFF_SPEC = 0.15
 DRIFT_NEAR_COPY = 0.05
