@@ -54,7 +54,51 @@ def tty_ask(prompt: str, default: str | None) -> str:
     return line.rstrip("\n")
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Commands from other packages, imported only when run (or asked for their own --help): `datagen --help`
+    lists them from LAZY's one-line help, so start-up does not import the export and dataset code (numpy,
+    tiktoken, pydantic models). test_startup checks each line against the command's docstring."""
+
+    def list_commands(self, ctx):
+        return sorted({*self.commands, *LAZY})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in LAZY:
+            import importlib
+
+            module, _, attr = LAZY[name][0].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        names = self.list_commands(ctx)
+        shown = [n for n in names if n in LAZY and n not in self.commands or not self.commands[n].hidden]
+        limit = formatter.width - 6 - max(len(n) for n in shown)
+        rows = [(n, (self.commands.get(n) or click.Command(n, help=LAZY[n][1])).get_short_help_str(limit))
+                for n in shown]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+LAZY = {  # name: (where the command is, the first line of its docstring)
+    "export": ("agent.export.commands:export", "Write training/validation JSONL, dataset_info.txt, report.html, "
+               "a dataset card and trainer configs."),
+    "validate": ("agent.export.commands:validate", "Check a JSONL file in any of the trainer formats: exit 0 "
+                 "valid, 1 not valid, 2 unreadable."),
+    "push": ("agent.export.commands:push", "Upload an export folder (data, card, configs, report) to a Hugging "
+             "Face dataset repo; token from HF_TOKEN."),
+    "convert": ("agent.dataset.commands:convert", "Convert a JSON/JSONL dataset to another format, or to "
+                "chat-template text; say what could not be kept."),
+    "clean": ("agent.dataset.commands:clean", "Drop invalid, off-bounds, PII, refusal and near-duplicate rows; "
+              "keep the rest unchanged and say why."),
+    "kto": ("agent.dataset.commands:kto", "Turn feedback logs (thumbs, stars, booleans) into deduplicated, "
+            "balanced KTO rows."),
+    "stats": ("agent.dataset.commands:stats", "Seed 000's diversity metrics (TTR, overlap, verbs, topics, "
+              "lengths) for any dataset file."),
+}
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="datagen")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def cli(verbose: bool) -> None:
@@ -248,27 +292,6 @@ def audit(plan_path: Path, outputs: Path) -> None:
 
     loaded, ledger = open_run(plan_path, outputs)
     show_audit(loaded, ledger, stdout_console())
-
-
-def _register_export_commands() -> None:
-    from agent.export.commands import export, push, validate
-
-    cli.add_command(export)
-    cli.add_command(validate)
-    cli.add_command(push)
-
-
-_register_export_commands()
-
-
-def _register_dataset_commands() -> None:
-    from agent.dataset.commands import clean, convert, kto, stats
-
-    for command in (convert, clean, kto, stats):
-        cli.add_command(command)
-
-
-_register_dataset_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

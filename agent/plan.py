@@ -106,8 +106,8 @@ class Generation(Strict):
 
         from agent import providers
 
-        if not providers.known(self.provider):
-            return self   # reported by _provider
+        if not self.provider_options or not providers.known(self.provider):
+            return self   # nothing to check (the provider file is not imported), or reported by _provider
         try:
             providers.check_options(self.provider, self.provider_options)
         except ValidationError as e:

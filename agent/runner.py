@@ -122,7 +122,7 @@ def run(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
             finally:
                 log.info("run end: %d/%d accepted, $%.4f", engine.auditor.n_accepted, plan.total, engine.spent)
             if opts.export and (result.complete or result.unfillable):
-                from agent.export import export_run
+                from agent.export.pipeline import export_run
 
                 export_run(plan, ledger, out_dir)
             return result

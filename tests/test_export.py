@@ -320,12 +320,12 @@ def test_a_failure_after_the_data_files_leaves_all_four_as_they_were(runs, tmp_p
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     export(plan, ledger, folder)
     before = four_files(folder)
-    import agent.export
+    import agent.export.pipeline
 
     def full(path, text):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(agent.export, "write_new", full)   # writing the report fails, after both JSONL files
+    monkeypatch.setattr(agent.export.pipeline, "write_new", full)   # writing the report fails, after both JSONL files
     with pytest.raises(OSError):
         export(plan, ledger, folder, fmt="sharegpt")
     assert four_files(folder) == before
@@ -333,19 +333,19 @@ def test_a_failure_after_the_data_files_leaves_all_four_as_they_were(runs, tmp_p
 
 
 def test_no_room_for_the_swap_marker_leaves_nothing_behind(runs, tmp_path, monkeypatch):
-    import agent.export
+    import agent.export.pipeline
 
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     export(plan, ledger, folder)
     before = four_files(folder)
-    real = agent.export.write_new
+    real = agent.export.pipeline.write_new
 
     def full_for_the_marker(path, text):
-        if path.name.startswith(agent.export.SWAP_MARKER):
+        if path.name.startswith(agent.export.pipeline.SWAP_MARKER):
             raise OSError(28, "No space left on device")
         real(path, text)
 
-    monkeypatch.setattr(agent.export, "write_new", full_for_the_marker)
+    monkeypatch.setattr(agent.export.pipeline, "write_new", full_for_the_marker)
     with pytest.raises(OSError):
         export(plan, ledger, folder, fmt="sharegpt")
     assert four_files(folder) == before
