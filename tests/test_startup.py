@@ -20,8 +20,8 @@ HEAVY = ("numpy", "tiktoken", "openai", "anthropic", "agent.export.", "agent.dat
 
 def modules_after(*args: str) -> list[str]:
     """The modules a fresh interpreter holds after running `datagen ARGS` (exit status ignored)."""
-    code = ("import json, sys\nfrom agent.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)))" % (list(args),))
+    code = (f"import json, sys\nfrom agent.cli import main\ntry:\n    main({list(args)!r})\nexcept SystemExit:\n"
+            "    pass\nsys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     line = done.stderr.rsplit("MODULES ", 1)[-1]
     return json.loads(line)
