@@ -115,3 +115,29 @@ def test_steering_without_temperature_uses_the_other_levers():
     assert without["avoid_list_size"] > 0 and without["prefer_least_used_topics"] is True
     only_ttr = steering(short[:1], temperature=False)   # wording alone falls short: the avoid list still comes
     assert "temperature_step" not in only_ttr and only_ttr["avoid_list_size"] > 0
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_capabilities_and_options_on_the_wire(tmp_path, run_cli, monkeypatch, provider):
+    """anthropic: said at start, no temperature sent; openai: temperature sent, plan options in the body."""
+    from tests.fakeserver import FakeServer
+    from tests.responders import simulated_responder
+    from tests.test_engine_http import FAKE_KEY, plan_for
+
+    monkeypatch.setenv("OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY", FAKE_KEY)
+    with FakeServer(responder=simulated_responder(seed=3), seed=5, max_requests=200, max_lifetime=60) as server:
+        path = plan_for(tmp_path, provider, server.openai_url if provider == "openai" else server.anthropic_url)
+        if provider == "openai":
+            data = yaml.safe_load(path.read_text())
+            data["generation"]["provider_options"] = {"extra_body": {"top_k": 20}}
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+        r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--no-export")
+        assert r.code == 0, r.err
+        bodies = [rec.body for rec in server.requests if isinstance(rec.body, dict)]
+    assert bodies
+    said = "temperature is not adjustable for provider anthropic" in r.err
+    if provider == "anthropic":
+        assert said and not any("temperature" in b for b in bodies)
+    else:
+        assert not said and bodies[0]["temperature"] == 0.8   # the plan's (steering may raise later ones)
+        assert all(b.get("top_k") == 20 for b in bodies)   # extra_body is merged into the request body
