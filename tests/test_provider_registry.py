@@ -141,3 +141,23 @@ def test_capabilities_and_options_on_the_wire(tmp_path, run_cli, monkeypatch, pr
     else:
         assert not said and bodies[0]["temperature"] == 0.8   # the plan's (steering may raise later ones)
         assert all(b.get("top_k") == 20 for b in bodies)   # extra_body is merged into the request body
+
+
+def test_an_installed_package_adds_a_provider_by_entry_point(monkeypatch, tmp_path, run_cli):
+    """A package that declares `[project.entry-points."datagen.providers"] parrot = "module:Class"`."""
+    import importlib.metadata
+
+    declared = importlib.metadata.EntryPoint("parrot", "tests.plugin_provider:ParrotProvider", "datagen.providers")
+    seen = []
+
+    def entry_points(group=None):
+        seen.append(group)
+        return [declared] if group == "datagen.providers" else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(providers, "_registry", dict(providers._registry))
+    monkeypatch.setattr(providers, "_entry_points_read", False)
+    assert providers.get("simulated").name == "simulated" and seen == []   # built-ins never read entry points
+    assert providers.get("parrot") is ParrotProvider and seen == ["datagen.providers"]
+    r = run_cli("estimate", "--plan", str(small_plan(tmp_path, total=60)), "--provider", "parrot")
+    assert r.code == 0 and "parrot/parrot-1" in r.out
