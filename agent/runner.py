@@ -169,8 +169,9 @@ def tell_capabilities(kind: type[providers.Provider], temperature: float, opts: 
         line = (f"temperature is not adjustable for provider {kind.name}: the plan's temperature ({temperature:g}) "
                 f"and the judge's 0 are not sent; the diversity controller steers wording, avoid lists and "
                 f"topics instead of raising the temperature")
-        (opts.say or (lambda text: log.info("%s", text)))(line)
-        log.info("%s", line)
+        if opts.say:
+            opts.say(line)
+        log.info("%s", line)   # run.log keeps it either way
 
 
 async def _under_signals(engine: Engine, provider, opts: GenerateOptions) -> RunResult:

@@ -72,7 +72,7 @@ class AnthropicProvider(Provider):
         return anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url, max_retries=0)
 
     async def complete(self, request: Request) -> Completion:
-        import anthropic  # the exception classes; the SDK module is loaded already by _make_client
+        import anthropic  # on the first call, not at plan load; here for its exception classes
 
         tool = re.sub(r"[^A-Za-z0-9_-]", "_", request.schema_name)[:64] or "reply"
         kwargs: dict[str, Any] = {

@@ -121,7 +121,7 @@ class OpenAIProvider(Provider):
             return completion
 
     async def _call(self, request: Request, mode: str) -> Completion:
-        import openai  # loaded already by _make_client; named here for the exception classes
+        import openai  # on the first call, not at plan load; here for its exception classes
 
         kwargs: dict[str, Any] = {
             "model": request.model or self.model,
