@@ -16,6 +16,24 @@ log = logging.getLogger("agent")
 PlanPath = click.Path(path_type=Path, dir_okay=False)
 
 
+class ProviderName(click.ParamType):
+    """A name in the provider registry, read when the option is used (so a registered provider is accepted)."""
+
+    name = "provider"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        from agent import providers
+
+        return "[" + "|".join(providers.names(installed=False)) + "]"
+
+    def convert(self, value, param, ctx):
+        from agent import providers
+
+        if not providers.known(value):
+            self.fail(providers.unknown(value), param, ctx)
+        return value
+
+
 def stdout_console():
     from rich.console import Console
 
@@ -36,7 +54,51 @@ def tty_ask(prompt: str, default: str | None) -> str:
     return line.rstrip("\n")
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Commands from other packages, imported only when run (or asked for their own --help): `datagen --help`
+    lists them from LAZY's one-line help, so start-up does not import the export and dataset code (numpy,
+    tiktoken, pydantic models). test_startup checks each line against the command's docstring."""
+
+    def list_commands(self, ctx):
+        return sorted({*self.commands, *LAZY})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in LAZY:
+            import importlib
+
+            module, _, attr = LAZY[name][0].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        names = self.list_commands(ctx)
+        shown = [n for n in names if n in LAZY and n not in self.commands or not self.commands[n].hidden]
+        limit = formatter.width - 6 - max(len(n) for n in shown)
+        rows = [(n, (self.commands.get(n) or click.Command(n, help=LAZY[n][1])).get_short_help_str(limit))
+                for n in shown]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+LAZY = {  # name: (where the command is, the first line of its docstring)
+    "export": ("agent.export.commands:export", "Write training/validation JSONL, dataset_info.txt, report.html, "
+               "a dataset card and trainer configs."),
+    "validate": ("agent.export.commands:validate", "Check a JSONL file in any of the trainer formats: exit 0 "
+                 "valid, 1 not valid, 2 unreadable."),
+    "push": ("agent.export.commands:push", "Upload an export folder (data, card, configs, report) to a Hugging "
+             "Face dataset repo; token from HF_TOKEN."),
+    "convert": ("agent.dataset.commands:convert", "Convert a JSON/JSONL dataset to another format, or to "
+                "chat-template text; say what could not be kept."),
+    "clean": ("agent.dataset.commands:clean", "Drop invalid, off-bounds, PII, refusal and near-duplicate rows; "
+              "keep the rest unchanged and say why."),
+    "kto": ("agent.dataset.commands:kto", "Turn feedback logs (thumbs, stars, booleans) into deduplicated, "
+            "balanced KTO rows."),
+    "stats": ("agent.dataset.commands:stats", "Seed 000's diversity metrics (TTR, overlap, verbs, topics, "
+              "lengths) for any dataset file."),
+}
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="datagen")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def cli(verbose: bool) -> None:
@@ -73,7 +135,7 @@ def interview(answers: Path | None, out_dir: Path, force: bool, approve: bool | 
 @click.option("--force", is_flag=True, help="Overwrite an existing plan file.")
 @click.option("--brainstorm", is_flag=True, help="SOURCE is a plan: ask its provider for topics per domain category.")
 @click.option("--per-category", type=click.IntRange(1, 500), help="Topics to ask for per category (default: 120 in all).")
-@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="With --brainstorm.")
+@click.option("--provider", type=ProviderName(), help="With --brainstorm.")
 @click.option("--model", help="With --brainstorm.")
 @click.option("--api-key", help="With --brainstorm (better: the provider's environment variable).")
 def plan(source: Path, out: Path | None, show: bool, save: bool, force: bool, brainstorm: bool, per_category,
@@ -99,7 +161,8 @@ def plan(source: Path, out: Path | None, show: bool, save: bool, force: bool, br
 
         loaded = with_overrides(load_plan(source), GenerateOptions(provider=provider, model=model))
         g = loaded.generation
-        llm = create(g.provider, model=g.model, api_key=api_key, base_url=g.base_url, seed=g.seed)
+        llm = create(g.provider, model=g.model, api_key=api_key, base_url=g.base_url, seed=g.seed,
+                     options=g.provider_options)
         before = sum(len(v) for v in loaded.topics.values())
         topics = asyncio.run(run_brainstorm(loaded, llm, per_category or per_category_default(loaded)))
         original = load_plan(source)  # provider overrides are for this call only, not saved
@@ -165,7 +228,7 @@ def open_run(plan_path: Path, outputs: Path):
 
 @cli.command()
 @run_options
-@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]), help="Override the plan's provider.")
+@click.option("--provider", type=ProviderName(), help="Override the plan's provider.")
 @click.option("--model", help="Override the plan's model.")
 @click.option("--base-url", help="OpenAI-compatible server URL (vLLM, Ollama, llama.cpp, LM Studio).")
 @click.option("--api-key", help="API key (better: OPENAI_API_KEY / ANTHROPIC_API_KEY). Never written anywhere.")
@@ -181,12 +244,12 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
     from agent.plan import load_plan
     from agent.progress import make_progress
     from agent.runner import GenerateOptions
-    from agent.runner import generate as run_generate
+    from agent.runner import run as run_plan
 
     opts = GenerateOptions(provider=provider, model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
                            restart=restart, quiet=quiet, drift=not no_drift, export=not no_export, prices=prices,
                            outputs=outputs, plan_path=plan_path, say=None if quiet else say)
-    result = run_generate(load_plan(plan_path), opts, make_progress(quiet))
+    result = run_plan(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
     lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
     say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run{lost}, "
@@ -199,7 +262,7 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 
 @cli.command()
 @click.option("--plan", "plan_path", type=PlanPath, required=True)
-@click.option("--provider", type=click.Choice(["simulated", "openai", "anthropic"]))
+@click.option("--provider", type=ProviderName())
 @click.option("--model")
 @click.option("--base-url", help="The server the run will use: a local one (127.0.0.1, private address) is slower.")
 def estimate(plan_path: Path, provider, model, base_url) -> None:
@@ -234,27 +297,6 @@ def audit(plan_path: Path, outputs: Path) -> None:
 
     loaded, ledger = open_run(plan_path, outputs)
     show_audit(loaded, ledger, stdout_console())
-
-
-def _register_export_commands() -> None:
-    from agent.export.commands import export, push, validate
-
-    cli.add_command(export)
-    cli.add_command(validate)
-    cli.add_command(push)
-
-
-_register_export_commands()
-
-
-def _register_dataset_commands() -> None:
-    from agent.dataset.commands import clean, convert, kto, stats
-
-    for command in (convert, clean, kto, stats):
-        cli.add_command(command)
-
-
-_register_dataset_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

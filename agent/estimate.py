@@ -44,12 +44,15 @@ def estimate(plan: Plan, prices=None, *, retry_overhead: float = 1.25, tokens_pe
     calls = int(calls * retry_overhead)
     input_tokens = calls * input_per_call
     output_tokens = int(plan.total * retry_overhead) * output_per_example
+    from agent import providers
+
     table = prices
     if table is None:
         table = tokens.load_prices()
     cost = None
-    if table.price(plan.generation.model) is not None:
-        cost = table.cost(plan.generation.model, input_tokens, output_tokens)
+    price = providers.get(plan.generation.provider).price(plan.generation.model, table)
+    if price is not None:
+        cost = (input_tokens * price.input + output_tokens * price.output) / 1e6
     # a typical hosted model writes ~60 tokens/s per call; calls overlap up to the concurrency cap
     seconds_per_call = 2 + output_per_example * per_call / tokens_per_second
     minutes = calls * seconds_per_call / max(1, concurrency or plan.generation.concurrency or 32) / 60
@@ -63,7 +66,9 @@ def estimate_lines(plan: Plan, local: bool = False) -> list[str]:
     """local: the server is on this machine or a private address (one call at a time, CPU speed)."""
     e = estimate(plan, **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND, "concurrency": 1} if local else {}))
     money = f"${e.cost_usd:,.2f}" if e.cost_usd is not None else "unknown (model not in the price table)"
-    if plan.generation.provider == "simulated":
+    from agent import providers
+
+    if providers.get(plan.generation.provider).simulated:
         money = "$0 (simulated provider: offline, not training data)"
     when = (f"~{e.minutes:.1f} min at concurrency {plan.generation.concurrency or '32 (adaptive)'}." if not local else
             f"~{e.minutes:.0f} min on a local server at ~{LOCAL_TOKENS_PER_SECOND:g} tokens/s, one call at a time "

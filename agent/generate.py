@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from agent.audit.auditor import Auditor, to_record
 from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
-from agent.example import Spec, response_text, user_text
 from agent.ledger import CallRow, ExampleRow, Ledger, is_lost
 from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
 from agent.prompts import build_request, judge_request, reask_request
 from agent.providers.base import Completion, Provider
-from agent.records import Steering, Unfillable
+from agent.records import Spec, Steering, Unfillable, response_text, user_text
 from agent.reply import Parsed, parse_judgement, parse_reply
 from agent.retries import Attempt, call_with_retries
 from agent.sources import PassagePicker
@@ -287,7 +286,7 @@ class Engine:
         for s in out.specs:
             item = out.parsed.items.get(s.id)
             if item is not None:
-                row = self.auditor.judge(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
+                row = self.auditor.admit(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
                 if s.id in out.parsed.notes:   # ids invented by the model, matched in order: say so
                     row.detail = "; ".join(filter(None, [row.detail, out.parsed.notes[s.id]]))
                 rows.append(row)

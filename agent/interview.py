@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent import providers
 from agent.errors import InputError, Interrupted
 from agent.plan import NAME_PATTERN
 from agent.planner import SIZE_GUIDANCE
@@ -198,10 +199,11 @@ QUESTIONS: list[Question] = [
     Question("examples", "Real examples to learn the style from (files in any export format, comma-separated; "
              "empty for none)", parse_paths, lambda a: "",
              help="A few are shown per call as style references; generated examples that copy one are rejected."),
-    Question("provider", "Which provider will generate? [simulated/openai/anthropic] (simulated is offline, for trying)",
-             parse_choice("simulated", "openai", "anthropic"), lambda a: "simulated"),
+    Question("provider", f"Which provider will generate? [{'/'.join(providers.names(installed=False))}] "
+             "(simulated is offline, for trying)", parse_text, lambda a: "simulated",
+             dynamic_parse=lambda a: parse_choice(*providers.names())),
     Question("model", "Which model? (used for the cost estimate)", parse_optional_text,
-             lambda a: {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}.get(a.get("provider", ""), "simulated-1")),
+             lambda a: providers.default_model(a.get("provider") or "simulated")),
     Question("name", "A short name for this plan (file plans/<name>.yaml)", parse_name,
              lambda a: slug(a.get("task", "dataset"))[:40].strip("_") or "dataset"),
 ]

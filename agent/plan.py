@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -191,7 +191,9 @@ def _check_distinct(dim: Dimension) -> None:
 
 
 class Generation(Strict):
-    provider: Literal["simulated", "openai", "anthropic"] = "simulated"
+    provider: str = "simulated"   # a name in the provider registry (agent/providers)
+    # the provider's own options, checked by its Options model (e.g. openai: extra_body); None: none given
+    provider_options: dict[str, Any] | None = None
     model: str = "simulated-1"
     base_url: str | None = None
     temperature: float = Field(default=0.8, ge=0, le=2)
@@ -213,6 +215,33 @@ class Generation(Strict):
     # USD; --max-cost wins. None: 3x the estimate for what remains (printed at start)
     max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     seed: int = 0
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, name: str) -> str:
+        from agent import providers
+
+        if not providers.known(name):
+            raise ValueError(providers.unknown(name))
+        return name
+
+    @model_validator(mode="after")
+    def _provider_options(self) -> Generation:
+        from pydantic import ValidationError
+
+        from agent import providers
+
+        if not self.provider_options or not providers.known(self.provider):
+            return self   # nothing to check (the provider file is not imported), or reported by _provider
+        try:
+            providers.check_options(self.provider, self.provider_options)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            fields = ", ".join(providers.get(self.provider).Options.model_fields) or "none"
+            raise ValueError(f"provider_options{'.' + where if where else ''}: {first['msg']} (options of "
+                             f"{self.provider}: {fields})") from None
+        return self
 
 
 class Quality(Strict):
@@ -282,7 +311,10 @@ class Plan(Strict):
         return {d: [c.name for c in dim.categories] for d, dim in self.dimensions.items()}
 
     def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        data = self.model_dump(mode="json")
+        if data["generation"]["provider_options"] is None:  # plans written before options existed hash as before
+            del data["generation"]["provider_options"]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def quotas(shares: list[float], total: int) -> list[int]:

@@ -233,7 +233,9 @@ def guidance(req: Requirements) -> list[str]:
 
 
 def default_model(provider: str) -> str:
-    return {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "simulated": "simulated-1"}[provider]
+    from agent import providers
+
+    return providers.default_model(provider)
 
 
 def _has(dims: dict[str, Dimension], item: str) -> bool:

@@ -11,9 +11,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from agent.example import Spec
 from agent.plan import Plan
 from agent.providers.base import Request
+from agent.records import Spec
 from agent.reply import reply_schema
 
 PROMPTS_DIR = Path(os.environ.get("DATAGEN_PROMPTS", Path(__file__).resolve().parent.parent / "prompts"))

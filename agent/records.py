@@ -1,5 +1,10 @@
 """Record shapes passed between modules: each is defined here, once, as a dataclass.
 
+- Spec: what one example must be: a category per dimension, a topic, a system prompt and (grounded
+  runs) the passage it answers from. A record is what came back for a Spec, in its canonical shape (a plain
+  dict, stored as JSON): chat {"messages": [...]}, preference {"system", "prompt", "chosen", "rejected"},
+  kto {"system", "prompt", "completion", "label"}; export turns these into the trainer formats, and
+  user_text / response_text / user_turns read them.
 - Steering: the prompt changes the diversity audit asks of the next batches.
 - Unfillable, Missing: a category given up on, and one the model keeps missing.
 - BatchSummary: one batch audit, stored as JSON in the ledger's batches table and read by the engine, the
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:   # types only: this module stays free of the export's imports
     from agent.export.info import Check, Stats
@@ -29,6 +34,40 @@ if TYPE_CHECKING:   # types only: this module stays free of the export's imports
     from agent.plan import Plan
 
 AVOID_LIST_DEFAULT = 20   # recent accepted questions put in the prompt as "do not repeat" when not steered
+
+Shape = Literal["chat", "preference", "kto"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    id: str                    # unique across a run's resumes: "r<run>b<batch>-<index>", e.g. "r1b3-17"
+    labels: dict[str, str]     # dimension -> category
+    topic: str = ""
+    system_prompt: str = ""
+    passage: str = ""          # grounding: the id of the source passage the example must answer from
+    document: str = ""         # grounding: that passage's text, as the prompt shows it
+
+
+def user_text(record: dict[str, Any]) -> str:
+    """The first user message: what near-duplicate detection and input-length measure."""
+    if "messages" in record:
+        return next((m.get("content", "") for m in record["messages"] if m.get("role") == "user"), "")
+    return str(record.get("prompt", ""))
+
+
+def response_text(record: dict[str, Any]) -> str:
+    """The (last) assistant reply; for preference pairs the chosen one."""
+    if "messages" in record:
+        replies = [m.get("content", "") for m in record["messages"] if m.get("role") == "assistant"]
+        return replies[-1] if replies else ""
+    return str(record.get("chosen", record.get("completion", "")))
+
+
+def user_turns(record: dict[str, Any]) -> int:
+    if "messages" in record:
+        return sum(1 for m in record["messages"] if m.get("role") == "user")
+    return 1
+
 
 
 @dataclass

@@ -13,8 +13,8 @@ import random
 from agent import dataset
 from agent.audit.dedup import NearDupIndex
 from agent.errors import ConfigError, InputError
-from agent.example import response_text, user_text
 from agent.export.formats import to_canonical
+from agent.records import response_text, user_text
 
 PER_CALL = 3
 SHOWN_CHARS = 600      # a reference is a style sample: its first 600 characters carry the style

@@ -39,7 +39,16 @@ class Requirements(Strict):
     persona: str = ""
     sources: list[str] = Field(default_factory=list, description="documents to ground answers in")
     examples: list[str] = Field(default_factory=list, description="real examples: style references")
-    provider: Literal["simulated", "openai", "anthropic"] = "simulated"
+    provider: str = "simulated"   # a name in the provider registry
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, name: str) -> str:
+        from agent import providers
+
+        if not providers.known(name):
+            raise ValueError(providers.unknown(name))
+        return name
     model: str = ""
 
     @field_validator("subject_areas")

@@ -1,4 +1,6 @@
-"""`datagen generate`: lock the run, open its ledger, build the provider, run the engine, export."""
+"""`datagen generate`: lock the run, open its ledger, build the provider, run the engine, export.
+
+run() is the whole command; generate.Engine is the loop of calls inside it."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import providers
 from agent.errors import ConfigError, Interrupted
 from agent.generate import Engine, RunResult
 from agent.ledger import Ledger, RunLock
 from agent.limits import Limiter
 from agent.plan import Plan
-from agent.providers import create
 from agent.providers.base import is_local, redact_url
 from agent.tokens import PriceTable, load_prices
 
@@ -49,10 +51,11 @@ def run_dir(plan: Plan, outputs: Path) -> Path:
 def with_overrides(plan: Plan, opts: GenerateOptions) -> Plan:
     """Flags win over the plan file for provider, model and base URL (and are snapshotted in the ledger)."""
     changes = {k: v for k, v in {"provider": opts.provider, "model": opts.model, "base_url": opts.base_url}.items() if v}
-    if opts.provider and not opts.model and opts.provider != plan.generation.provider:
-        from agent.planner import default_model
-
-        changes["model"] = default_model(opts.provider)
+    if opts.provider and opts.provider != plan.generation.provider:
+        if not opts.model:
+            changes["model"] = providers.default_model(opts.provider)
+        # the plan's options belong to the plan's provider; another provider starts with its own defaults
+        changes["provider_options"] = None
     if not changes:
         return plan
     return plan.model_copy(update={"generation": plan.generation.model_copy(update=changes)})
@@ -68,20 +71,28 @@ def open_log(out_dir: Path) -> logging.Handler:
     return handler
 
 
-def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
+def run(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
     plan = with_overrides(plan, opts)
     # everything that can be wrong with the input is checked before anything is created on disk
     g = plan.generation
+    kind = providers.get(g.provider)
     prices = load_prices(opts.prices)
-    priced = g.provider == "simulated" or prices.price(g.model) is not None
+    price = kind.price(g.model, prices)
+    priced = price is not None
+    if price is not None and prices.price(g.model) is None:
+        # a provider that knows its own model's price (simulated: free): the engine's spend counts it too
+        prices = PriceTable(models={**prices.models, g.model: price})
     explicit = "--max-cost" if opts.max_cost is not None else "generation.max_cost" if g.max_cost is not None else None
     if explicit and not priced:
         raise ConfigError(f"{explicit} needs a price for model {g.model!r}, which is not in the price table: give "
                           f"its USD per million input/output tokens in a YAML file with --prices (format: "
                           f"agent/data/prices.yaml)")
-    provider = create(g.provider, model=g.model, api_key=opts.api_key, base_url=g.base_url, seed=g.seed,
-                      **({"drift": opts.drift} if g.provider == "simulated" else {}))
-    local = g.provider != "simulated" and is_local(getattr(provider, "base_url", None))
+    options = dict(g.provider_options or {})
+    if not opts.drift and "drift" in kind.Options.model_fields:   # --no-drift: a provider that drifts on purpose
+        options["drift"] = False
+    provider = providers.create(g.provider, model=g.model, api_key=opts.api_key, base_url=g.base_url, seed=g.seed,
+                                options=options)
+    local = not kind.simulated and is_local(getattr(provider, "base_url", None))
     if g.base_url and redact_url(g.base_url) != g.base_url:
         # credentials in the URL go to the server only: the plan kept in the ledger and the log get it without
         plan = plan.model_copy(update={"generation": g.model_copy(update={"base_url": redact_url(g.base_url)})})
@@ -104,8 +115,10 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
                               input_tokens_per_minute=g.input_tokens_per_minute,
                               output_tokens_per_minute=g.output_tokens_per_minute, local=local)
             budget, source = resolve_budget(plan, opts, prices, ledger, priced)
+            tell_capabilities(kind, g.temperature, opts)
             engine = Engine(plan, ledger, provider, limiter, prices, max_cost=budget, progress=progress,
                             budget_source=source, references=references)
+            engine.auditor.temperature_adjustable = kind.capabilities.temperature
 
             async def ground() -> None:
                 """The passages filed (by a model if the plan asks: in the run's event loop, with its
@@ -122,11 +135,11 @@ def generate(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
                 engine.use_passages(filed)
 
             try:
-                result = asyncio.run(_run(engine, provider, opts, ground if plan.sources else None))
+                result = asyncio.run(_under_signals(engine, provider, opts, ground if plan.sources else None))
             finally:
                 log.info("run end: %d/%d accepted, $%.4f", engine.auditor.n_accepted, plan.total, engine.spent)
             if opts.export and (result.complete or result.unfillable):
-                from agent.export import export_run
+                from agent.export.pipeline import export_run
 
                 export_run(plan, ledger, out_dir)
             return result
@@ -150,8 +163,6 @@ def resolve_budget(plan: Plan, opts: GenerateOptions, prices: PriceTable, ledger
         budget, source = opts.max_cost, "--max-cost"
     elif g.max_cost is not None:
         budget, source = g.max_cost, "generation.max_cost"
-    elif g.provider == "simulated":
-        return None, ""
     elif not priced:
         tell(f"model {g.model!r} has no known price: cost is shown as unknown and no money cap applies; give its "
              f"price with --prices FILE to have one (the progress brake still stops a run that makes no progress)")
@@ -161,6 +172,8 @@ def resolve_budget(plan: Plan, opts: GenerateOptions, prices: PriceTable, ledger
 
         left = max(0, plan.total - ledger.accepted_count())
         est = estimate(plan, prices)
+        if est.cost_usd == 0:   # a free provider (simulated) or a model priced at zero: nothing to cap
+            return None, ""
         budget = ledger.spent() + DEFAULT_BUDGET_FACTOR * (est.cost_usd or 0.0) * left / plan.total
         source = f"default: {DEFAULT_BUDGET_FACTOR:g}x the estimate for the {left:,} examples left; set --max-cost"
     tell(f"budget: ${budget:.4f} ({source}); ${ledger.spent():.4f} spent so far")
@@ -182,7 +195,18 @@ def grounding(plan: Plan):
     return passages, sources, references
 
 
-async def _run(engine: Engine, provider, opts: GenerateOptions, prepare=None) -> RunResult:
+def tell_capabilities(kind: type[providers.Provider], temperature: float, opts: GenerateOptions) -> None:
+    """Say at start what the plan asks that this provider cannot do, so nothing is silently ignored."""
+    if not kind.capabilities.temperature:
+        line = (f"temperature is not adjustable for provider {kind.name}: the plan's temperature ({temperature:g}) "
+                f"and the judge's 0 are not sent; the diversity controller steers wording, avoid lists and "
+                f"topics instead of raising the temperature")
+        if opts.say:
+            opts.say(line)
+        log.info("%s", line)   # run.log keeps it either way
+
+
+async def _under_signals(engine: Engine, provider, opts: GenerateOptions, prepare=None) -> RunResult:
     """The engine under SIGINT and SIGTERM handlers that stop it the same way: calls in flight cancelled, the
     audit record and state written (Engine.run's cleanup), a resume hint, exit 130 / 143."""
     loop = asyncio.get_running_loop()

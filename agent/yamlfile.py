@@ -78,11 +78,20 @@ def read_text(path: Path, what: str) -> str:
     return text
 
 
+# libyaml's safe loader parses a plan ~20x faster than the pure-Python one (0.4 s -> 0.02 s for
+# plans/example.yaml: most of `datagen plan --show`); the same safe constructors either way
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
     text = read_text(path, what)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        try:
+            node = yaml.compose(text, Loader=FAST_LOADER)
+            data = yaml.load(text, Loader=FAST_LOADER)  # noqa: S506 - a safe loader (libyaml's when built in)
+        except yaml.YAMLError:  # the pure-Python parser says what is wrong in plainer words: ask it
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -65,7 +65,7 @@ def main() -> None:
                 for s in specs:
                     for dname, c in s.labels.items():
                         engine.reserved[dname][c] -= 1
-                rows = [engine.auditor.judge(s, parsed.items[s.id]) for s in specs if s.id in parsed.items]
+                rows = [engine.auditor.admit(s, parsed.items[s.id]) for s in specs if s.id in parsed.items]
                 ledger.record_call([CallRow(batch=engine.batch_no, purpose="generate", provider="simulated",
                                             model="simulated-1", status="ok")], rows, simulated=True)
             summary = engine.auditor.close_batch(engine.batch_no)

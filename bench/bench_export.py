@@ -107,7 +107,7 @@ def build_ledger(n: int, folder: Path) -> None:
 
 
 def child_export(folder: Path, write_only: bool) -> dict:
-    from agent.export import _write, export
+    from agent.export.pipeline import _write, export
     from agent.ledger import Ledger
 
     n = int(folder.name.split("-")[-1])

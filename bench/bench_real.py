@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.errors import BudgetExceeded, NoProgress  # noqa: E402
 from agent.plan import Plan  # noqa: E402
-from agent.runner import GenerateOptions, generate  # noqa: E402
+from agent.runner import GenerateOptions, run  # noqa: E402
 
 
 def plan(total: int, **generation) -> Plan:
@@ -55,7 +55,7 @@ def per_example(work: Path, examples: int) -> str:
     p = plan(examples)
     est = estimate(p, load_prices(prices))
     started = time.monotonic()
-    generate(p, GenerateOptions(quiet=True, export=False, prices=prices, outputs=work / "sim"))
+    run(p, GenerateOptions(quiet=True, export=False, prices=prices, outputs=work / "sim"))
     seconds = time.monotonic() - started
     calls, cost, accepted = calls_and_cost(work / "sim" / "example" / "ledger.sqlite")
     return (f"| simulated (drifting), {examples} examples, gpt-4o-mini prices | {calls} calls ({calls / accepted:.3f} "
@@ -73,7 +73,7 @@ def overshoot(work: Path, runs: int) -> list[str]:
         p = plan(400, seed=i, concurrency=concurrency)
         out = work / f"budget{i}"
         try:
-            generate(p, GenerateOptions(quiet=True, export=False, prices=prices, outputs=out, max_cost=cap))
+            run(p, GenerateOptions(quiet=True, export=False, prices=prices, outputs=out, max_cost=cap))
             stopped = "filled"
         except BudgetExceeded:
             stopped = "budget"
@@ -102,7 +102,7 @@ def brake(work: Path) -> list[str]:
                      concurrency=concurrency)
             started = time.monotonic()
             try:
-                generate(p, GenerateOptions(quiet=True, export=False, outputs=work / f"brake{concurrency}"))
+                run(p, GenerateOptions(quiet=True, export=False, outputs=work / f"brake{concurrency}"))
                 how = "did not stop!"
             except NoProgress:
                 how = "brake (exit 5)"

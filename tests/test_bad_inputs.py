@@ -75,7 +75,7 @@ def prepare(work: Path, setup: str | None, monkeypatch) -> None:
     elif setup == "disk_full_export":
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr("agent.export.write_new", full)
+        monkeypatch.setattr("agent.export.pipeline.write_new", full)
 
 
 def damage_ledger(db: Path, how: str) -> None:

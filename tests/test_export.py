@@ -21,14 +21,14 @@ from agent import tokens
 from agent.audit.dedup import similarity
 from agent.cli import cli
 from agent.errors import InputError
-from agent.example import user_text, user_turns
 from agent.export import INFO, REPORT, TRAIN, VAL, export, formats
 from agent.export.commands import export as export_command
 from agent.export.commands import validate as validate_command
 from agent.export.split import Item, split
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.plan import Plan
-from agent.runner import GenerateOptions, generate
+from agent.records import user_text, user_turns
+from agent.runner import GenerateOptions, run
 from tests.conftest import EXAMPLE_PLAN
 
 for command in (export_command, validate_command):
@@ -63,7 +63,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[Plan, Path]]:
     out = {}
     for shape in ("chat", "preference", "kto"):
         plan = Plan.model_validate(plan_data(shape))
-        result = generate(plan, GenerateOptions(outputs=root / shape, quiet=True, export=False, prices=prices))
+        result = run(plan, GenerateOptions(outputs=root / shape, quiet=True, export=False, prices=prices))
         assert result.accepted == plan.total
         out[shape] = (plan, root / shape / plan.name)
     return out
@@ -320,12 +320,12 @@ def test_a_failure_after_the_data_files_leaves_all_four_as_they_were(runs, tmp_p
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     export(plan, ledger, folder)
     before = four_files(folder)
-    import agent.export
+    import agent.export.pipeline
 
     def full(path, text):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(agent.export, "write_new", full)   # writing the report fails, after both JSONL files
+    monkeypatch.setattr(agent.export.pipeline, "write_new", full)   # writing the report fails, after both JSONL files
     with pytest.raises(OSError):
         export(plan, ledger, folder, fmt="sharegpt")
     assert four_files(folder) == before
@@ -333,19 +333,19 @@ def test_a_failure_after_the_data_files_leaves_all_four_as_they_were(runs, tmp_p
 
 
 def test_no_room_for_the_swap_marker_leaves_nothing_behind(runs, tmp_path, monkeypatch):
-    import agent.export
+    import agent.export.pipeline
 
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     export(plan, ledger, folder)
     before = four_files(folder)
-    real = agent.export.write_new
+    real = agent.export.pipeline.write_new
 
     def full_for_the_marker(path, text):
-        if path.name.startswith(agent.export.SWAP_MARKER):
+        if path.name.startswith(agent.export.pipeline.SWAP_MARKER):
             raise OSError(28, "No space left on device")
         real(path, text)
 
-    monkeypatch.setattr(agent.export, "write_new", full_for_the_marker)
+    monkeypatch.setattr(agent.export.pipeline, "write_new", full_for_the_marker)
     with pytest.raises(OSError):
         export(plan, ledger, folder, fmt="sharegpt")
     assert four_files(folder) == before
@@ -618,8 +618,8 @@ def test_export_command_errors_are_one_line_and_exit_2(runs, tmp_path, run_cli):
 
 def test_a_batch_audit_counts_failed_calls_apart(tmp_path):
     from agent.audit.auditor import Auditor
-    from agent.example import Spec
     from agent.progress import headline
+    from agent.records import Spec
 
     plan = Plan.model_validate(plan_data("chat", total=60))
     ledger = Ledger(tmp_path / "ledger.sqlite")

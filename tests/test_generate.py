@@ -170,7 +170,7 @@ def test_estimate(tmp_path, run_cli):
     r = run_cli("estimate", "--plan", str(plan_path), "--provider", "openai", "--model", "gpt-4o-mini")
     assert r.code == 0 and "openai/gpt-4o-mini" in r.out and "$" in r.out
     r = run_cli("estimate", "--plan", str(plan_path), "--provider", "nope")
-    assert r.code == 2 and "'nope' is not one of" in r.err
+    assert r.code == 2 and "unknown provider 'nope'; choose one of: simulated, openai, anthropic" in r.err
 
 
 def test_missing_key_is_one_line_naming_the_variable(tmp_path, run_cli, monkeypatch):

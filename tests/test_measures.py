@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from agent.audit.labels import measure
-from agent.example import Spec
 from agent.plan import load_plan, save_plan
 from agent.planner import build_plan
 from agent.prompts import PROMPTS_DIR, build_request, system_prompt
+from agent.records import Spec
 from agent.requirements import Requirements
 from tests.conftest import EXAMPLE_PLAN
 

@@ -95,7 +95,7 @@ def test_a_reply_cut_off_at_the_token_limit_keeps_every_complete_example():
 def test_max_output_tokens_is_sized_from_the_specs_not_a_fixed_8000():
     plan = load_plan(EXAMPLE_PLAN)
     short = {d: dim.categories[0].name for d, dim in plan.dimensions.items()}
-    from agent.example import Spec
+    from agent.records import Spec
 
     specs = [Spec(id=f"s{i}", labels=short) for i in range(2)]
     budget = output_budget(plan, specs)

@@ -277,9 +277,9 @@ def test_categories_given_up_on_are_stored_with_the_call_that_gave_up(tmp_path):
     # the miss that makes a category unfillable is committed with its call, not at the batch's end: a kill
     # before the batch closes still leaves the resume knowing it
     from agent.audit.auditor import Auditor
-    from agent.example import Spec
     from agent.ledger import CallRow
     from agent.plan import load_plan
+    from agent.records import Spec
 
     plan = load_plan(plan_at(tmp_path, 40))
     ledger = Ledger(tmp_path / "ledger.sqlite")

@@ -12,11 +12,11 @@ import yaml
 
 from agent import tokens
 from agent.errors import InputError
-from agent.example import user_turns
 from agent.export import TRAIN, VAL, export, formats
 from agent.export.card import CARD
 from agent.export.trainers import AXOLOTL, LF_INFO, MANIFEST, TRAINERS, choose_format
 from agent.export.validate import validate_file
+from agent.records import user_turns
 from tests.test_export import accepted, copy_run, plan_file, read_jsonl, runs  # noqa: F401 - the fixture
 
 CASES = [(t, shape) for t in TRAINERS for shape in ("chat", "preference", "kto") if shape in TRAINERS[t].default]

@@ -19,10 +19,20 @@ from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
 from agent.audit.labels import measure
 from agent.audit.state import StateError, dumps, loads, same_shape
-from agent.example import Spec, response_text, user_text
 from agent.ledger import ExampleRow, Ledger, is_lost
 from agent.plan import Plan
-from agent.records import BatchSummary, CategoryState, Diversity, Missing, RunState, Steering, Unfillable
+from agent.records import (
+    BatchSummary,
+    CategoryState,
+    Diversity,
+    Missing,
+    RunState,
+    Spec,
+    Steering,
+    Unfillable,
+    response_text,
+    user_text,
+)
 
 Counts = dict[str, dict[str, int]]
 SNAPSHOT_EVERY_S = 60.0
@@ -47,6 +57,8 @@ class Auditor:
     """Owns the in-memory cache of the run's counts and per-category state, started from the ledger's
     run_state() (agent/ledger.py says how a resume knows what remains) and written back through the engine's
     record_call (category_state()) and record_batch."""
+
+    temperature_adjustable = True   # False: the provider ignores temperature (the runner sets it from its capabilities)
 
     def __init__(self, plan: Plan, ledger: Ledger, state: RunState | None = None, references=None):
         state = state or ledger.run_state(plan)
@@ -99,7 +111,7 @@ class Auditor:
         return self.plan.total - self.n_accepted
 
     # -- one example ----------------------------------------------------------------------------------
-    def judge(self, spec: Spec, item: Any, judged: dict[str, str] | None = None,
+    def admit(self, spec: Spec, item: Any, judged: dict[str, str] | None = None,
               faithful: int | None = None) -> ExampleRow:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
@@ -207,7 +219,7 @@ class Auditor:
         items, self._pending_diversity = self._pending_diversity, []
         metrics = tracker.add_batch(items)
         found = shortfalls(metrics.cumulative, self.n_accepted, self.plan.total)
-        steer = Steering.from_json(steering(found, tracker.used_verbs))
+        steer = Steering.from_json(steering(found, tracker.used_verbs, temperature=self.temperature_adjustable))
         if steer.avoid_list_size:
             steer.avoid_phrases = tracker.common_phrases(steer.avoid_list_size)
         lost = {r: n for r, n in self.batch_reasons.most_common() if is_lost(r)}  # specs no example came back for

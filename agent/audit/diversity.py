@@ -314,8 +314,11 @@ AVOID_LIST_SIZE = 40
 TEMPERATURE_STEP = 0.1
 
 
-def steering(shortfalls: Sequence[Shortfall], used_verbs: Iterable[str] = ()) -> dict[str, Any]:
-    """Prompt changes for the next batch; {} when nothing falls short. Keys (only those that apply):
+def steering(shortfalls: Sequence[Shortfall], used_verbs: Iterable[str] = (), *,
+             temperature: bool = True) -> dict[str, Any]:
+    """Prompt changes for the next batch; {} when nothing falls short. temperature=False: the provider cannot
+    change its sampling, so wording variety is asked for with an avoid list and fresh topics instead. Keys
+    (only those that apply):
 
     temperature_step          float: raise the sampling temperature by this much (the engine caps it)
     avoid_list_size           int: put this many of tracker.common_phrases() in the prompt as phrases to avoid
@@ -327,7 +330,11 @@ def steering(shortfalls: Sequence[Shortfall], used_verbs: Iterable[str] = ()) ->
     out: dict[str, Any] = {}
     said: list[str] = []
     if names & {"mean_ttr", "ngram_overlap"}:
-        out["temperature_step"] = TEMPERATURE_STEP
+        if temperature:
+            out["temperature_step"] = TEMPERATURE_STEP
+        else:   # the levers left: phrases to avoid and subjects not covered yet
+            out["avoid_list_size"] = AVOID_LIST_SIZE
+            out["prefer_least_used_topics"] = True
     if "mean_ttr" in names:
         said.append("Vary the wording: use precise, specific terms and synonyms; do not repeat the same "
                     "words and phrases within one example.")

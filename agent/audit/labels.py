@@ -31,8 +31,8 @@ from typing import Any
 from markdown_it import MarkdownIt
 from spellchecker import SpellChecker
 
-from agent.example import response_text, user_text, user_turns
 from agent.plan import Dimension, Plan
+from agent.records import response_text, user_text, user_turns
 
 FORMAT_ORDER = ("json", "table", "list")
 _MD = MarkdownIt("commonmark").enable("table")   # parses what a reader sees: lists inside fences don't count

@@ -37,10 +37,10 @@ from agent.audit.checks import Issue, check_record
 from agent.audit.dedup import MODES, dedupe
 from agent.dataset.io import Line
 from agent.errors import InputError
-from agent.example import user_text
 from agent.export import formats
 from agent.export.formats import SHAPE_OF
 from agent.plan import Quality
+from agent.records import user_text
 
 log = logging.getLogger(__name__)
 NEAR_DUP_MODES = (*MODES, "off")

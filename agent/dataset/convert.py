@@ -172,7 +172,7 @@ class Converter:
         return rows
 
     def _reshape(self, number: int, record: dict[str, Any]) -> list[dict[str, Any]]:
-        """The canonical record in the target's shape (see agent.example): none, one or two records."""
+        """The canonical record in the target's shape (see agent.records): none, one or two records."""
         src, dst = SHAPE_OF[self.source], SHAPE_OF.get(self.target, "chat")
         if src == dst:
             return [record]

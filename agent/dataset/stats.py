@@ -20,9 +20,9 @@ import numpy as np
 from agent.audit.diversity import THRESHOLDS, DiversityTracker, Metrics, required
 from agent.dataset.clean import Bounds, text_fields
 from agent.dataset.io import Line
-from agent.example import response_text, user_text, user_turns
 from agent.export import formats
 from agent.export.formats import SHAPE_OF
+from agent.records import response_text, user_text, user_turns
 
 TOP = 15
 

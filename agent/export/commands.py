@@ -39,7 +39,7 @@ def export(plan_path: Path, fmt: str | None, val_split: float | None, out: Path 
            max_tokens: int, trainer: str | None, with_metadata: bool, tokenizer_path: Path | None) -> None:
     """Write training/validation JSONL, dataset_info.txt, report.html, a dataset card and trainer configs."""
     from agent import tokens
-    from agent.export import export as run_export
+    from agent.export.pipeline import export as run_export
     from agent.export.trainers import choose_format
     from agent.ledger import Ledger, RunLock, check_compatible
     from agent.plan import load_plan

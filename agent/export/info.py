@@ -17,9 +17,8 @@ from typing import Any
 
 from agent import tokens
 from agent.coverage import lines as coverage_lines
-from agent.example import user_turns
 from agent.plan import Plan
-from agent.records import BatchSummary, ExportContext
+from agent.records import BatchSummary, ExportContext, user_turns
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
@@ -202,9 +201,9 @@ def render(ctx: ExportContext) -> str:
     add("Target vs Actual (target = plan quota; accepted = in the ledger; exported = in the files above):")
     width = max((len(f"{d}.{c}") for d, c, *_ in ctx.targets), default=10)
     add(f"  {'category':<{width}}  {'target':>7}  {'accepted':>8}  {'exported':>8}")
-    for d, c, target, accepted, exported in ctx.targets:
+    for d, cat, target, accepted, exported in ctx.targets:
         flag = "" if accepted == target else "  <- off target"
-        add(f"  {d + '.' + c:<{width}}  {target:>7,}  {accepted:>8,}  {exported:>8,}{flag}")
+        add(f"  {d + '.' + cat:<{width}}  {target:>7,}  {accepted:>8,}  {exported:>8,}{flag}")
     add("")
     add("Train/Validation Split:")
     if split.target_val:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.audit.labels import word_count
-from agent.example import response_text, user_text
 from agent.ledger import Ledger
 from agent.plan import Plan
+from agent.records import response_text, user_text
 
 PER_CATEGORY = 2
 PER_REASON = 3

@@ -26,9 +26,9 @@ from agent import tokens
 from agent.audit.checks import check_record
 from agent.audit.dedup import NearDupIndex
 from agent.errors import InputError
-from agent.example import user_text
 from agent.export.formats import FORMATS, SHAPE_OF, Unconvertible, detect, to_canonical
 from agent.plan import Quality
+from agent.records import user_text
 from agent.yamlfile import open_input
 
 # OpenAI's per-example training limit for its current fine-tunable models (gpt-4o-mini / gpt-4o / gpt-4.1

@@ -14,13 +14,22 @@ import logging
 import os
 import re
 from datetime import datetime
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, ProviderError
 from agent.faults import redact, status_error
-from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
+from agent.providers.base import (
+    Capabilities,
+    Completion,
+    Provider,
+    Request,
+    check_base_url,
+    redact_url,
+    url_secrets,
+)
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +40,11 @@ RATE_KINDS = ("requests", "input-tokens", "output-tokens", "tokens")
 
 class AnthropicProvider(Provider):
     name = "anthropic"
-    supports_json_schema = False  # structure comes from a forced tool call instead
+    default_model = "claude-haiku-4-5"
+    # json_schema: structure comes from a forced tool call instead. temperature: messages.create in the
+    # anthropic 2.x SDK has no temperature, top_p or top_k (checked on 2.15), so no sampling control reaches
+    # the model; the run says so at start and the diversity controller uses its other levers.
+    capabilities = Capabilities(json_schema=False, temperature=False, prompt_caching=True, batch_api=True)
 
     def __init__(self, *, model: str, api_key: str | None = None, base_url: str | None = None, seed: int = 0,
                  **options: Any) -> None:
@@ -54,9 +67,13 @@ class AnthropicProvider(Provider):
         return f"AnthropicProvider(model={self.model!r}, base_url={self.shown_url!r})"
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
+        import anthropic  # the SDK loads with the first call, so plan checks and --help never pay for it
+
         return anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url, max_retries=0)
 
     async def complete(self, request: Request) -> Completion:
+        import anthropic  # on the first call, not at plan load; here for its exception classes
+
         tool = re.sub(r"[^A-Za-z0-9_-]", "_", request.schema_name)[:64] or "reply"
         kwargs: dict[str, Any] = {
             "model": request.model or self.model,

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pydantic import BaseModel, ConfigDict
+
 from agent.errors import InputError
-from agent.example import Spec
+from agent.records import Spec
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,35 @@ class Completion:
     rate: dict[str, float] = field(default_factory=dict)  # rate-limit headers, normalised (see limits.py)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider's API can do; the runner, the estimate and the diversity controller read these."""
+    json_schema: bool = True      # the API enforces the reply's JSON schema (else a forced tool call or parsing)
+    temperature: bool = True      # the request's temperature reaches the model
+    prompt_caching: bool = False  # a repeated system prompt is read from a cache (cheaper cached input)
+    batch_api: bool = False       # the API has an asynchronous batch endpoint (datagen does not use it yet)
+
+
+class NoOptions(BaseModel):
+    """A provider with no options of its own: generation.provider_options must be empty."""
+    model_config = ConfigDict(extra="forbid")
+
+
 class Provider(ABC):
+    """One backend, described in one file: its registry name, default model, capabilities, the pydantic model
+    of its plan options (generation.provider_options), its price lookup and the mapping of a Request to its SDK.
+    The constructor takes model, api_key, base_url, seed and the validated options as keyword arguments."""
     name: ClassVar[str]
-    simulated: ClassVar[bool] = False
-    supports_json_schema: ClassVar[bool] = True
+    default_model: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    simulated: ClassVar[bool] = False   # offline stand-in: its output is not training data, and it costs nothing
     _client: Any = None
+
+    @classmethod
+    def price(cls, model: str, table: Any) -> Any:
+        """The model's price (tokens.Price) from the price table, or None when it is not known."""
+        return table.price(model)
 
     @abstractmethod
     async def complete(self, request: Request) -> Completion: ...

@@ -18,15 +18,25 @@ import json
 import logging
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlparse, urlsplit, urlunsplit
-
-import openai
 
 from agent.errors import ConfigError, ProviderError
 from agent.faults import redact, status_error
-from agent.providers.base import Completion, Provider, Request, check_base_url, redact_url, url_secrets
+from agent.providers.base import (
+    Capabilities,
+    Completion,
+    NoOptions,
+    Provider,
+    Request,
+    check_base_url,
+    redact_url,
+    url_secrets,
+)
 from agent.reply import extract_json
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +54,22 @@ class _Refused(Exception):
     """The server rejected this response_format."""
 
 
+class OpenAIOptions(NoOptions):
+    # sent as-is in the request body: sampling knobs of OpenAI-compatible servers (vLLM/llama.cpp top_k,
+    # repetition_penalty, min_p) that the official API does not have
+    extra_body: dict[str, Any] = {}
+
+
 class OpenAIProvider(Provider):
     name = "openai"
+    default_model = "gpt-4o-mini"
+    capabilities = Capabilities(json_schema=True, temperature=True, prompt_caching=True, batch_api=True)
+    Options = OpenAIOptions
 
     def __init__(self, *, model: str, api_key: str | None = None, base_url: str | None = None, seed: int = 0,
-                 **options: Any) -> None:
+                 extra_body: dict[str, Any] | None = None, **options: Any) -> None:
         self.model = model
+        self.extra_body = dict(extra_body or {})
         self.seed = seed
         source = "--base-url" if base_url else "OPENAI_BASE_URL"
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -75,6 +95,8 @@ class OpenAIProvider(Provider):
         return f"OpenAIProvider(model={self.model!r}, base_url={self.shown_url!r}, mode={self.mode!r})"
 
     def _make_client(self) -> openai.AsyncOpenAI:
+        import openai  # the SDK loads with the first call, so plan checks and --help never pay for it
+
         # a query in the URL (?api-version=..., ?key=...) goes on every request, not into the path
         parts = urlsplit(self.base_url) if self.base_url else None
         query = dict(parse_qsl(parts.query)) if parts and parts.query else None
@@ -99,6 +121,8 @@ class OpenAIProvider(Provider):
             return completion
 
     async def _call(self, request: Request, mode: str) -> Completion:
+        import openai  # on the first call, not at plan load; here for its exception classes
+
         kwargs: dict[str, Any] = {
             "model": request.model or self.model,
             "messages": _messages(request, mode),
@@ -108,6 +132,8 @@ class OpenAIProvider(Provider):
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
         if mode == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": request.schema_name, "schema": request.schema, "strict": True}}
@@ -115,7 +141,7 @@ class OpenAIProvider(Provider):
             # llama-cpp-python reads the schema here and constrains sampling with a grammar; vLLM reads
             # guided_json. Each server ignores the other's field.
             kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
-            kwargs["extra_body"] = {"guided_json": request.schema}
+            kwargs["extra_body"] = {**self.extra_body, "guided_json": request.schema}
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
         try:

@@ -15,11 +15,13 @@ import re
 import zlib
 from collections.abc import Sequence
 
+from pydantic import Field
+
 from agent import tokens
-from agent.example import Spec
 from agent.prompts import parse_spec_lines
 from agent.providers import simulated_text as text
-from agent.providers.base import Completion, Provider, Request
+from agent.providers.base import Capabilities, Completion, NoOptions, Provider, Request
+from agent.records import Spec
 
 DRIFT_OFF_SPEC = 0.15
 DRIFT_NEAR_COPY = 0.05
@@ -33,9 +35,22 @@ INPUT_WORDS = {"short": (5, 20), "medium": (21, 100), "long": (101, 200)}
 NEIGHBOUR = {"short": "medium", "medium": "short", "long": "medium"}
 
 
+class SimulatedOptions(NoOptions):
+    drift: bool = True                                  # --no-drift sets False: follow every spec exactly
+    latency: float | None = Field(default=None, ge=0)   # seconds per call (default: DATAGEN_SIMULATED_LATENCY)
+
+
 class SimulatedProvider(Provider):
     name = "simulated"
+    default_model = "simulated-1"
+    # it stands in for a model that samples; prompt caching and batches are of no use offline
+    capabilities = Capabilities(json_schema=True, temperature=True)
+    Options = SimulatedOptions
     simulated = True
+
+    @classmethod
+    def price(cls, model: str, table: object) -> tokens.Price:
+        return tokens.Price(input=0.0, output=0.0)   # offline: free whatever the model name
 
     def __init__(self, model: str = "simulated-1", api_key: str | None = None, base_url: str | None = None,
                  seed: int = 0, drift: bool = True, latency: float | None = None, **_: object):
