@@ -22,6 +22,8 @@ class Spec:
     labels: dict[str, str]     # dimension -> category
     topic: str = ""
     system_prompt: str = ""
+    tail: bool = False         # one of several copies drawn for the last examples: if a sibling filled its slot
+                               # first, it is surplus, not a rejection
 
 
 def user_text(record: dict[str, Any]) -> str:

@@ -19,8 +19,9 @@ from typing import Any
 from agent.audit.auditor import Auditor, to_record
 from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
+from agent.estimate import PRIOR_ACCEPTANCE, eta_seconds, tail_copies
 from agent.example import Spec, response_text, user_text
-from agent.ledger import CallRow, ExampleRow, Ledger, is_lost
+from agent.ledger import CallRow, ExampleRow, Ledger, is_lost, is_surplus
 from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
@@ -62,6 +63,7 @@ class RunResult:
     unfillable: list[dict[str, Any]]
     simulated: bool
     lost: int = 0          # specs lost to failed calls: never examples, so not counted as rejected
+    surplus: int = 0       # tail copies a sibling copy beat to the slot: neither rejected nor lost
 
     @property
     def complete(self) -> bool:
@@ -93,6 +95,8 @@ class Engine:
         self.failed_in_a_row = 0
         self.rejected_this_run = 0
         self.lost_this_run = 0
+        self.surplus_this_run = 0
+        self.completed_calls = 0                     # calls done this run, failed or not (for the ETA)
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
         self.started = time.monotonic()
@@ -113,17 +117,35 @@ class Engine:
         labels = draw(self.available(), self.plan.generation.batch_size, self.rng, self.plan.exclusions)
         if not labels:
             return []
+        copies = self.tail_copies()
         self.batch_no += 1
         specs = []
-        for i, lab in enumerate(labels):
+        # in the tail every spec is drawn `copies` times (copy 0 of all, then copy 1 of all: siblings land in
+        # different calls, in parallel); the first copy that fits fills the slot, the rest are surplus
+        for i, lab in enumerate(lab for _ in range(copies) for lab in labels):
             for d, c in lab.items():
                 self.reserved[d][c] += 1
             specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=self.topic(lab),
-                              system_prompt=self.system_prompt()))
+                              system_prompt=self.system_prompt(), tail=copies > 1))
+        if copies > 1:
+            log.info("tail: %d specs left to draw, each drawn %d times over", len(labels), copies)
         k = self.plan.generation.examples_per_call
         calls = [specs[i:i + k] for i in range(0, len(specs), k)]
         self.open_calls[self.batch_no] = len(calls)
         return calls
+
+    def tail_copies(self) -> int:
+        """How many times over to draw each spec: 1, except in the tail (at most a batch left), where refilling
+        one rejected spec at a time costs a round trip per miss. ~1/acceptance copies (the run's measured
+        rate, or PRIOR_ACCEPTANCE before any)."""
+        if self.auditor.shortfall() > self.plan.generation.batch_size:
+            return 1
+        return tail_copies(self.acceptance())
+
+    def acceptance(self) -> float:
+        """Share of specs sent this run that became accepted examples (surplus copies left out)."""
+        tried = self.accepted_this_run + self.rejected_this_run + self.lost_this_run
+        return self.accepted_this_run / tried if tried and self.accepted_this_run else PRIOR_ACCEPTANCE
 
     def topic(self, labels: dict[str, str]) -> str:
         topics = self.plan.topics.get(labels.get("domain", ""), [])
@@ -280,15 +302,20 @@ class Engine:
         self.spent += cost
         self.cost_this_run += cost
         self.calls_this_run += len(calls)
-        self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows)
+        surplus = sum(is_surplus(r.reason) for r in rows)   # tail copies a sibling beat: neither rejected nor lost
+        self.surplus_this_run += surplus
+        self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows) - surplus
         self.lost_this_run += sum(r.status == "rejected" and is_lost(r.reason) for r in rows)  # no example existed
-        self.reasons.update(r.reason for r in rows if r.status == "rejected")
+        self.reasons.update(r.reason for r in rows if r.status == "rejected" and not is_surplus(r.reason))
         self.accepted_this_run += accepted
-        if out.error is None:   # a completed call: the brake counts it
+        if out.error is None and not (surplus and not accepted and surplus == len(rows)):
+            # a completed call: the brake counts it (one whose examples all came too late, as tail surplus,
+            # is neither progress nor its lack)
             self.recent.append((accepted, cost))
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
+        self.completed_calls += 1
         self.open_calls[out.batch] -= 1
         if self.open_calls[out.batch] == 0:
             self.close_batch(out.batch)
@@ -431,13 +458,23 @@ class Engine:
             accepted=self.auditor.n_accepted, total=self.plan.total, rejected=self.rejected_this_run,
             cost=self.spent, calls=self.calls_this_run,
             unfillable=[{"dimension": d, "category": c, "short_by": n} for (d, c), n in self.auditor.unfillable.items()],
-            simulated=self.provider.simulated, lost=self.lost_this_run)
+            simulated=self.provider.simulated, lost=self.lost_this_run,
+            surplus=self.surplus_this_run)
 
     def update_progress(self, final: bool = False) -> None:
         if self.progress:
             self.progress.update(accepted=self.auditor.n_accepted, total=self.plan.total,
                                  rejected=self.rejected_this_run, cost=self.spent, fill=self.auditor.accepted,
-                                 plan=self.plan, final=final, priced=self.priced)
+                                 plan=self.plan, final=final, priced=self.priced, eta=self.eta())
+
+    def eta(self) -> float | None:
+        """Seconds left at this run's measured acceptance and wall time per completed call (None until a
+        few calls are done): counts the calls the rejections and the tail will still take, not the examples."""
+        if self.completed_calls < 3:
+            return None
+        g = self.plan.generation
+        per_call = (time.monotonic() - self.started) / self.completed_calls
+        return eta_seconds(self.auditor.shortfall(), self.acceptance(), g.examples_per_call, g.batch_size, per_call)
 
     @property
     def priced(self) -> bool:
