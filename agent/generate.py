@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.audit.auditor import Auditor, to_record
+from agent.avoid import AvoidList
 from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
 from agent.estimate import PRIOR_ACCEPTANCE, eta_seconds, tail_copies
@@ -51,6 +52,7 @@ class Outcome:
     latency: float = 0.0
     pending: int | None = None      # its ledger row, written when it was sent
     worst: float = 0.0              # its worst-case cost, reserved while it is in flight
+    avoid: tuple[list[str], str] = ([], "questions")   # the avoid list it was shown, and in which form
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Engine:
         self.completed_calls = 0                     # calls done this run, failed or not (for the ETA)
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
+        self.avoid_list = AvoidList()                # how the avoid list is shown (small models copy it)
         self.started = time.monotonic()
         self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
@@ -167,9 +170,11 @@ class Engine:
         started = time.monotonic()
         instructions = list(self.steer.get("phrasing_instructions", [])) + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + float(self.steer.get("temperature_step", 0)))
-        avoid = [a[:160] for a in self.avoid] + list(self.steer.get("avoid_phrases", []))
-        request = build_request(self.plan, specs, avoid=avoid,
-                                steering={"instructions": instructions}, temperature=temperature)
+        shown = self.avoid_list.shown(self.avoid)
+        out.avoid = (shown, self.avoid_list.mode)
+        request = build_request(self.plan, specs, avoid=shown + list(self.steer.get("avoid_phrases", [])),
+                                steering={"instructions": instructions}, temperature=temperature,
+                                avoid_cues=self.avoid_list.mode == "cues")
         # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
         # every call made a local llama.cpp model write the same question call after call (near-duplicates).
         request = dataclasses.replace(request, seed=self.rng.randrange(2**31))
@@ -313,6 +318,7 @@ class Engine:
             # is neither progress nor its lack)
             self.recent.append((accepted, cost))
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
+        self.avoid_list.note(*out.avoid, [r.user_text for r in rows if r.user_text])
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
         self.completed_calls += 1

@@ -105,9 +105,10 @@ def system_prompt(plan: Plan) -> str:
 
 
 def build_request(plan: Plan, specs: list[Spec], *, avoid: list[str] = (), steering: dict | None = None,
-                  temperature: float | None = None, system: str | None = None) -> Request:
+                  temperature: float | None = None, system: str | None = None, avoid_cues: bool = False) -> Request:
+    """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py)."""
     steering = steering or {}
-    user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid),
+    user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid), avoid_cues=avoid_cues,
                   steering={"instructions": steering.get("instructions", [])})
     g = plan.generation
     return Request(
