@@ -67,12 +67,17 @@ def measure_run(ledger) -> Measured | None:
                     parallel=max(1.0, lat / wall))
 
 
-def tail_copies(acceptance: float) -> int:
-    """How many times over the engine draws each of the last specs: ~1/acceptance, 2 to MAX_TAIL_COPIES."""
-    return max(2, min(MAX_TAIL_COPIES, math.ceil(1 / max(0.01, acceptance))))
+def tail_copies(acceptance: float, left: int = 1, slots: int = 10**6) -> int:
+    """How many times over the engine draws each of the last `left` specs: ~1/acceptance (2 to
+    MAX_TAIL_COPIES), as far as `slots` (specs that can be in flight at once) allow; 1 where the copies would
+    only queue (a server taking one call at a time gains nothing from them)."""
+    copies = max(2, min(MAX_TAIL_COPIES, math.ceil(1 / max(0.01, acceptance))))
+    copies = min(copies, slots // max(1, left))
+    return copies if copies >= 2 else 1
 
 
-def calls_needed(left: int, acceptance: float, per_call: int, batch_size: int) -> tuple[int, int, int]:
+def calls_needed(left: int, acceptance: float, per_call: int, batch_size: int,
+                 parallel: float = 32) -> tuple[int, int, int]:
     """(calls, rejections, surplus) to fill `left` examples at this acceptance rate, tail copies included.
 
     Every example needs 1/acceptance tries; the last batch is drawn `copies` times over (generate.py), and
@@ -82,8 +87,8 @@ def calls_needed(left: int, acceptance: float, per_call: int, batch_size: int) -
     acceptance = min(1.0, max(0.01, acceptance))
     tries = left / acceptance
     tail = min(left, batch_size)
-    copies = tail_copies(acceptance)
-    surplus = tail * max(0.0, copies * acceptance - 1)
+    copies = tail_copies(acceptance, tail, int(parallel) * per_call)
+    surplus = tail * max(0.0, copies * acceptance - 1) if copies > 1 else 0.0
     calls = math.ceil((tries + surplus) / per_call)
     return calls, round(tries - left), round(surplus)
 
@@ -112,7 +117,8 @@ def estimate(plan: Plan, prices=None, *, tokens_per_second: float = 60.0, concur
     per_call = plan.generation.examples_per_call
     left = max(0, plan.total - accepted)
     acceptance = measured.acceptance if measured else PRIOR_ACCEPTANCE
-    calls, rejections, surplus = calls_needed(left, acceptance, per_call, plan.generation.batch_size)
+    parallel = measured.parallel if measured else max(1, concurrency or plan.generation.concurrency or 32)
+    calls, rejections, surplus = calls_needed(left, acceptance, per_call, plan.generation.batch_size, parallel)
     request = sample_request(plan)
     input_per_call = tokens.count(request.system) + tokens.count(request.user)
     turns = 1 + (plan.dimensions["turns"].categories[-1].share if "turns" in plan.dimensions else 0.0)
@@ -127,18 +133,16 @@ def estimate(plan: Plan, prices=None, *, tokens_per_second: float = 60.0, concur
     cost = None
     if table.price(plan.generation.model) is not None:
         cost = table.cost(plan.generation.model, input_tokens, output_tokens)
-    if measured:
-        seconds_per_call, parallel = measured.latency_s, measured.parallel
-    else:  # a typical hosted model writes ~60 tokens/s per call; calls overlap up to the concurrency cap
-        seconds_per_call = 2 + output_per_call / tokens_per_second
-        parallel = max(1, concurrency or plan.generation.concurrency or 32)
+    # a typical hosted model writes ~60 tokens/s per call; calls overlap up to the concurrency cap
+    seconds_per_call = measured.latency_s if measured else 2 + output_per_call / tokens_per_second
     minutes = calls * seconds_per_call / parallel / 60
     return Estimate(calls, input_tokens, output_tokens, cost, minutes, rejections, surplus, measured)
 
 
-def eta_seconds(left: int, acceptance: float, per_call: int, batch_size: int, seconds_per_call: float) -> float:
+def eta_seconds(left: int, acceptance: float, per_call: int, batch_size: int, seconds_per_call: float,
+                parallel: float = 32) -> float:
     """Seconds to fill `left` examples at the wall time per completed call measured so far."""
-    return calls_needed(left, acceptance, per_call, batch_size)[0] * seconds_per_call
+    return calls_needed(left, acceptance, per_call, batch_size, parallel)[0] * seconds_per_call
 
 
 LOCAL_TOKENS_PER_SECOND = 8.0   # a small model on a few CPU cores, one reply at a time (llama.cpp, measured ~5-15)

@@ -140,10 +140,16 @@ class Engine:
     def tail_copies(self) -> int:
         """How many times over to draw each spec: 1, except in the tail (at most a batch left), where refilling
         one rejected spec at a time costs a round trip per miss. ~1/acceptance copies (the run's measured
-        rate, or PRIOR_ACCEPTANCE before any)."""
-        if self.auditor.shortfall() > self.plan.generation.batch_size:
+        rate, or PRIOR_ACCEPTANCE before any), as many as fit in the calls it can have in flight."""
+        g = self.plan.generation
+        left = self.auditor.shortfall()
+        if left > g.batch_size:
             return 1
-        return tail_copies(self.acceptance())
+        return tail_copies(self.acceptance(), left, self.parallel() * g.examples_per_call)
+
+    def parallel(self) -> int:
+        """Calls the run can have in flight now: the plan's cap, or what the adaptive limiter allows."""
+        return self.plan.generation.concurrency or self.limiter.stats.concurrency
 
     def acceptance(self) -> float:
         """Share of specs sent this run that became accepted examples (surplus copies left out)."""
@@ -480,7 +486,8 @@ class Engine:
             return None
         g = self.plan.generation
         per_call = (time.monotonic() - self.started) / self.completed_calls
-        return eta_seconds(self.auditor.shortfall(), self.acceptance(), g.examples_per_call, g.batch_size, per_call)
+        return eta_seconds(self.auditor.shortfall(), self.acceptance(), g.examples_per_call, g.batch_size, per_call,
+                           self.parallel())
 
     @property
     def priced(self) -> bool:
