@@ -99,6 +99,7 @@ class Engine:
         self.lost_this_run = 0
         self.surplus_this_run = 0
         self.completed_calls = 0                     # calls done this run, failed or not (for the ETA)
+        self.latency_sum = 0.0
         self.steer: dict[str, Any] = {}
         self.avoid: list[str] = ledger.recent_user_texts(20)
         self.avoid_list = AvoidList()                # how the avoid list is shown (small models copy it)
@@ -328,6 +329,7 @@ class Engine:
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.avoid_size()]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
         self.completed_calls += 1
+        self.latency_sum += out.latency
         self.open_calls[out.batch] -= 1
         if self.open_calls[out.batch] == 0:
             self.close_batch(out.batch)
@@ -486,8 +488,10 @@ class Engine:
             return None
         g = self.plan.generation
         per_call = (time.monotonic() - self.started) / self.completed_calls
-        return eta_seconds(self.auditor.shortfall(), self.acceptance(), g.examples_per_call, g.batch_size, per_call,
-                           self.parallel())
+        left = self.auditor.shortfall()
+        eta = eta_seconds(left, self.acceptance(), g.examples_per_call, g.batch_size, per_call, self.parallel())
+        # calls overlap, but the last one still takes a whole call's latency
+        return max(eta, self.latency_sum / self.completed_calls) if left > 0 else 0.0
 
     @property
     def priced(self) -> bool:

@@ -329,9 +329,12 @@ class Ledger:
         """Examples rejected by the audit, per reason (specs lost with no example are in lost_counts())."""
         return {r: n for r, n in self._rejected_rows() if not is_lost(r) and not is_surplus(r)}
 
+    def surplus_counts(self) -> dict[str, int]:
+        """Tail copies whose slot another copy filled first (not rejections), per reason."""
+        return {r: n for r, n in self._rejected_rows() if is_surplus(r)}
+
     def surplus_count(self) -> int:
-        """Tail copies whose slot another copy filled first (not rejections)."""
-        return sum(n for r, n in self._rejected_rows() if is_surplus(r))
+        return sum(self.surplus_counts().values())
 
     def lost_counts(self) -> dict[str, int]:
         """Specs that never became an example (a failed call, or a reply with no usable item for them)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 import yaml
@@ -95,9 +96,9 @@ def test_estimate_uses_the_runs_measured_rates(tmp_path, run_cli, monkeypatch):
     assert "~125 rejected" not in before.out and "~25 rejected examples" in before.out
     r = run_cli("generate", "--plan", path, "--outputs", str(out), "--quiet", "--no-export")
     assert r.code == 0, r.err
-    data = yaml.safe_load(open(path))
+    data = yaml.safe_load(Path(path).read_text())
     data["total"] = 200                     # raise the total: the estimate is for the 100 left
-    open(path, "w").write(yaml.safe_dump(data, sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
     after = run_cli("estimate", "--plan", path, "--outputs", str(out))
     assert after.code == 0, after.err
     assert "the 100 examples left" in after.out and "measured over" in after.out

@@ -252,7 +252,7 @@ def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float) -> 
         "format": result.format, "format_note": FORMAT_NOTES.get(result.format) or trainers.DESCRIBE[result.format],
         "train_name": TRAIN, "val_name": VAL, "simulated": result.simulated,
         "targets": info.target_rows(plan, ledger.label_counts(), result.stats),
-        "rejections": ledger.rejection_counts(), "lost": ledger.lost_counts(), "surplus": ledger.surplus_count(), "batches": batches,
+        "rejections": ledger.rejection_counts(), "lost": ledger.lost_counts(), "surplus": ledger.surplus_counts(), "batches": batches,
         "diversity": info.diversity_rows(batches, ledger.accepted_count(), plan.total),
         "checks": result.checks, "reports": result.reports,
         "plan_hash": ledger.meta("plan_hash"), "created_at": ledger.meta("created_at"), "exported_at": time.time(),
