@@ -252,6 +252,7 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
     result = run_plan(load_plan(plan_path), opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
     lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
+    lost += f" ({result.surplus:,} surplus tail copies)" if result.surplus else ""
     say(f"{result.accepted:,}/{result.total:,} examples accepted, {result.rejected:,} rejected this run{lost}, "
         f"{result.calls:,} calls, ${result.cost:.4f} spent{tag}")
     for u in result.unfillable:
@@ -265,8 +266,11 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 @click.option("--provider", type=ProviderName())
 @click.option("--model")
 @click.option("--base-url", help="The server the run will use: a local one (127.0.0.1, private address) is slower.")
-def estimate(plan_path: Path, provider, model, base_url) -> None:
-    """Tokens, cost and time for the whole plan, before spending anything."""
+@click.option("--outputs", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs"), show_default=True,
+              help="Where this plan's run is, if one was started: the estimate is then for what remains, at the "
+                   "run's measured acceptance, latency and tokens/s.")
+def estimate(plan_path: Path, provider, model, base_url, outputs: Path) -> None:
+    """Tokens, cost and time for the plan (or what remains of its run), rejections included."""
     from agent.estimate import estimate_lines
     from agent.plan import load_plan
     from agent.providers.base import check_base_url, is_local
@@ -275,7 +279,12 @@ def estimate(plan_path: Path, provider, model, base_url) -> None:
     loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model, base_url=base_url))
     url = loaded.generation.base_url
     local = bool(url) and is_local(check_base_url(url, "--base-url" if base_url else "generation.base_url"))
-    for line in estimate_lines(loaded, local=local):
+    ledger = None
+    if (outputs / loaded.name / "ledger.sqlite").is_file():
+        from agent.ledger import Ledger
+
+        ledger = Ledger(outputs / loaded.name / "ledger.sqlite")
+    for line in estimate_lines(loaded, local=local, ledger=ledger):
         click.echo(line)
 
 

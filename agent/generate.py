@@ -16,9 +16,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from agent.audit.auditor import Auditor, to_record
+from agent.avoid import AvoidList
 from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
-from agent.ledger import CallRow, ExampleRow, Ledger, is_lost
+from agent.estimate import PRIOR_ACCEPTANCE, eta_seconds, tail_copies
+from agent.ledger import CallRow, ExampleRow, Ledger, is_lost, is_surplus
 from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
@@ -51,6 +53,7 @@ class Outcome:
     latency: float = 0.0
     pending: int | None = None      # its ledger row, written when it was sent
     worst: float = 0.0              # its worst-case cost, reserved while it is in flight
+    avoid: tuple[list[str], str] = ([], "questions")   # the avoid list it was shown, and in which form
 
 
 @dataclass
@@ -63,6 +66,7 @@ class RunResult:
     unfillable: list[Unfillable]
     simulated: bool
     lost: int = 0          # specs lost to failed calls: never examples, so not counted as rejected
+    surplus: int = 0       # tail copies a sibling copy beat to the slot: neither rejected nor lost
 
     @property
     def complete(self) -> bool:
@@ -112,8 +116,12 @@ class Engine:
         self.failed_in_a_row = 0
         self.rejected_this_run = 0
         self.lost_this_run = 0
+        self.surplus_this_run = 0
+        self.completed_calls = 0                     # calls done this run, failed or not (for the ETA)
+        self.latency_sum = 0.0
         self.steer = Steering()
         self.avoid: list[str] = state.recent_questions
+        self.avoid_list = AvoidList()                # how the avoid list is shown (small models copy it)
         self.started = time.monotonic()
         self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
@@ -141,20 +149,44 @@ class Engine:
         labels = draw(self.available(), self.plan.generation.batch_size, self.rng, self.plan.exclusions)
         if not labels:
             return []
+        copies = self.tail_copies()
         self.batch_no += 1
         specs = []
-        for i, lab in enumerate(labels):
+        # in the tail every spec is drawn `copies` times (copy 0 of all, then copy 1 of all: siblings land in
+        # different calls, in parallel); the first copy that fits fills the slot, the rest are surplus
+        for i, lab in enumerate(lab for _ in range(copies) for lab in labels):
             for d, c in lab.items():
                 self.reserved[d][c] += 1
             passage = self.picker.pick(lab.get("domain", "")) if self.picker else None
             topic = passage.heading.split(" > ")[-1] if passage and passage.heading else self.topic(lab)
             specs.append(Spec(id=f"r{self.run_no}b{self.batch_no}-{i}", labels=lab, topic=topic,
                               system_prompt=self.system_prompt(), passage=passage.id if passage else "",
-                              document=passage.document() if passage else ""))
+                              document=passage.document() if passage else "", tail=copies > 1))
+        if copies > 1:
+            log.info("tail: %d specs left to draw, each drawn %d times over", len(labels), copies)
         k = self.plan.generation.examples_per_call
         calls = [specs[i:i + k] for i in range(0, len(specs), k)]
         self.open_calls[self.batch_no] = len(calls)
         return calls
+
+    def tail_copies(self) -> int:
+        """How many times over to draw each spec: 1, except in the tail (at most a batch left), where refilling
+        one rejected spec at a time costs a round trip per miss. ~1/acceptance copies (the run's measured
+        rate, or PRIOR_ACCEPTANCE before any), as many as fit in the calls it can have in flight."""
+        g = self.plan.generation
+        left = self.auditor.shortfall()
+        if left > g.batch_size:
+            return 1
+        return tail_copies(self.acceptance(), left, self.parallel() * g.examples_per_call)
+
+    def parallel(self) -> int:
+        """Calls the run can have in flight now: the plan's cap, or what the adaptive limiter allows."""
+        return self.plan.generation.concurrency or self.limiter.stats.concurrency
+
+    def acceptance(self) -> float:
+        """Share of specs sent this run that became accepted examples (surplus copies left out)."""
+        tried = self.accepted_this_run + self.rejected_this_run + self.lost_this_run
+        return self.accepted_this_run / tried if tried and self.accepted_this_run else PRIOR_ACCEPTANCE
 
     def topic(self, labels: dict[str, str]) -> str:
         topics = self.plan.topics.get(labels.get("domain", ""), [])
@@ -176,9 +208,12 @@ class Engine:
         started = time.monotonic()
         instructions = self.steer.phrasing_instructions + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + self.steer.temperature_step)
-        avoid = [a[:160] for a in self.avoid] + self.steer.avoid_phrases
-        request = build_request(self.plan, specs, avoid=avoid, steering={"instructions": instructions},
-                                temperature=temperature, references=self.references.next() if self.references else ())
+        shown = self.avoid_list.shown(self.avoid)
+        out.avoid = (shown, self.avoid_list.mode)
+        request = build_request(self.plan, specs, avoid=shown + self.steer.avoid_phrases,
+                                steering={"instructions": instructions}, temperature=temperature,
+                                avoid_cues=self.avoid_list.mode == "cues",
+                                references=self.references.next() if self.references else ())
         # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
         # every call made a local llama.cpp model write the same question call after call (near-duplicates).
         request = dataclasses.replace(request, seed=self.rng.randrange(2**31))
@@ -340,15 +375,22 @@ class Engine:
         self.spent += cost
         self.cost_this_run += cost
         self.calls_this_run += len(calls)
-        self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows)
+        surplus = sum(is_surplus(r.reason) for r in rows)   # tail copies a sibling beat: neither rejected nor lost
+        self.surplus_this_run += surplus
+        self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows) - surplus
         self.lost_this_run += sum(r.status == "rejected" and is_lost(r.reason) for r in rows)  # no example existed
-        self.reasons.update(r.reason for r in rows if r.status == "rejected")
+        self.reasons.update(r.reason for r in rows if r.status == "rejected" and not is_surplus(r.reason))
         self.accepted_this_run += accepted
-        if out.error is None:   # a completed call: the brake counts it
+        if out.error is None and not (surplus and not accepted and surplus == len(rows)):
+            # a completed call: the brake counts it (one whose examples all came too late, as tail surplus,
+            # is neither progress nor its lack)
             self.recent.append((accepted, cost))
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
+        self.avoid_list.note(*out.avoid, [r.user_text for r in rows if r.user_text])
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.steer.avoid_size]
         self.failed_in_a_row = self.failed_in_a_row + 1 if out.error is not None else 0
+        self.completed_calls += 1
+        self.latency_sum += out.latency
 
     # -- the progress brake ---------------------------------------------------------------------------
     def brake_calls(self) -> int:
@@ -490,13 +532,26 @@ class Engine:
             accepted=self.auditor.n_accepted, total=self.plan.total, rejected=self.rejected_this_run,
             cost=self.spent, calls=self.calls_this_run,
             unfillable=self.auditor.unfillable_list(),
-            simulated=self.provider.simulated, lost=self.lost_this_run)
+            simulated=self.provider.simulated, lost=self.lost_this_run,
+            surplus=self.surplus_this_run)
 
     def update_progress(self, final: bool = False) -> None:
         if self.progress:
             self.progress.update(accepted=self.auditor.n_accepted, total=self.plan.total,
                                  rejected=self.rejected_this_run, cost=self.spent, fill=self.auditor.accepted,
-                                 plan=self.plan, final=final, priced=self.priced)
+                                 plan=self.plan, final=final, priced=self.priced, eta=self.eta())
+
+    def eta(self) -> float | None:
+        """Seconds left at this run's measured acceptance and wall time per completed call (None until a
+        few calls are done): counts the calls the rejections and the tail will still take, not the examples."""
+        if self.completed_calls < 3:
+            return None
+        g = self.plan.generation
+        per_call = (time.monotonic() - self.started) / self.completed_calls
+        left = self.auditor.shortfall()
+        eta = eta_seconds(left, self.acceptance(), g.examples_per_call, g.batch_size, per_call, self.parallel())
+        # calls overlap, but the last one still takes a whole call's latency
+        return max(eta, self.latency_sum / self.completed_calls) if left > 0 else 0.0
 
     @property
     def priced(self) -> bool:

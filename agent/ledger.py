@@ -104,6 +104,15 @@ def is_lost(reason: str | None) -> bool:
     return (reason or "").startswith(LOST_REASONS)
 
 
+# A tail copy (the last examples are drawn several times over) that found its slot already filled by another
+# copy: the price of a fast tail, reported apart, never as a rejection.
+SURPLUS = "surplus:"
+
+
+def is_surplus(reason: str | None) -> bool:
+    return (reason or "").startswith(SURPLUS)
+
+
 @dataclass
 class ExampleRow:
     spec_id: str
@@ -367,7 +376,14 @@ class Ledger:
 
     def rejection_counts(self) -> dict[str, int]:
         """Examples rejected by the audit, per reason (specs lost with no example are in lost_counts())."""
-        return {r: n for r, n in self._rejected_rows() if not is_lost(r)}
+        return {r: n for r, n in self._rejected_rows() if not is_lost(r) and not is_surplus(r)}
+
+    def surplus_counts(self) -> dict[str, int]:
+        """Tail copies whose slot another copy filled first (not rejections), per reason."""
+        return {r: n for r, n in self._rejected_rows() if is_surplus(r)}
+
+    def surplus_count(self) -> int:
+        return sum(self.surplus_counts().values())
 
     def lost_counts(self) -> dict[str, int]:
         """Specs that never became an example (a failed call, or a reply with no usable item for them)."""

@@ -13,7 +13,6 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from agent.records import BatchSummary
@@ -43,17 +42,17 @@ class RichProgress:
     def __init__(self, console: Console):
         self.console = console
         self.bar = Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
                             console=console, transient=False)
         self.task: TaskID | None = None
 
     def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False,
-               priced: bool = True) -> None:
+               priced: bool = True, eta: float | None = None) -> None:
         info = f"rejected {rejected} · {money(cost, priced)} · {fill_line(fill, plan, 2)}"
         if self.task is None:
             self.bar.start()
-            self.task = self.bar.add_task("gen", total=total, completed=accepted, info=info)
-        self.bar.update(self.task, completed=accepted, info=info)
+            self.task = self.bar.add_task("gen", total=total, completed=accepted, info=info, eta=eta_text(eta))
+        self.bar.update(self.task, completed=accepted, info=info, eta=eta_text(eta))
         if final:
             self.bar.stop()
 
@@ -70,15 +69,25 @@ class PlainProgress:
         self.last = 0.0
 
     def update(self, *, accepted: int, total: int, rejected: int, cost: float, fill, plan, final: bool = False,
-               priced: bool = True) -> None:
+               priced: bool = True, eta: float | None = None) -> None:
         now = time.monotonic()
         if final or now - self.last >= self.every:
             self.last = now
-            print(f"[datagen] {accepted}/{total} accepted, {rejected} rejected, {money(cost, priced)}; "
+            left = "" if final or accepted >= total else f", {eta_text(eta)}"
+            print(f"[datagen] {accepted}/{total} accepted, {rejected} rejected, {money(cost, priced)}{left}; "
                   f"{fill_line(fill, plan)}", file=self.stream, flush=True)
 
     def batch(self, summary: BatchSummary) -> None:
         print(headline(summary), file=self.stream, flush=True)
+
+
+def eta_text(eta: float | None) -> str:
+    """The time left as the engine measures it (calls still needed x wall time per call), not rich's guess
+    from the bar's speed, which said '1 second' for a tail that took minutes."""
+    if eta is None:
+        return "ETA measuring"
+    m, sec = divmod(int(round(eta)), 60)
+    return f"ETA {m // 60}:{m % 60:02d}:{sec:02d}" if m >= 60 else f"ETA {m}:{sec:02d}"
 
 
 def money(cost: float, priced: bool) -> str:

@@ -127,11 +127,12 @@ def system_prompt(plan: Plan) -> str:
 
 def build_request(plan: Plan, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                   temperature: float | None = None, system: str | None = None,
-                  references: Sequence[tuple[str, str]] = ()) -> Request:
+                  references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False) -> Request:
+    """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py)."""
     steering = steering or {}
     # grounding: each passage once, however many specs use it; references: real examples, style only
     docs = {s.passage: s.document for s in specs if s.passage}
-    user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid),
+    user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid), avoid_cues=avoid_cues,
                   steering={"instructions": steering.get("instructions", [])}, documents=docs,
                   references=list(references))
     g = plan.generation

@@ -46,6 +46,8 @@ class Spec:
     system_prompt: str = ""
     passage: str = ""          # grounding: the id of the source passage the example must answer from
     document: str = ""         # grounding: that passage's text, as the prompt shows it
+    tail: bool = False         # one of several copies drawn for the last examples: if a sibling filled its slot
+                               # first, it is surplus, not a rejection
 
 
 def user_text(record: dict[str, Any]) -> str:
@@ -138,6 +140,7 @@ class BatchSummary:
     processed: int = 0
     accepted: int = 0
     rejected: int = 0                       # examples the audit rejected (not specs lost to failed calls)
+    surplus: int = 0                        # tail copies another copy beat to the slot: neither rejected nor lost
     rejections: dict[str, int] = field(default_factory=dict)    # reason -> examples, most common first
     failed_calls: int = 0                   # specs lost: no example came back for them
     lost: dict[str, int] = field(default_factory=dict)          # reason -> specs lost
@@ -237,6 +240,7 @@ class ExportContext:
     targets: list[tuple[str, str, int, int, int]]   # (dimension, category, target, accepted, exported)
     rejections: dict[str, int]       # examples the audit rejected, per reason
     lost: dict[str, int]             # specs no example came back for, per reason
+    surplus: dict[str, int]          # tail copies not needed (another copy filled the slot), per dimension
     batches: list[BatchSummary]
     diversity: list[dict[str, Any]]  # info.diversity_rows()
     checks: list[Check]

@@ -77,6 +77,8 @@ def status(plan: Plan, ledger, console: Console) -> None:
         console.print("rejected examples: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
     if lost:
         console.print("failed calls (examples lost, none produced): " + ", ".join(f"{k} {v}" for k, v in lost.items()))
+    if surplus := ledger.surplus_count():
+        console.print(f"surplus (tail copies whose slot another copy filled first; not rejections): {surplus:,}")
     pending, worst = ledger.pending_calls()
     if pending:
         console.print(f"{pending} call(s) sent and never answered (e.g. lost to a kill), counted at their worst case "

@@ -88,3 +88,25 @@ def unusable_responder(kind: str):
         return reply
 
     return respond
+
+
+def avoid_copier_responder(seed: int = 0):
+    """The 0.5B model on llama.cpp (real-behaviours.md section 11): when the prompt lists what is "Already
+    covered", it writes those entries, in order, as its new user turns, word for word. It copies a list of
+    short topic cues the same way; only with no list does it write questions of its own."""
+    inner = simulated_responder(seed=seed)
+
+    def respond(body: dict[str, Any]) -> str:
+        text = inner(body)
+        user = _text(body["messages"][-1]["content"])
+        head = next((h for h in ("Already covered:", "Topics already covered") if h in user), None)
+        if head is None:
+            return text
+        listed = [line[2:] for line in user.split(head, 1)[1].splitlines() if line.startswith("- ")]
+        data = json.loads(text)
+        for i, item in enumerate(data["examples"]):
+            if listed:
+                item["messages"][0]["content"] = listed[i % len(listed)]
+        return json.dumps(data)
+
+    return respond

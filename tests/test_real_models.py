@@ -455,3 +455,39 @@ def test_each_call_gets_its_own_seed(tmp_path, run_cli, monkeypatch):
         seeds = [rec.body.get("seed") for rec in server.requests if rec.outcome == "ok"]
     assert r.code == 0, r.err
     assert len(seeds) >= 4 and None not in seeds and len(set(seeds)) == len(seeds)
+
+
+def test_a_model_that_copies_the_avoid_list_gets_a_smaller_one_and_the_run_fills(tmp_path, run_cli, monkeypatch):
+    # the 0.5B model copied the "Already covered" questions as its own: 2 of 20 accepted, then the brake
+    from tests.responders import avoid_copier_responder
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeServer(responder=avoid_copier_responder(seed=3), max_requests=300, max_lifetime=100) as server:
+        path = plan_for(tmp_path, server.openai_url, total=40, concurrency=1)
+        # the copied cues (2-4 words) are below input_length.short's declared 5 words: until the list is dropped
+        # they count as misses of that category, so give it the room a real run's larger plan would have
+        data = yaml.safe_load(path.read_text())
+        data["audit"]["max_attempts_per_category"] = 12
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--quiet", "--no-export")
+        prompts = [rec.body["messages"][-1]["content"] for rec in server.requests if rec.outcome == "ok"]
+    assert r.code == 0, r.err
+    assert "Already covered: do not repeat" in prompts[1]                 # whole questions first,
+    assert any("Topics already covered" in p for p in prompts)            # then short cues,
+    assert "covered" not in prompts[-1]                                   # then no list at all
+    log = (tmp_path / "out" / "example" / "run.log").read_text()
+    assert log.count("copies the prompt's 'Already covered' list") == 2 and "list dropped" in log
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT COUNT(*) FROM examples WHERE status='accepted'").fetchone()[0] == 40
+    calls = con.execute("SELECT COUNT(*) FROM calls WHERE purpose='generate'").fetchone()[0]
+    assert calls <= 20, calls   # 8 calls at 5 per call when nothing is copied
+
+
+def test_a_strong_model_keeps_the_whole_avoid_list(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeServer(responder=simulated_responder(seed=3, drift=True), max_requests=300, max_lifetime=100) as server:
+        path = plan_for(tmp_path, server.openai_url, total=60, concurrency=2)
+        r = run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out"), "--quiet", "--no-export")
+        prompts = [rec.body["messages"][-1]["content"] for rec in server.requests if rec.outcome == "ok"]
+    assert r.code == 0, r.err
+    assert "Already covered: do not repeat" in prompts[-1] and not any("Topics already covered" in p for p in prompts)

@@ -19,7 +19,7 @@ from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
 from agent.audit.labels import measure
 from agent.audit.state import StateError, dumps, loads, same_shape
-from agent.ledger import ExampleRow, Ledger, is_lost
+from agent.ledger import SURPLUS, ExampleRow, Ledger, is_lost, is_surplus
 from agent.plan import Plan
 from agent.records import (
     BatchSummary,
@@ -135,6 +135,8 @@ class Auditor:
         if full is not None:
             how = f"came out as {full}={audited[full]}" + (
                 f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")
+            if spec.tail:   # a tail copy whose slot another copy filled first: the extra draw, not a fault
+                return self._reject(row, f"{SURPLUS}{full}", f"{how}, already filled by another copy of this spec")
             return self._reject(row, f"no_room:{full}", f"{how}, which is already full")
         if self.references is not None:
             copied = self.references.copied(text)
@@ -224,12 +226,14 @@ class Auditor:
             steer.avoid_phrases = tracker.common_phrases(steer.avoid_list_size)
         lost = {r: n for r, n in self.batch_reasons.most_common() if is_lost(r)}  # specs no example came back for
         div = metrics.to_dict()
+        surplus = sum(n for r, n in self.batch_reasons.items() if is_surplus(r))  # tail copies not needed
         summary = BatchSummary(
             batch=number,
             processed=self.batch_processed,
             accepted=self.batch_accepted,
-            rejected=self.batch_processed - self.batch_accepted - sum(lost.values()),
-            rejections={r: n for r, n in self.batch_reasons.most_common() if r not in lost},
+            rejected=self.batch_processed - self.batch_accepted - sum(lost.values()) - surplus,
+            rejections={r: n for r, n in self.batch_reasons.most_common() if r not in lost and not is_surplus(r)},
+            surplus=surplus,
             failed_calls=sum(lost.values()),
             lost=lost,
             duplicates=self.batch_reasons.get("near_duplicate", 0),

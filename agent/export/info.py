@@ -226,6 +226,11 @@ def render(ctx: ExportContext) -> str:
     add(f"Failed calls (no example was produced, so none was rejected): {sum(lost.values()):,} examples lost")
     for reason, n in lost.items():
         add(f"- {reason}: {n:,}")
+    surplus = ctx.surplus
+    if surplus:   # the last examples were drawn several times over; these copies came after their slot filled
+        add(f"Surplus tail copies (not rejections; another copy filled the slot first): {sum(surplus.values()):,}")
+        for reason, n in surplus.items():
+            add(f"- {reason}: {n:,}")
     add(f"Duplicates removed: {rejections.get('near_duplicate', 0):,}")
     add("- " + NEAR_DUP_RULE.format(t=plan.quality.dedup_threshold))
     add("")

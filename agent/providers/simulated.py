@@ -62,7 +62,10 @@ class SimulatedProvider(Provider):
         self.asked: list[str] = []   # earlier user messages, for planted near-copies
 
     def _rng(self, request: Request) -> random.Random:
-        key = f"{self.seed}|{request.purpose}|{','.join(s.id for s in request.specs)}|{len(request.user)}"
+        # the per-call seed is part of the key, as it is for a real model's sampler: a spec asked again with a
+        # new seed gets new text (without it a re-asked spec came back identical, a near-duplicate, forever)
+        key = (f"{self.seed}|{request.purpose}|{','.join(s.id for s in request.specs)}|{len(request.user)}"
+               + (f"|{request.seed}" if request.seed is not None else ""))
         return random.Random(zlib.crc32(key.encode()))
 
     async def complete(self, request: Request) -> Completion:
