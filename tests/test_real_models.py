@@ -398,9 +398,11 @@ def test_the_attempt_timeout_scales_with_the_requested_tokens_and_the_measured_s
 
 
 def test_estimate_for_a_local_server_assumes_its_speed(tmp_path, run_cli):
-    hosted = run_cli("estimate", "--plan", str(EXAMPLE_PLAN), "--provider", "openai", "--model", "gpt-4o-mini")
+    # --outputs: an empty folder, so a run of the example plan left in ./outputs (make demo) is not measured
+    hosted = run_cli("estimate", "--plan", str(EXAMPLE_PLAN), "--provider", "openai", "--model", "gpt-4o-mini",
+                     "--outputs", str(tmp_path))
     local = run_cli("estimate", "--plan", str(EXAMPLE_PLAN), "--provider", "openai", "--model", "qwen2.5",
-                    "--base-url", "http://127.0.0.1:8000/v1")
+                    "--base-url", "http://127.0.0.1:8000/v1", "--outputs", str(tmp_path))
     assert hosted.code == local.code == 0
     assert "on a local server at ~8 tokens/s, one call at a time" in local.out and "local" not in hosted.out
     minutes = [float(r.out.split(" min")[0].rsplit("~", 1)[1]) for r in (hosted, local)]
