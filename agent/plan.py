@@ -221,9 +221,7 @@ class Generation(Strict):
     def _provider(cls, name: str) -> str:
         from agent import providers
 
-        if not providers.known(name):
-            raise ValueError(providers.unknown(name))
-        return name
+        return providers.checked_name(name)
 
     @model_validator(mode="after")
     def _provider_options(self) -> Generation:

@@ -46,9 +46,7 @@ class Requirements(Strict):
     def _provider(cls, name: str) -> str:
         from agent import providers
 
-        if not providers.known(name):
-            raise ValueError(providers.unknown(name))
-        return name
+        return providers.checked_name(name)
     model: str = ""
 
     @field_validator("subject_areas")

@@ -61,6 +61,13 @@ def unknown(name: str) -> str:
     return f"unknown provider {name!r}; choose one of: {', '.join(names())}"
 
 
+def checked_name(name: str) -> str:
+    """`name` if it is a known provider, else ValueError (what a pydantic field validator raises)."""
+    if not known(name):
+        raise ValueError(unknown(name))
+    return name
+
+
 def get(name: str) -> type[Provider]:
     """The provider's class (its file is imported now); InputError for a name nobody registered."""
     if not known(name):
