@@ -129,22 +129,7 @@ def plain_has_example(text: str) -> bool:
 def plain_formats_found(text: str) -> list[str]:
     from agent.audit import labels
 
-    tokens = labels._MD.parse(text)
-    found = set()
-    for i, tok in enumerate(tokens):
-        if tok.type == "fence" and labels._parses_as_json(tok.content, tok.info):
-            found.add("json")
-        elif tok.type == "table_open":
-            found.add("table")
-        elif tok.type in ("bullet_list_open", "ordered_list_open"):
-            items = 0
-            for t in tokens[i + 1:]:
-                if t.level == tok.level and t.type == tok.type.replace("_open", "_close"):
-                    break
-                items += t.type == "list_item_open" and t.level == tok.level + 1
-            if items >= 2:
-                found.add("list")
-    return [f for f in labels.FORMAT_ORDER if f in found]
+    return labels.formats_in(labels._MD.parse(text))   # the full parse: no hint skip, inline content included
 
 
 def test_markdown_fast_paths_equal_a_full_parse_of_every_text():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
@@ -130,7 +131,11 @@ def has_example(text: str) -> bool:
 
 def formats_found(text: str) -> list[str]:
     """Which of json / table / list the text holds, in FORMAT_ORDER."""
-    tokens = _parse(text)
+    return formats_in(_parse(text))
+
+
+def formats_in(tokens: Sequence[Any]) -> list[str]:
+    """formats_found's walk over a parsed token stream (block-level tokens are all it reads)."""
     found = set()
     for i, tok in enumerate(tokens):
         if tok.type == "fence" and _parses_as_json(tok.content, tok.info):
