@@ -37,13 +37,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def engine_run(url: str, examples: int, work: Path) -> dict:
+def bench_plan(url: str, examples: int, work: Path) -> tuple[Path, dict[str, str]]:
+    """The example plan at `examples`, pointed at the loopback server, and the environment to run it in."""
     data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
     data["total"] = examples
     data["generation"].update(provider="openai", model="gpt-4o-mini", base_url=url + "/v1")
     plan = work / "plan.yaml"
     plan.write_text(yaml.safe_dump(data, sort_keys=False))
-    env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
+    return plan, {**os.environ, "OPENAI_API_KEY": "sk-bench"}
+
+
+def engine_run(url: str, examples: int, work: Path) -> dict:
+    plan, env = bench_plan(url, examples, work)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "agent", "generate", "--plan", str(plan), "--outputs",
@@ -99,12 +104,7 @@ def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = N
     with the same text, so a last example that is a near-duplicate is re-asked forever): its figure is
     the CPU at the sample where the last example was accepted, export not included."""
     work.mkdir(parents=True, exist_ok=True)
-    data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
-    data["total"] = examples
-    data["generation"].update(provider="openai", model="gpt-4o-mini", base_url=url + "/v1")
-    plan = work / "plan.yaml"
-    plan.write_text(yaml.safe_dump(data, sort_keys=False))
-    env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
+    plan, env = bench_plan(url, examples, work)
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()

@@ -135,16 +135,21 @@ def test_llama_cpp_500_on_json_schema_falls_back_to_grammar_json_and_the_run_com
     assert modes == {"json_object+schema"}
 
 
-def test_a_small_model_without_grammar_invents_ids_adds_items_and_wraps_prose_and_still_fills(tmp_path, run_cli,
-                                                                                               monkeypatch):
+def fill_through_json_object(tmp_path, run_cli, monkeypatch, responder) -> sqlite3.Connection:
+    """A run against a server that takes only json_object, filled exactly; its ledger."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    with FakeServer(responder=small_model_responder(seed=4), response_formats=("json_object",), max_requests=400,
+    with FakeServer(responder=responder, response_formats=("json_object",), max_requests=400,
                     max_lifetime=100) as server:
         path = plan_for(tmp_path, server.openai_url, concurrency=4)
         out = tmp_path / "out"
         r = run_cli("generate", "--plan", str(path), "--outputs", str(out), "--quiet")
         assert r.code == 0, r.err
-    con = assert_exact(load_plan(path), out / "example" / "ledger.sqlite")
+    return assert_exact(load_plan(path), out / "example" / "ledger.sqlite")
+
+
+def test_a_small_model_without_grammar_invents_ids_adds_items_and_wraps_prose_and_still_fills(tmp_path, run_cli,
+                                                                                               monkeypatch):
+    con = fill_through_json_object(tmp_path, run_cli, monkeypatch, small_model_responder(seed=4))
     by_position = con.execute("SELECT COUNT(*) FROM examples WHERE status='accepted' AND detail LIKE "
                               "'%matched by position%'").fetchone()[0]
     assert by_position > 0   # none of the ids was ours: the first items were taken in order, the extra ignored
@@ -153,14 +158,7 @@ def test_a_small_model_without_grammar_invents_ids_adds_items_and_wraps_prose_an
 
 
 def test_invented_ids_with_the_right_count_are_accepted_in_order(tmp_path, run_cli, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    with FakeServer(responder=small_model_responder(seed=5, extra_item=False), response_formats=("json_object",),
-                    max_requests=400, max_lifetime=100) as server:
-        path = plan_for(tmp_path, server.openai_url, concurrency=4)
-        out = tmp_path / "out"
-        r = run_cli("generate", "--plan", str(path), "--outputs", str(out), "--quiet")
-        assert r.code == 0, r.err
-    con = assert_exact(load_plan(path), out / "example" / "ledger.sqlite")
+    con = fill_through_json_object(tmp_path, run_cli, monkeypatch, small_model_responder(seed=5, extra_item=False))
     by_position = con.execute("SELECT COUNT(*) FROM examples WHERE status='accepted' AND detail LIKE "
                               "'%matched by position%'").fetchone()[0]
     assert by_position > 0 and con.execute("SELECT COUNT(*) FROM calls WHERE status='invalid'").fetchone()[0] == 0
