@@ -269,13 +269,16 @@ def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key,
 @click.option("--outputs", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs"), show_default=True,
               help="Where this plan's run is, if one was started: the estimate is then for what remains, at the "
                    "run's measured acceptance, latency and tokens/s.")
-def estimate(plan_path: Path, provider, model, base_url, outputs: Path) -> None:
+@click.option("--prices", type=PlanPath, help="YAML price table merged over the built-in one (as for generate).")
+def estimate(plan_path: Path, provider, model, base_url, outputs: Path, prices: Path | None) -> None:
     """Tokens, cost and time for the plan (or what remains of its run), rejections included."""
     from agent.estimate import estimate_lines
     from agent.plan import load_plan
     from agent.providers.base import check_base_url, is_local
     from agent.runner import GenerateOptions, with_overrides
+    from agent.tokens import load_prices
 
+    table = load_prices(prices)  # a bad price file fails here, before anything is read or spent
     loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model, base_url=base_url))
     url = loaded.generation.base_url
     local = bool(url) and is_local(check_base_url(url, "--base-url" if base_url else "generation.base_url"))
@@ -284,7 +287,7 @@ def estimate(plan_path: Path, provider, model, base_url, outputs: Path) -> None:
         from agent.ledger import Ledger
 
         ledger = Ledger(outputs / loaded.name / "ledger.sqlite")
-    for line in estimate_lines(loaded, local=local, ledger=ledger):
+    for line in estimate_lines(loaded, local=local, ledger=ledger, prices=table):
         click.echo(line)
 
 

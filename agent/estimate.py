@@ -151,12 +151,13 @@ def eta_seconds(left: int, acceptance: float, per_call: int, batch_size: int, se
 LOCAL_TOKENS_PER_SECOND = 8.0   # a small model on a few CPU cores, one reply at a time (llama.cpp, measured ~5-15)
 
 
-def estimate_lines(plan: Plan, local: bool = False, ledger=None) -> list[str]:
+def estimate_lines(plan: Plan, local: bool = False, ledger=None, prices=None) -> list[str]:
     """local: the server is on this machine or a private address (one call at a time, CPU speed).
-    ledger: this plan's run so far, if any: the estimate is then for what remains, at the measured rates."""
+    ledger: this plan's run so far, if any: the estimate is then for what remains, at the measured rates.
+    prices: the price table (built-in one merged with the user's --prices); None = the built-in one."""
     measured = measure_run(ledger) if ledger is not None else None
     accepted = ledger.accepted_count() if ledger is not None else 0
-    e = estimate(plan, measured=measured, accepted=accepted,
+    e = estimate(plan, prices, measured=measured, accepted=accepted,
                  **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND, "concurrency": 1} if local else {}))
     money = f"${e.cost_usd:,.2f}" if e.cost_usd is not None else "unknown (model not in the price table)"
     from agent import providers

@@ -491,3 +491,19 @@ def test_a_strong_model_keeps_the_whole_avoid_list(tmp_path, run_cli, monkeypatc
         prompts = [rec.body["messages"][-1]["content"] for rec in server.requests if rec.outcome == "ok"]
     assert r.code == 0, r.err
     assert "Already covered: do not repeat" in prompts[-1] and not any("Topics already covered" in p for p in prompts)
+
+
+def test_estimate_prices_an_unlisted_model_from_a_prices_file(tmp_path, run_cli):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  my-local-model: {input: 1.0, output: 2.0}\n")
+    args = ["estimate", "--plan", str(EXAMPLE_PLAN), "--provider", "openai", "--model", "my-local-model",
+            "--outputs", str(tmp_path)]
+    unpriced, priced = run_cli(*args), run_cli(*args, "--prices", str(prices))
+    assert unpriced.code == priced.code == 0
+    assert "unknown (model not in the price table)" in unpriced.out
+    cost = [line for line in priced.out.splitlines() if "$" in line]
+    assert cost and "unknown" not in priced.out, priced.out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  my-local-model: {input: cheap}\n")
+    broken = run_cli(*args, "--prices", str(bad))
+    assert broken.code == 2 and "bad.yaml" in broken.err and "Traceback" not in broken.err
