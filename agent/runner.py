@@ -168,14 +168,19 @@ def resolve_budget(plan: Plan, opts: GenerateOptions, prices: PriceTable, ledger
              f"price with --prices FILE to have one (the progress brake still stops a run that makes no progress)")
         return None, ""
     else:
-        from agent.estimate import estimate
+        from agent.estimate import estimate, measure_run
 
-        left = max(0, plan.total - ledger.accepted_count())
-        est = estimate(plan, prices)
+        accepted = ledger.accepted_count()
+        left = max(0, plan.total - accepted)
+        # a resumed run is costed at its own measured acceptance and tokens per call, not the priors
+        measured = measure_run(ledger)
+        est = estimate(plan, prices, measured=measured, accepted=accepted)
         if est.cost_usd == 0:   # a free provider (simulated) or a model priced at zero: nothing to cap
             return None, ""
-        budget = ledger.spent() + DEFAULT_BUDGET_FACTOR * (est.cost_usd or 0.0) * left / plan.total
-        source = f"default: {DEFAULT_BUDGET_FACTOR:g}x the estimate for the {left:,} examples left; set --max-cost"
+        budget = ledger.spent() + DEFAULT_BUDGET_FACTOR * (est.cost_usd or 0.0)
+        basis = f"this run's measured rates over {measured.calls:,} calls" if measured else "the priors"
+        source = (f"default: {DEFAULT_BUDGET_FACTOR:g}x the estimate for the {left:,} examples left, at {basis}; "
+                  f"set --max-cost")
     tell(f"budget: ${budget:.4f} ({source}); ${ledger.spent():.4f} spent so far")
     return budget, source
 

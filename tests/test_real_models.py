@@ -218,6 +218,30 @@ def test_a_priced_run_gets_a_default_budget_printed_at_start(tmp_path, run_cli, 
     assert "budget: $" in r.err and "3x the estimate for the 20 examples left" in r.err
 
 
+def test_a_resumed_runs_default_budget_uses_its_measured_rates(tmp_path, run_cli, monkeypatch):
+    from agent.estimate import estimate, measure_run
+    from agent.ledger import Ledger
+    from agent.runner import DEFAULT_BUDGET_FACTOR, GenerateOptions, resolve_budget
+    from agent.tokens import load_prices
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeServer(responder=simulated_responder(seed=1), max_requests=200, max_lifetime=60) as server:
+        path = plan_for(tmp_path, server.openai_url, total=40, concurrency=2, examples_per_call=2)
+        assert run_cli("generate", "--plan", str(path), "--outputs", str(tmp_path / "out")).code == 0
+    ledger = Ledger(tmp_path / "out" / "example" / "ledger.sqlite")
+    measured = measure_run(ledger)
+    assert measured is not None and measured.calls >= 5
+    # the same run asked for 40 more: what remains is costed at the measured rates, not the 80% prior
+    bigger = load_plan(path).model_copy(update={"total": 80})
+    prices = load_prices()
+    budget, source = resolve_budget(bigger, GenerateOptions(), prices, ledger, priced=True)
+    expected = estimate(bigger, prices, measured=measured, accepted=40).cost_usd
+    prior = estimate(bigger, prices, accepted=40).cost_usd
+    assert expected and prior and expected != prior
+    assert budget == pytest.approx(ledger.spent() + DEFAULT_BUDGET_FACTOR * expected)
+    assert f"measured rates over {measured.calls:,} calls" in source and "40 examples left" in source
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "-inf", "lots"])
 def test_nan_infinite_and_negative_budgets_are_bad_input(tmp_path, run_cli, value):
     r = run_cli("generate", "--plan", str(EXAMPLE_PLAN), "--outputs", str(tmp_path / "out"), "--max-cost", value)
