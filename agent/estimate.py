@@ -156,8 +156,8 @@ def estimate_lines(plan: Plan, local: bool = False, ledger=None) -> list[str]:
     ledger: this plan's run so far, if any: the estimate is then for what remains, at the measured rates."""
     measured = measure_run(ledger) if ledger is not None else None
     accepted = ledger.accepted_count() if ledger is not None else 0
-    e = estimate(plan, measured=measured, accepted=accepted,
-                 **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND, "concurrency": 1} if local else {}))
+    e = estimate(plan, measured=measured, accepted=accepted, concurrency=1 if local else None,
+                 **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND} if local else {}))
     money = f"${e.cost_usd:,.2f}" if e.cost_usd is not None else "unknown (model not in the price table)"
     from agent import providers
 
