@@ -281,7 +281,7 @@ def estimate(plan_path: Path, provider, model, base_url, outputs: Path, prices: 
     table = load_prices(prices)  # a bad price file fails here, before anything is read or spent
     loaded = with_overrides(load_plan(plan_path), GenerateOptions(provider=provider, model=model, base_url=base_url))
     url = loaded.generation.base_url
-    local = bool(url) and is_local(check_base_url(url, "--base-url" if base_url else "generation.base_url"))
+    local = is_local(check_base_url(url, "--base-url" if base_url else "generation.base_url")) if url else False
     ledger = None
     if (outputs / loaded.name / "ledger.sqlite").is_file():
         from agent.ledger import Ledger

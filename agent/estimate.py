@@ -157,8 +157,8 @@ def estimate_lines(plan: Plan, local: bool = False, ledger=None, prices=None) ->
     prices: the price table (built-in one merged with the user's --prices); None = the built-in one."""
     measured = measure_run(ledger) if ledger is not None else None
     accepted = ledger.accepted_count() if ledger is not None else 0
-    e = estimate(plan, prices, measured=measured, accepted=accepted,
-                 **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND, "concurrency": 1} if local else {}))
+    e = estimate(plan, prices, measured=measured, accepted=accepted, concurrency=1 if local else None,
+                 **({"tokens_per_second": LOCAL_TOKENS_PER_SECOND} if local else {}))
     money = f"${e.cost_usd:,.2f}" if e.cost_usd is not None else "unknown (model not in the price table)"
     from agent import providers
 

@@ -55,6 +55,13 @@ class Outcome:
     worst: float = 0.0              # its worst-case cost, reserved while it is in flight
     avoid: tuple[list[str], str] = ([], "questions")   # the avoid list it was shown, and in which form
 
+    @property
+    def reply(self) -> Parsed:
+        """The parsed reply, which every call that ended without a ProviderError has."""
+        if self.parsed is None:
+            raise RuntimeError(f"a call of batch {self.batch} ended without an error or a parsed reply")
+        return self.parsed
+
 
 @dataclass
 class RunResult:
@@ -238,7 +245,7 @@ class Engine:
             # row stays, counted at its worst case (over-counting a queued one is the safe side)
             self.reserved_cost -= out.worst
             raise
-        if out.error is None and out.parsed.ok and self.plan.audit.judge and out.parsed.items:
+        if out.error is None and out.reply.ok and self.plan.audit.judge and out.reply.items:
             await self.judge(out, specs)
         out.latency = time.monotonic() - started
         return out
@@ -264,7 +271,7 @@ class Engine:
         """One judge call classifies the call's examples; if it fails, the requested labels stand."""
         texts = {}
         for s in specs:
-            item = out.parsed.items.get(s.id)
+            item = out.reply.items.get(s.id)
             if item is not None:
                 record = to_record(item, s, self.plan.record_shape)
                 texts[s.id] = (user_text(record), response_text(record))
@@ -293,7 +300,7 @@ class Engine:
         if failed and self.accepted_this_run + accepted > 0 and self.no_progress_calls < self.brake_calls():
             self.auditor.count_failed(failed)
         calls = self.call_rows(out)
-        if out.error is None and (failed or out.parsed.notes or not accepted):
+        if out.error is None and (failed or out.reply.notes or not accepted):
             self.keep_replies(out, calls)
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
         self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending,
@@ -315,20 +322,20 @@ class Engine:
         failed: list[Spec] = []
         if out.error is not None:
             return [self.auditor.reject_spec(s, f"call_failed:{out.error.kind}", str(out.error)) for s in out.specs], []
-        if not out.parsed.ok:
-            detail = "; ".join(out.parsed.errors)[:500]
+        if not out.reply.ok:
+            detail = "; ".join(out.reply.errors)[:500]
             return [self.auditor.reject_spec(s, "invalid_reply", detail) for s in out.specs], list(out.specs)
         for s in out.specs:
-            item = out.parsed.items.get(s.id)
+            item = out.reply.items.get(s.id)
             if item is not None:
                 row = self.auditor.admit(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
-                if s.id in out.parsed.notes:   # ids invented by the model, matched in order: say so
-                    row.detail = "; ".join(filter(None, [row.detail, out.parsed.notes[s.id]]))
+                if s.id in out.reply.notes:   # ids invented by the model, matched in order: say so
+                    row.detail = "; ".join(filter(None, [row.detail, out.reply.notes[s.id]]))
                 rows.append(row)
                 continue
-            if s.id in out.parsed.item_errors:
-                rows.append(self.auditor.reject_spec(s, "invalid_item", out.parsed.item_errors[s.id]))
-            elif out.parsed.truncated:
+            if s.id in out.reply.item_errors:
+                rows.append(self.auditor.reject_spec(s, "invalid_item", out.reply.item_errors[s.id]))
+            elif out.reply.truncated:
                 rows.append(self.auditor.reject_spec(s, "cut_off", "the reply hit the output token limit before "
                                                                    "this example"))
             else:
@@ -350,7 +357,7 @@ class Engine:
             calls.append(CallRow(batch=out.batch, purpose="generate", provider=self.provider.name,
                                  model=self.plan.generation.model, status="error", kind=out.error.kind,
                                  attempts=len(out.attempts), latency=out.latency, error=str(out.error)[:500]))
-        elif calls and not out.parsed.ok:
+        elif calls and not out.reply.ok:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_reply"
         elif "judge" in out.purposes and not out.judged:
             calls[-1].status, calls[-1].kind = "invalid", "invalid_judgement"
@@ -379,7 +386,7 @@ class Engine:
         self.surplus_this_run += surplus
         self.rejected_this_run += sum(r.status == "rejected" and not is_lost(r.reason) for r in rows) - surplus
         self.lost_this_run += sum(r.status == "rejected" and is_lost(r.reason) for r in rows)  # no example existed
-        self.reasons.update(r.reason for r in rows if r.status == "rejected" and not is_surplus(r.reason))
+        self.reasons.update(r.reason for r in rows if r.status == "rejected" and r.reason and not is_surplus(r.reason))
         self.accepted_this_run += accepted
         if out.error is None and not (surplus and not accepted and surplus == len(rows)):
             # a completed call: the brake counts it (one whose examples all came too late, as tail surplus,

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,13 +113,20 @@ def is_surplus(reason: str | None) -> bool:
     return (reason or "").startswith(SURPLUS)
 
 
+def _new_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added (sqlite3 types lastrowid Optional: None before any INSERT)."""
+    if cur.lastrowid is None:
+        raise RuntimeError("an INSERT into the ledger returned no row id")
+    return cur.lastrowid
+
+
 @dataclass
 class ExampleRow:
     spec_id: str
     status: str                       # accepted | rejected
     requested: dict[str, str]
     record: dict[str, Any] | None = None
-    audited: dict[str, str] | None = None
+    audited: dict[str, str | None] | None = None   # None for a dimension the example fits no category of (off_spec)
     reason: str | None = None         # rejection reason code, e.g. "near_duplicate", "check:as_an_ai"
     detail: str | None = None
     topic: str = ""
@@ -211,11 +218,11 @@ class Ledger:
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         ledger = cls(path)
         try:
-            old = ledger.meta("plan")
+            old = ledger.stored_plan()
             if old is None:
                 ledger.set_meta("created_at", str(time.time()))
             else:
-                check_compatible(ledger.stored_plan(), plan, ledger)
+                check_compatible(old, plan, ledger)
         except BaseException:
             ledger.close()
             raise
@@ -263,7 +270,7 @@ class Ledger:
         cur = self.db.execute(
             "INSERT INTO calls (batch, purpose, provider, model, status, cost, created_at)"
             " VALUES (?, 'generate', ?, ?, 'pending', ?, ?)", (batch, provider, model, worst_cost, time.time()))
-        return cur.lastrowid
+        return _new_id(cur)
 
     def pending_calls(self) -> tuple[int, float]:
         """(count, worst-case cost) of calls sent and never answered, e.g. lost to a kill."""
@@ -277,10 +284,11 @@ class Ledger:
         return rows.fetchall()
 
     def record_call(self, calls: list[CallRow], examples: list[ExampleRow],
-                    faults: list[tuple[str, str, float]] = (), simulated: bool = False,
-                    settles: int | None = None, state: dict[str, bytes] | None = None) -> int:
+                    faults: Sequence[tuple[str, str, float]] = (), simulated: bool = False,
+                    settles: int | None = None, state: dict[str, bytes] | None = None) -> int | None:
         """One transaction: a call (and its re-ask), its faults, and all its examples with their labels.
-        `settles`: the pending row (add_pending) this call replaces; `state`: run state the call changed."""
+        `settles`: the pending row (add_pending) this call replaces; `state`: run state the call changed.
+        Returns the last call's id (None when `calls` is empty)."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -337,7 +345,7 @@ class Ledger:
                                   (json.dumps(summary.to_json()), time.time()))
             for key, value in (state or {}).items():  # the same transaction: a snapshot never outlives its batch
                 self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
-        return cur.lastrowid
+        return _new_id(cur)
 
     def save_state(self, state: dict[str, bytes]) -> None:
         with self.db:

@@ -39,7 +39,7 @@ class KtoItem(_Item):
     completion: str
 
 
-ITEM_MODELS = {"chat": ChatItem, "preference": PreferenceItem, "kto": KtoItem}
+ITEM_MODELS: dict[str, type[_Item]] = {"chat": ChatItem, "preference": PreferenceItem, "kto": KtoItem}
 
 
 def reply_schema(shape: str, ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:

@@ -108,7 +108,9 @@ async def call_with_retries(provider: Provider, request: Request, limiter: Limit
     def out_of_time(state: RetryCallState) -> bool:
         return clock.remaining() - (state.upcoming_sleep or 0.0) < 1.0
 
-    retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts) | out_of_time, wait=_Backoff(initial_wait, max_wait),
+    # one stop callable: tenacity types `stop_base | x` for stop_base objects only, not a plain function
+    max_tries = stop_after_attempt(max_attempts)
+    retrying = AsyncRetrying(stop=lambda state: max_tries(state) or out_of_time(state), wait=_Backoff(initial_wait, max_wait),
                              retry=retry_if_exception(_retryable), reraise=True)
     number = 0
     async for attempt in retrying:

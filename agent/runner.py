@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import providers
 from agent.errors import ConfigError, Interrupted
@@ -20,6 +21,9 @@ from agent.limits import Limiter
 from agent.plan import Plan
 from agent.providers.base import is_local, redact_url
 from agent.tokens import PriceTable, load_prices
+
+if TYPE_CHECKING:
+    from agent.sources import Passage, Source
 
 DEFAULT_BUDGET_FACTOR = 3.0   # with no --max-cost: 3x the estimate for what remains
 SIGNALS = {signal.SIGINT: ("SIGINT", 130), signal.SIGTERM: ("SIGTERM", 143)}
@@ -50,7 +54,7 @@ def run_dir(plan: Plan, outputs: Path) -> Path:
 
 def with_overrides(plan: Plan, opts: GenerateOptions) -> Plan:
     """Flags win over the plan file for provider, model and base URL (and are snapshotted in the ledger)."""
-    changes = {k: v for k, v in {"provider": opts.provider, "model": opts.model, "base_url": opts.base_url}.items() if v}
+    changes: dict[str, str | None] = {k: v for k, v in {"provider": opts.provider, "model": opts.model, "base_url": opts.base_url}.items() if v}
     if opts.provider and opts.provider != plan.generation.provider:
         if not opts.model:
             changes["model"] = providers.default_model(opts.provider)
@@ -188,7 +192,9 @@ def resolve_budget(plan: Plan, opts: GenerateOptions, prices: PriceTable, ledger
 def grounding(plan: Plan):
     """The plan's documents as passages and its real examples, read before anything is written (a bad path is
     a ConfigError like any other input error)."""
-    passages, sources, references = [], [], None
+    passages: list[Passage] = []
+    sources: list[Source] = []
+    references = None
     if plan.sources:
         from agent.sources import load_for_plan
 
@@ -216,6 +222,8 @@ async def _under_signals(engine: Engine, provider, opts: GenerateOptions, prepar
     audit record and state written (Engine.run's cleanup), a resume hint, exit 130 / 143."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
+    if task is None:  # a coroutine always runs in a task under asyncio.run
+        raise RuntimeError("_under_signals must run inside an asyncio task")
     caught: list[signal.Signals] = []
 
     def stop(sig: signal.Signals) -> None:

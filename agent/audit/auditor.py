@@ -122,12 +122,13 @@ class Auditor:
             return self._reject(row, f"check:{issues[0].code}", "; ".join(i.message for i in issues[:3]))
         measured = measure(record, self.plan, requested=spec.labels)
         # requested labels, overridden by an LLM judge's where the plan asks for one, then by measurement
-        audited = {**spec.labels, **(judged or {}), **{d: c for d, c in measured.items() if d in spec.labels}}
-        row.audited = audited
+        labels = {**spec.labels, **(judged or {}), **{d: c for d, c in measured.items() if d in spec.labels}}
+        row.audited = labels   # an off_spec row keeps None for the dimension it fits no category of
         self._count_misses(spec.labels, {**(judged or {}), **measured})
         off = next((d for d, c in measured.items() if c is None), None)
         if off is not None:
             return self._reject(row, f"off_spec:{off}", f"fits no {off} category")
+        audited = {d: c for d, c in labels.items() if c is not None}   # all of them: off_spec is ruled out
         dup = self.index.find(text)
         if dup is not None:
             return self._reject(row, "near_duplicate", f"ratio {dup[1]:.3f} with accepted example {dup[0]}")
@@ -211,6 +212,8 @@ class Auditor:
             if n < 2 or (d, c) in self.unfillable:
                 continue
             cat = self.plan.dimensions[d].category(c)
+            if cat is None:  # misses are counted for specs drawn from this plan, and dropped when it changes
+                raise RuntimeError(f"a miss was counted for {d}={c}, which is not in the plan")
             out.append(f"Examples with {d}={c} keep coming out wrong ({n} in a row): make them exactly "
                        f"'{cat.description}'" + (f" Count the words: {cat.min_words}-{cat.max_words}." if cat.min_words else ""))
         return out[:6]

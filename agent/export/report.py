@@ -8,6 +8,7 @@ a ledger, so a category or a rejection reason can never inject markup.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from jinja2 import Environment
@@ -62,7 +63,7 @@ def hbars(title: str, rows: list[tuple[str, list[float]]], series: list[tuple[st
     return Markup("".join(out))
 
 
-def vbars(title: str, labels: list[str], values: list[float], chart: str, colour: str = BLUE,
+def vbars(title: str, labels: list[str], values: Sequence[float], chart: str, colour: str = BLUE,
           width: int = 760, fmt=_num) -> Markup:
     """Vertical bars (histograms, cost per batch), labels under the axis."""
     height, top, bottom, left = 274, 44, 52, 10
@@ -260,7 +261,7 @@ def range_hist(row: LengthRow, width: int = 760) -> Markup:
            f'<line x1="{left}" y1="{plot_top + plot_h}" x2="{width - 10}" y2="{plot_top + plot_h}" stroke="#888"/>']
     for i, (good, bad) in enumerate(zip(inside_at, outside_at, strict=True)):
         x = left + i * slot + slot * 0.1
-        y = plot_top + plot_h
+        y: float = plot_top + plot_h
         for n, colour, what in ((good, GREEN, "inside"), (bad, RED, "outside")):
             if n:
                 h = plot_h * n / peak
