@@ -38,7 +38,7 @@ def table(headers: list[str], rows: list[list[str]], right: set[int], wrap: int 
         widths[wrap] = max(10, min(widths[wrap], DESCRIPTION_WIDTH, width - fixed))
 
     def line(cells: list[str]) -> list[str]:
-        parts = [textwrap.wrap(c, widths[i], break_long_words=True) or [""] if i == wrap else [c]
+        parts = [textwrap.wrap(c, widths[i], break_on_hyphens=False) or [""] if i == wrap else [c]
                  for i, c in enumerate(cells)]
         out = []
         for k in range(max(len(p) for p in parts)):
