@@ -1,6 +1,6 @@
 """`datagen --help` and `datagen plan --show` start-up: wall and CPU time of a fresh interpreter, and what it imports.
 
-Usage: .venv/bin/python bench/bench_startup.py [--runs N] [--no-bytecode] [SOURCE_DIR ...]
+Usage: .venv/bin/python bench/bench_startup.py [--runs N] [--no-bytecode] [--instructions] [SOURCE_DIR ...]
 Each SOURCE_DIR is a checkout of the project (default: this one); its `agent` package is run with this
 interpreter (cwd = SOURCE_DIR, so `-c` imports that checkout's code first). Runs are interleaved so machine
 load hits every checkout alike; min and median of the runs are printed, with the load average.
@@ -9,12 +9,15 @@ Bytecode: children run without PYTHONDONTWRITEBYTECODE (one warm-up run each wri
 as an installed datagen runs; --no-bytecode keeps the variable, so every run compiles datagen's own modules.
 "floor" is what no change to datagen can remove: the interpreter importing click and PyYAML and building
 one pydantic model (pydantic's import and first-model work).
+--instructions adds, per case, the instructions one run executes, counted by valgrind's callgrind
+(PYTHONHASHSEED=0): unlike times, the count does not move with the machine's load (~12 s of CPU per case).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -40,6 +43,17 @@ def once(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def instructions(code: str, cwd: Path, env: dict[str, str]) -> int:
+    """Instructions (callgrind's Ir) one fresh interpreter executes running `code`."""
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
+                           code], cwd=cwd, env={**env, "PYTHONHASHSEED": "0"}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no instruction count: {done.stderr[-300:]}")
+    return int(found.group(1))
+
+
 def modules(source: Path, args: list[str], env: dict[str, str]) -> int:
     code = command_code(args) + "import sys\nprint(len(sys.modules), file=sys.stderr)\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True, env=env,
@@ -52,6 +66,7 @@ def main() -> None:
     ap.add_argument("sources", nargs="*", type=Path)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--no-bytecode", action="store_true")
+    ap.add_argument("--instructions", action="store_true", help="also count instructions with valgrind")
     a = ap.parse_args()
     sources = [p.resolve() for p in a.sources] or [Path(__file__).resolve().parent.parent]
     env = dict(os.environ)
@@ -69,11 +84,13 @@ def main() -> None:
             results[name].append(once(code, cwd, env))
     print(f"{a.runs} runs each, bytecode {'off' if a.no_bytecode else 'on'}, load average {load:.1f} -> "
           f"{os.getloadavg()[0]:.1f}")
-    for name, _, cwd in cases:
+    for name, code, cwd in cases:
         walls, cpus = [w for w, _ in results[name]], [c for _, c in results[name]]
         n = ""
         if "datagen" in name:
             n = f"  modules {modules(cwd, COMMANDS[name.split('datagen ', 1)[1]], env)}"
+        if a.instructions:
+            n += f"  instructions {instructions(code, cwd, env) / 1e6:,.0f} M"
         print(f"{name:<40} wall min {min(walls):.3f} median {statistics.median(walls):.3f} s   "
               f"CPU min {min(cpus):.3f} median {statistics.median(cpus):.3f} s{n}")
 
