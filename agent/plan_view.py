@@ -1,6 +1,6 @@
 """The plan as text tables for people (`datagen plan --show`, the interview): one table per dimension.
 
-Plain text, not rich: importing rich and laying out a dozen rich Tables took 60-80 ms of CPU, a third of
+Plain text, not rich: importing rich and laying out a dozen rich Tables took 60-80 ms of CPU, a quarter of
 `plan --show`'s start-up (bench/README.md 'Start-up'), while these tables need only fixed columns and one
 wrapped text column, which textwrap does. The other reports (status, audit) keep rich (agent/show.py).
 """
@@ -47,15 +47,15 @@ def table(headers: list[str], rows: list[list[str]], right: set[int], wrap: int 
                                          for i, t in enumerate(texts)) + " │")
         return out
 
-    def rule(left: str, mid: str, right_end: str, fill: str) -> str:
-        return left + mid.join(fill * (w + 2) for w in widths) + right_end
+    def rule(left: str, mid: str, right_end: str) -> str:
+        return left + mid.join("─" * (w + 2) for w in widths) + right_end
 
-    lines = [rule("┌", "┬", "┐", "─"), *line(headers), rule("├", "┼", "┤", "─")]
+    lines = [rule("┌", "┬", "┐"), *line(headers), rule("├", "┼", "┤")]
     for r in rows:
         lines += line(r)
     if total_row:
-        lines += [rule("├", "┼", "┤", "─"), *line(total_row)]
-    return [*lines, rule("└", "┴", "┘", "─")]
+        lines += [rule("├", "┼", "┤"), *line(total_row)]
+    return [*lines, rule("└", "┴", "┘")]
 
 
 def plan_tables(plan: Plan, out: TextIO) -> None:
