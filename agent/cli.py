@@ -120,10 +120,9 @@ def cli(verbose: bool) -> None:
 def interview(answers: Path | None, out_dir: Path, force: bool, approve: bool | None) -> None:
     """Ask what dataset you need, show the plan and its cost, write it on approval."""
     from agent.interview import conduct
-    from agent.show import plan_tables
+    from agent.plan_view import plan_tables
 
-    console = stdout_console()
-    conduct(tty_ask, say, lambda plan: plan_tables(plan, console), answers_path=answers, out_dir=out_dir,
+    conduct(tty_ask, say, lambda plan: plan_tables(plan, sys.stdout), answers_path=answers, out_dir=out_dir,
             force=force, approve=approve)
 
 
@@ -142,11 +141,12 @@ def plan(source: Path, out: Path | None, show: bool, save: bool, force: bool, br
          provider, model, api_key) -> None:
     """Turn a requirements file into a plan, --show a plan, or --brainstorm its topics."""
     from agent.plan import load_plan, save_plan
-    from agent.show import plan_tables
 
     if show:
+        from agent.plan_view import plan_tables
+
         shown = load_plan(source)
-        plan_tables(shown, stdout_console())
+        plan_tables(shown, sys.stdout)
         if save and shown.inferred_measures():
             save_plan(shown, out or source)
             click.echo(f"Saved {out or source} with the measures of {', '.join(shown.inferred_measures())} declared.")

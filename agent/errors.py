@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import errno
-import sqlite3
 
 
 class DatagenError(Exception):
@@ -72,6 +71,8 @@ class Interrupted(DatagenError):
 
 def storage_problem(e: BaseException) -> str | None:
     """One line with a next step for a full disk or a damaged ledger met mid-command; None for anything else."""
+    import sqlite3  # here, not at the top: every command imports this module, few open a ledger
+
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
         return (f"the disk is full ({e.strerror or 'no space left'}{where}); free some space and run the same "

@@ -1,4 +1,5 @@
-"""Render plans and tables for people (rich). Data goes to stdout; nothing here computes."""
+"""Render run reports for people (rich): status, audit. Data goes to stdout; nothing here computes.
+The plan's own tables are agent/plan_view.py (plain text: `plan --show` starts without rich)."""
 
 from __future__ import annotations
 
@@ -7,50 +8,7 @@ from rich.table import Table
 
 from agent.coverage import coverage
 from agent.coverage import lines as coverage_lines
-from agent.plan import Category, Plan
-
-
-def plan_tables(plan: Plan, console: Console) -> None:
-    g = plan.generation
-    console.print(f"[bold]Plan {plan.name}[/bold]: {plan.task}")
-    console.print(
-        f"{plan.total:,} examples, {plan.validation_split:.0%} validation, format {plan.output_format}, "
-        f"{len(plan.system_prompts)} system prompt(s); {g.provider}/{g.model}, batches of {g.batch_size}, "
-        f"{g.examples_per_call} per call; near-duplicate threshold {plan.quality.dedup_threshold}"
-    )
-    for name, dim in plan.dimensions.items():
-        table = Table(title=f"{name} ({dim.measure})", title_justify="left", expand=False)
-        table.add_column("category")
-        table.add_column("share", justify="right")
-        table.add_column("quota", justify="right")
-        measured = dim.measure != "trusted"
-        if measured:
-            table.add_column("measured as" + (" (inferred)" if dim.inferred else ""))
-        table.add_column("what belongs here", overflow="fold", max_width=70)
-        for c in dim.categories:
-            table.add_row(c.name, f"{c.share:.1%}", f"{c.quota:,}", *([declared(c, dim.measure)] if measured else []),
-                          c.description)
-        table.add_row("[bold]total", f"{sum(c.share for c in dim.categories):.0%}",
-                      f"[bold]{sum(c.quota or 0 for c in dim.categories):,}", *([""] if measured else []), "")
-        console.print(table)
-    if plan.exclusions:
-        console.print("Not drawn together where avoidable: " + "; ".join(f"{a} + {b}" for a, b in plan.exclusions))
-    if plan.topics:
-        n = sum(len(v) for v in plan.topics.values())
-        console.print(f"Topics: {n} across {len(plan.topics)} domain categories")
-    if plan.inferred_measures():
-        console.print(f"[yellow]Note:[/yellow] the measures of {', '.join(plan.inferred_measures())} were inferred from "
-                      "category names (a plan from before measures were declared); add --save to write them into the plan.")
-
-
-def declared(c: Category, measure: str) -> str:
-    """What a category declares for its dimension's measure, as a person reads it."""
-    if measure in ("response_words", "input_words"):
-        return c.range_text("words") or "-"
-    if measure == "turns":
-        return c.range_text("turns")
-    value = getattr(c, measure)
-    return {True: "yes", False: "no"}.get(value, str(value)) if measure != "format" else str(value)
+from agent.plan import Plan
 
 
 def fill_tables(plan: Plan, counts: dict[str, dict[str, int]], console: Console) -> None:

@@ -83,21 +83,31 @@ def read_text(path: Path, what: str) -> str:
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _parse(path: Path, text: str, loader_class: Any) -> tuple[Any, yaml.Node | None]:
+    """Parse once: compose the node tree (for line numbers and the duplicate-key check, made before
+    constructing, which rewrites merge keys in the tree), then build the data from that same tree.
+    What yaml.compose followed by yaml.load did, at half the parsing (bench/README.md 'Start-up')."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        _refuse_duplicate_keys(path, node)
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
     text = read_text(path, what)
     try:
         try:
-            node = yaml.compose(text, Loader=FAST_LOADER)
-            data = yaml.load(text, Loader=FAST_LOADER)  # noqa: S506 - a safe loader (libyaml's when built in)
+            data, node = _parse(path, text, FAST_LOADER)   # a safe loader (libyaml's when built in)
         except yaml.YAMLError:  # the pure-Python parser says what is wrong in plainer words: ask it
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            data, node = _parse(path, text, yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"{path}{where}: malformed YAML: {problem}; fix the syntax at that line") from None
-    _refuse_duplicate_keys(path, node)
     if data is None:
         raise InputError(f"{path}: the {what} file has no settings (only comments or blank lines)")
     if not isinstance(data, dict):

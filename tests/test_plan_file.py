@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from agent.plan import load_plan, plan_yaml, save_plan
-from tests.conftest import EXAMPLE_PLAN
+from tests.conftest import EXAMPLE_PLAN, ROOT
 
 BASE = yaml.safe_load(EXAMPLE_PLAN.read_text())
 
@@ -146,3 +146,55 @@ def test_requirements_change_defaults(tmp_path):
     default = build_plan(Requirements(task="support bot", domain="gpus", num_examples=5000))
     assert len(default.dimensions["domain"].categories) == 8  # the seed's company-data domains
     assert default.dimensions["typos"].category("typos").quota == 250  # seed: 5% of 5,000
+
+
+def _old_load_yaml(path):
+    """The reader before it parsed once: compose, check duplicate keys, then load the text a second time."""
+    from agent.yamlfile import FAST_LOADER, _refuse_duplicate_keys
+
+    text = path.read_text()
+    try:
+        node, data = yaml.compose(text, Loader=FAST_LOADER), yaml.load(text, Loader=FAST_LOADER)  # noqa: S506
+    except yaml.YAMLError:
+        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    _refuse_duplicate_keys(path, node)
+    return data
+
+
+MERGED = """base: &base {a: 1, b: 2}
+child:
+  <<: *base
+  b: 3
+"""
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("plans/*.yaml")) + sorted(ROOT.glob("tests/bad_inputs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_yaml_parsed_once_reads_what_the_two_pass_reader_read(path):
+    from agent.errors import InputError
+    from agent.yamlfile import load_yaml
+
+    try:
+        old = ("data", _old_load_yaml(path))
+    except (InputError, yaml.YAMLError, UnicodeDecodeError) as e:
+        old = ("error", "YAMLError" if isinstance(e, yaml.YAMLError) else type(e).__name__)
+    try:
+        new = ("data", load_yaml(path, "plan")[0])
+    except InputError as e:
+        new = ("error", "YAMLError" if "malformed YAML" in str(e) else type(e).__name__)
+    if old[0] == "data" and not isinstance(old[1], dict):   # the reader refuses what is not a mapping
+        assert new == ("error", "InputError")
+    elif old[1] != "UnicodeDecodeError":                     # the reader says "not a text file" first
+        assert new == old
+
+
+def test_merge_keys_override_without_a_duplicate_complaint_and_duplicates_still_refused(tmp_path):
+    from agent.errors import InputError
+    from agent.yamlfile import load_yaml
+
+    (tmp_path / "m.yaml").write_text(MERGED)
+    data, _ = load_yaml(tmp_path / "m.yaml", "plan")
+    assert data == yaml.safe_load(MERGED) == {"base": {"a": 1, "b": 2}, "child": {"a": 1, "b": 3}}
+    (tmp_path / "d.yaml").write_text(MERGED + "  b: 4\n")
+    with pytest.raises(InputError, match=r":5: duplicate key 'b' \(first at line 4\)"):
+        load_yaml(tmp_path / "d.yaml", "plan")
