@@ -1,7 +1,7 @@
 """One small interface for every LLM backend.
 
 A provider turns a Request into a Completion, or raises ProviderError (retryable or not).
-It does no retrying of its own: retries, pacing and timeouts live in agent/limits.py, and
+It does no retrying of its own: retries and timeouts live in agent/retries.py, pacing in agent/limits.py, and
 the SDKs' built-in retries are switched off so retries never multiply.
 """
 
@@ -11,13 +11,15 @@ import ipaddress
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from agent.errors import InputError
-from agent.records import Spec
+
+if TYPE_CHECKING:  # records (and what it imports) stays out of `plan --show`'s start-up
+    from agent.records import Spec
 
 
 @dataclass(frozen=True)
