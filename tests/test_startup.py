@@ -42,10 +42,10 @@ def test_help_excludes_the_export_package_entirely():
 
 
 # Everything of datagen's own that `plan --show` may import: the CLI, the YAML reader, the plan models, the
-# provider registry (the plan's provider name is checked against it; its base module brings agent.records)
-# and the plain-text tables. A new module on this path should be a choice, made here.
+# provider registry (the plan's provider name is checked against it) and the plain-text tables. A new module
+# on this path should be a choice, made here.
 PLAN_SHOW_OWN = {"agent", "agent.cli", "agent.errors", "agent.yamlfile", "agent.plan", "agent.plan_view",
-                 "agent.providers", "agent.providers.base", "agent.records"}
+                 "agent.providers", "agent.providers.base"}
 # what the run-time commands need and `plan --show` does not: rich (status, audit, progress), the ledger and
 # its SQLite and lock file, the engine's prompts (jinja2), the audit's text tools
 PLAN_SHOW_NEVER = ("rich", "sqlite3", "filelock", "jinja2", "tenacity", "rapidfuzz", "textblob", "markdown_it",
