@@ -118,8 +118,14 @@ def _parse(text: str) -> tuple:
     return tuple(_MD_BLOCKS.parse(text))
 
 
+# A fence opens with 3+ backticks or tildes; an indented code block needs 4 columns of spaces or a tab past its
+# container's content column (a list item's or a blockquote's): with none of these, no code token can exist.
+_CODE_BLOCK_HINT = re.compile(r"```|~~~|\t| {4}")
+
+
 def has_example(text: str) -> bool:
-    if any(tok.type in ("fence", "code_block") and tok.content.strip() for tok in _parse(text)):
+    if _CODE_BLOCK_HINT.search(text) and any(tok.type in ("fence", "code_block") and tok.content.strip()
+                                             for tok in _parse(text)):
         return True
     if "`" in text:  # an inline code span needs a backtick: only then parse the inline content too
         for tok in _MD.parse(text):
@@ -250,21 +256,31 @@ def typo_signals(text: str) -> TypoSignals:
     prose = URLS.sub(" ", CODE_SPANS.sub(" ", text))
     sig.informal += REPEATED_PUNCT.findall(prose)
     for raw in prose.split():
-        token = raw.strip(STRIP)
-        if not token:
-            continue
-        lower = token.lower().replace("’", "'")
-        if _is_informal(token, lower):
-            sig.informal.append(token)
-        else:
-            parts = token.split("-")
-            if len(parts) > 1 and any(p.lower() in TECH_WORDS for p in parts):
-                continue    # nvidia-smi, multi-gpu: a command or a compound built on jargon
-            sig.unknown += [p for p in parts if _checkable(p) and not known_word(p)]
+        informal, unknown = _token_signals(raw)
+        if informal:
+            sig.informal.append(informal)
+        elif unknown:
+            sig.unknown += unknown
     starts = [prose.lstrip().split(maxsplit=1)[0]] if prose.strip() else []
     starts += [m.group(2) for m in SENTENCE_BREAK.finditer(prose) if _ends_sentence(m.group(1))]
     sig.lowercase_starts = sum(1 for w in starts if _lowercase_dictionary_word(w.strip(STRIP)))
     return sig
+
+
+@lru_cache(maxsize=65536)  # tokens repeat (Zipf): one lookup instead of a few Python calls per token
+def _token_signals(raw: str) -> tuple[str, tuple[str, ...]]:
+    """What one whitespace-separated token adds: (the token, when it is informal; else '', and its unknown
+    parts). Read-only: the tuple is shared by every text holding the token."""
+    token = raw.strip(STRIP)
+    if not token:
+        return "", ()
+    lower = token.lower().replace("’", "'")
+    if _is_informal(token, lower):
+        return token, ()
+    parts = token.split("-")
+    if len(parts) > 1 and any(p.lower() in TECH_WORDS for p in parts):
+        return "", ()    # nvidia-smi, multi-gpu: a command or a compound built on jargon
+    return "", tuple(p for p in parts if _checkable(p) and not known_word(p))
 
 
 def _is_informal(token: str, lower: str) -> bool:
