@@ -246,3 +246,29 @@ def test_code_block_prefilter_sees_code_in_containers():
         assert has_example(text) == plain_has_example(text), repr(text)
     assert sum(plain_has_example(t) for t in cases) > 200
     assert not re.search(r"```|~~~|\t| {4}", "- a\n- b")   # the skip is taken for plain lists
+
+
+def test_a_sure_fence_is_one_the_full_parse_finds():
+    """has_example's no-parse answer (_fenced_for_sure) is only ever True where a full parse finds a fence
+    with content, and has_example still equals the full parse on texts built around fence lines."""
+    from agent.audit.labels import _fenced_for_sure, has_example
+    from tests.test_fast_paths import plain_has_example
+
+    rng = random.Random(13)
+    pieces = ["```", "````", "```json", "```a`b", "~~~", " ```", "   ```", "    ```", "\n", "\n", "\n\n", "x", "code",
+              " ", "\t", "\u00a0", "- ", "> ", "1. ", "<div>", "</div>", "| a |", "|---|", "[a]: /u '", "'", "\r",
+              "\x00", "`", "``", "    x", "pip install"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(6000)]
+    cases = ["```\ncode\n```", "```\n\n```", "```\n```\nx", "```\n   ```\nx", "```bash\npip install x\n```",
+             "text\n```\nx", "<div>\n```\nx", "| a |\n|---|\n```\nx", "[a]: /u 'b\n```\nx\n'", "- a\n```\nx",
+             "> a\n```\nx", "    a\n```\nx", "```\n\u00a0\n```", "```\r\nx", "~~~\n```\nx"] + fuzz
+    # a fence line with something before and after it
+    cases += ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) + "\n```" + rng.choice(["", "py", " `"])
+              + "\n" + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) for _ in range(3000)]
+    sure = 0
+    for text in cases:
+        if _fenced_for_sure(text):
+            sure += 1
+            assert plain_has_example(text), repr(text)
+        assert has_example(text) == plain_has_example(text), repr(text)
+    assert sure > 500

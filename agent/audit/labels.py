@@ -123,7 +123,36 @@ def _parse(text: str) -> tuple:
 _CODE_BLOCK_HINT = re.compile(r"```|~~~|\t| {4}")
 
 
+_FENCE_MARK = re.compile(r"```|~~~")
+_OPENING = re.compile(r"`{3,}[^`\n]*")       # a backtick fence's opening line (its info holds no backtick)
+_CLOSING = re.compile(r" {0,3}`{3,}[ \t]*")   # a line that would close it
+
+
+def _fenced_for_sure(text: str) -> bool:
+    """True when the text surely holds a fence with content, without parsing it; False: parse to know.
+
+    Sure means: the first fence mark of the text opens a line of its own (no indent, so in no list item,
+    blockquote or indented code block, and no earlier fence is open for it to close), nothing before it can
+    hold it (no "<" for an HTML block, "|" for a table, "[" for a link definition; no "\r" or NUL, which
+    markdown-it rewrites), and the next line has text and does not close it."""
+    m = _FENCE_MARK.search(text)
+    if m is None or (m.start() and text[m.start() - 1] != "\n"):
+        return False
+    start = m.start()
+    end = text.find("\n", start)
+    if end < 0 or not _OPENING.fullmatch(text, start, end):
+        return False
+    before = text[:start]
+    if "<" in before or "|" in before or "[" in before or "\r" in text[:end + 1] or "\0" in text[:end + 1]:
+        return False
+    stop = text.find("\n", end + 1)
+    line = text[end + 1:stop if stop >= 0 else len(text)]
+    return bool(line.strip()) and "\r" not in line and "\0" not in line and not _CLOSING.fullmatch(line)
+
+
 def has_example(text: str) -> bool:
+    if _fenced_for_sure(text):
+        return True
     if _CODE_BLOCK_HINT.search(text) and any(tok.type in ("fence", "code_block") and tok.content.strip()
                                              for tok in _parse(text)):
         return True
