@@ -49,16 +49,29 @@ def output_budget(plan: Plan, specs: list[Spec]) -> int:
     return _budget(plan, sum(_spec_tokens(plan, s.labels) for s in specs))
 
 
-def _spec_tokens(plan: Plan, labels: dict[str, str]) -> float:
-    """The output tokens one spec may take (before the margin)."""
-    words, turns = 0.0, 1.0
+def _label_sizes(plan: Plan, labels: dict[str, str]) -> list[tuple[int | None, float | None]]:
+    """Per label, (max_words, the middle of its turn range), or Nones where it declares none."""
+    sizes: list[tuple[int | None, float | None]] = []
     for d, c in labels.items():
         cat = plan.dimensions[d].category(c) if d in plan.dimensions else None
-        if cat is not None and cat.max_words:
-            words += cat.max_words
-        if cat is not None and cat.min_turns is not None:
-            # the middle of the declared range (2+ turns: 2.5): each user turn is answered
-            turns = max(turns, (cat.min_turns + (cat.max_turns or cat.min_turns + 1)) / 2)
+        if cat is None:
+            sizes.append((None, None))
+            continue
+        # the middle of the declared range (2+ turns: 2.5): each user turn is answered
+        mid = (cat.min_turns + (cat.max_turns or cat.min_turns + 1)) / 2 if cat.min_turns is not None else None
+        sizes.append((cat.max_words, mid))
+    return sizes
+
+
+def _spec_tokens(plan: Plan, labels: dict[str, str],
+                 sizes: list[tuple[int | None, float | None]] | None = None) -> float:
+    """The output tokens one spec may take (before the margin). sizes: _label_sizes(plan, labels)."""
+    words, turns = 0.0, 1.0
+    for max_words, mid in _label_sizes(plan, labels) if sizes is None else sizes:
+        if max_words:
+            words += max_words
+        if mid is not None:
+            turns = max(turns, mid)
     words = (words or 400) * turns   # a plan without word ranges: a medium answer
     if plan.record_shape == "preference":
         words *= 2         # chosen and rejected
@@ -152,18 +165,16 @@ class PlanPrompts:
         self.plan = plan
         self.system = system_prompt(plan)
         self.words = word_ranges(plan)
-        self._tokens: dict[tuple[tuple[str, str], ...], float] = {}   # label set -> _spec_tokens
+        # (dimension, category) -> its _label_sizes entry: label sets rarely repeat, single labels always do
+        self._sizes = {(d, c.name): _label_sizes(plan, {d: c.name})[0]
+                       for d, dim in plan.dimensions.items() for c in dim.categories}
 
     def output_budget(self, specs: Sequence[Spec]) -> int:
-        """output_budget(plan, specs), each label set's share computed once."""
-        total = 0.0
-        for s in specs:
-            key = tuple(s.labels.items())
-            tokens = self._tokens.get(key)
-            if tokens is None:
-                tokens = self._tokens[key] = _spec_tokens(self.plan, s.labels)
-            total += tokens
-        return _budget(self.plan, total)
+        """output_budget(plan, specs), each label's sizes looked up once per plan."""
+        none = (None, None)
+        return _budget(self.plan, sum(
+            _spec_tokens(self.plan, s.labels, [self._sizes.get(item, none) for item in s.labels.items()])
+            for s in specs))
 
     def request(self, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                 temperature: float | None = None, system: str | None = None,

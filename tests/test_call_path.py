@@ -90,6 +90,8 @@ def random_specs(plan, rng: random.Random, n: int, start: int) -> list[Spec]:
     specs = []
     for i in range(n):
         labels = {d: rng.choice(dim.categories).name for d, dim in plan.dimensions.items() if rng.random() < 0.9}
+        if rng.random() < 0.1:   # names the plan lacks add nothing to the budget, old or new
+            labels[rng.choice(["not_a_dimension", next(iter(plan.dimensions))])] = "not_a_category"
         passage = f"doc-{rng.randrange(3)}" if rng.random() < 0.3 else ""
         specs.append(Spec(id=f"r1b{start}-{i}", labels=labels, topic=rng.choice(["", "egress fees", "SSH keys"]),
                           system_prompt=plan.system_prompts[0], passage=passage,
