@@ -274,3 +274,25 @@ def test_a_sure_fence_is_one_the_full_parse_finds():
             assert plain_has_example(text), repr(text)
         assert has_example(text) == plain_has_example(text), repr(text)
     assert sure > 500
+
+
+def test_formats_found_without_a_parse_equals_the_full_parse():
+    """Texts with no list marker, ">", "|", "{", "[" or "json" are not parsed for their format: the full parse
+    finds no list, table or JSON in them either."""
+    from agent.audit import labels
+    from tests.test_fast_paths import plain_formats_found
+
+    rng = random.Random(17)
+    pieces = ["```", "```json", "```JSON", "~~~", "\n", "\n", "\n\n", "x", " ", "\t", "    ", "- ", "* ", "+ ", "1. ",
+              "2) ", "> ", "|", "| a |", "|---|", "---", "{", "}", "[", "]", "{\"a\": 1}", "[1, 2]", "1", "\"s\"",
+              "\r", "\u00a0- ", "\f- ", "`", "json", "null"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(6000)]
+    cases = ["```\n[1, 2]\n```", "~~~\n{\"a\": 1}\n~~~", "```json\n1\n```", "```JSON\n\"s\"\n```", "> - a\n> - b",
+             "a | b\n--|--", "- a\n- b", "\r- a\r- b", "  1. a\n  2. b", "```\nls -l\n```"]
+    texts = simulated_texts() + HAND_WRITTEN + cases + fuzz
+    assert all(plain_formats_found(t) for t in cases[:-1])
+    skipped = 0
+    for text in texts:
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+        skipped += bool(labels._MARKDOWN_HINT.search(text)) and not labels._FORMAT_HINT.search(text)
+    assert skipped > 300   # texts a parse would have read, now answered without one

@@ -164,8 +164,17 @@ def has_example(text: str) -> bool:
     return bool(WORKED_EXAMPLE.search(CODE_SPANS.sub("`", text)))
 
 
+# What a list, a table or a JSON fence needs beyond _MARKDOWN_HINT: a list marker opening a line (or a ">" for
+# one in a blockquote; "\r" as markdown-it reads it as a line break), a "|" (a table's header row holds one),
+# and for JSON a "{" or "[" opening the fence's content or "json" in its info string. A reply that hints only
+# at code (a fence of shell commands, inline code, indentation) holds none and is not parsed for its format.
+_FORMAT_HINT = re.compile(r"[>|\r{\[]|json|^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M | re.I)
+
+
 def formats_found(text: str) -> list[str]:
     """Which of json / table / list the text holds, in FORMAT_ORDER."""
+    if not _FORMAT_HINT.search(text):
+        return []
     return formats_in(_parse(text))
 
 
