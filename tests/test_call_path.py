@@ -296,3 +296,22 @@ def test_formats_found_without_a_parse_equals_the_full_parse():
         assert labels.formats_found(text) == plain_formats_found(text), repr(text)
         skipped += bool(labels._MARKDOWN_HINT.search(text)) and not labels._FORMAT_HINT.search(text)
     assert skipped > 300   # texts a parse would have read, now answered without one
+
+
+@pytest.mark.parametrize("path", PLANS, ids=[p.stem for p in PLANS])
+def test_auditor_quota_lookup_equals_the_category_scan(tmp_path, path):
+    from agent.audit.auditor import Auditor
+    from agent.ledger import Ledger
+
+    plan = load_plan(path)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        for d, dim in plan.dimensions.items():
+            for name in [c.name for c in dim.categories] + ["not_a_category"]:
+                c = plan.dimensions[d].category(name)
+                assert auditor.quota(d, name) == ((c.quota or 0) if c else 0)
+        with pytest.raises(KeyError):
+            auditor.quota("not_a_dimension", "x")
+    finally:
+        ledger.close()
