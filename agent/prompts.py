@@ -158,7 +158,7 @@ def build_request(plan: Plan, specs: list[Spec], **kwargs: Any) -> Request:
 
 class PlanPrompts:
     """What every batch request of one plan shares, worked out once: the system prompt, the word ranges of
-    the spec lines, each label set's output tokens. A run's plan does not change while it runs; a changed
+    the spec lines, each label's output size. A run's plan does not change while it runs; a changed
     plan needs a new PlanPrompts."""
 
     def __init__(self, plan: Plan) -> None:
