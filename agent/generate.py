@@ -24,7 +24,7 @@ from agent.ledger import CallRow, ExampleRow, Ledger, is_lost, is_surplus
 from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
-from agent.prompts import build_request, judge_request, reask_request
+from agent.prompts import PlanPrompts, judge_request, reask_request
 from agent.providers.base import Completion, Provider
 from agent.records import Spec, Steering, Unfillable, response_text, user_text
 from agent.reply import Parsed, parse_judgement, parse_reply
@@ -95,6 +95,7 @@ class Engine:
                  *, max_cost: float | None = None, progress=None, budget_source: str = "--max-cost",
                  passages=None, references=None):
         self.plan = plan
+        self.prompts = PlanPrompts(plan)   # the system prompt, ranges and budgets of every request, worked out once
         self.ledger = ledger
         self.provider = provider
         self.limiter = limiter
@@ -217,7 +218,7 @@ class Engine:
         temperature = min(1.5, self.plan.generation.temperature + self.steer.temperature_step)
         shown = self.avoid_list.shown(self.avoid)
         out.avoid = (shown, self.avoid_list.mode)
-        request = build_request(self.plan, specs, avoid=shown + self.steer.avoid_phrases,
+        request = self.prompts.request(specs, avoid=shown + self.steer.avoid_phrases,
                                 steering={"instructions": instructions}, temperature=temperature,
                                 avoid_cues=self.avoid_list.mode == "cues",
                                 references=self.references.next() if self.references else ())
@@ -477,7 +478,7 @@ class Engine:
                 if not queue:
                     queue.extend((self.batch_no, c) for c in self.draw_batch())
                 while queue and len(in_flight) < self.capacity() and not budget_hit:
-                    worst = self.worst_cost(build_request(self.plan, queue[0][1]))
+                    worst = self.worst_cost(self.prompts.request(queue[0][1]))
                     if self.over_budget(worst):
                         if not in_flight:
                             budget_hit = True   # not even one more call fits

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from agent.plan import Plan
 from agent.providers.base import Request
@@ -26,8 +26,14 @@ def environment() -> Environment:
                        keep_trailing_newline=True, autoescape=False, trim_blocks=True)
 
 
+@functools.cache
+def template(name: str) -> Template:
+    """A compiled template, loaded once per process (get_template checks the file's mtime on every call)."""
+    return environment().get_template(name)
+
+
 def render(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+    return template(name).render(**context)
 
 
 WORDS_TO_TOKENS = 1.4     # English words -> tokens, with a little room for markup
@@ -40,20 +46,39 @@ def output_budget(plan: Plan, specs: list[Spec]) -> int:
     """max_tokens for a call, sized from its specs (examples x their word ranges, plus JSON framing), so a
     slow server is never asked for 8,000 tokens to write five short answers. generation.max_output_tokens,
     when set, is a cap."""
-    total = 0.0
-    for s in specs:
-        words, turns = 0.0, 1.0
-        for d, c in s.labels.items():
-            cat = plan.dimensions[d].category(c) if d in plan.dimensions else None
-            if cat is not None and cat.max_words:
-                words += cat.max_words
-            if cat is not None and cat.min_turns is not None:
-                # the middle of the declared range (2+ turns: 2.5): each user turn is answered
-                turns = max(turns, (cat.min_turns + (cat.max_turns or cat.min_turns + 1)) / 2)
-        words = (words or 400) * turns   # a plan without word ranges: a medium answer
-        if plan.record_shape == "preference":
-            words *= 2         # chosen and rejected
-        total += words * WORDS_TO_TOKENS + JSON_TOKENS_PER_EXAMPLE
+    return _budget(plan, sum(_spec_tokens(plan, s.labels) for s in specs))
+
+
+def _label_sizes(plan: Plan, labels: dict[str, str]) -> list[tuple[int | None, float | None]]:
+    """Per label, (max_words, the middle of its turn range), or Nones where it declares none."""
+    sizes: list[tuple[int | None, float | None]] = []
+    for d, c in labels.items():
+        cat = plan.dimensions[d].category(c) if d in plan.dimensions else None
+        if cat is None:
+            sizes.append((None, None))
+            continue
+        # the middle of the declared range (2+ turns: 2.5): each user turn is answered
+        mid = (cat.min_turns + (cat.max_turns or cat.min_turns + 1)) / 2 if cat.min_turns is not None else None
+        sizes.append((cat.max_words, mid))
+    return sizes
+
+
+def _spec_tokens(plan: Plan, labels: dict[str, str],
+                 sizes: list[tuple[int | None, float | None]] | None = None) -> float:
+    """The output tokens one spec may take (before the margin). sizes: _label_sizes(plan, labels)."""
+    words, turns = 0.0, 1.0
+    for max_words, mid in _label_sizes(plan, labels) if sizes is None else sizes:
+        if max_words:
+            words += max_words
+        if mid is not None:
+            turns = max(turns, mid)
+    words = (words or 400) * turns   # a plan without word ranges: a medium answer
+    if plan.record_shape == "preference":
+        words *= 2         # chosen and rejected
+    return words * WORDS_TO_TOKENS + JSON_TOKENS_PER_EXAMPLE
+
+
+def _budget(plan: Plan, total: float) -> int:
     budget = int(total * OUTPUT_MARGIN) + 50
     cap = plan.generation.max_output_tokens
     return max(256, min(budget, cap) if cap else budget)
@@ -70,9 +95,10 @@ def word_ranges(plan: Plan) -> dict[str, dict[str, str]]:
     return out
 
 
-def spec_lines(plan: Plan, specs: list[Spec]) -> list[str]:
-    """One line per spec: '[id] topic: ...; question_type=factual; response_length=short (50-150 words); ...'."""
-    words = word_ranges(plan)
+def spec_lines(plan: Plan, specs: list[Spec], words: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """One line per spec: '[id] topic: ...; question_type=factual; response_length=short (50-150 words); ...'.
+    words: word_ranges(plan), when the caller has it already."""
+    words = word_ranges(plan) if words is None else words
     lines = []
     for s in specs:
         parts = [f"topic: {s.topic}"] if s.topic else []
@@ -125,28 +151,54 @@ def system_prompt(plan: Plan) -> str:
     return _system(plan.model_dump_json(), plan.record_shape)
 
 
-def build_request(plan: Plan, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
-                  temperature: float | None = None, system: str | None = None,
-                  references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False) -> Request:
-    """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py)."""
-    steering = steering or {}
-    # grounding: each passage once, however many specs use it; references: real examples, style only
-    docs = {s.passage: s.document for s in specs if s.passage}
-    user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs), avoid=list(avoid), avoid_cues=avoid_cues,
-                  steering={"instructions": steering.get("instructions", [])}, documents=docs,
-                  references=list(references))
-    g = plan.generation
-    return Request(
-        system=system or system_prompt(plan),
-        user=user,
-        schema=reply_schema(plan.record_shape, [s.id for s in specs]),
-        model=g.model,
-        temperature=g.temperature if temperature is None else temperature,
-        max_tokens=output_budget(plan, specs),
-        timeout=g.timeout_seconds,
-        seed=g.seed,
-        specs=tuple(specs),
-    )
+def build_request(plan: Plan, specs: list[Spec], **kwargs: Any) -> Request:
+    """One batch request (PlanPrompts.request). An engine keeps its PlanPrompts: this builds one afresh."""
+    return PlanPrompts(plan).request(specs, **kwargs)
+
+
+class PlanPrompts:
+    """What every batch request of one plan shares, worked out once: the system prompt, the word ranges of
+    the spec lines, each label's output size. A run's plan does not change while it runs; a changed
+    plan needs a new PlanPrompts."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.system = system_prompt(plan)
+        self.words = word_ranges(plan)
+        # (dimension, category) -> its _label_sizes entry: label sets rarely repeat, single labels always do
+        self._sizes = {(d, c.name): _label_sizes(plan, {d: c.name})[0]
+                       for d, dim in plan.dimensions.items() for c in dim.categories}
+
+    def output_budget(self, specs: Sequence[Spec]) -> int:
+        """output_budget(plan, specs), each label's sizes looked up once per plan."""
+        none = (None, None)
+        return _budget(self.plan, sum(
+            _spec_tokens(self.plan, s.labels, [self._sizes.get(item, none) for item in s.labels.items()])
+            for s in specs))
+
+    def request(self, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
+                temperature: float | None = None, system: str | None = None,
+                references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False) -> Request:
+        """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py)."""
+        plan = self.plan
+        steering = steering or {}
+        # grounding: each passage once, however many specs use it; references: real examples, style only
+        docs = {s.passage: s.document for s in specs if s.passage}
+        user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs, self.words), avoid=list(avoid),
+                      avoid_cues=avoid_cues, steering={"instructions": steering.get("instructions", [])},
+                      documents=docs, references=list(references))
+        g = plan.generation
+        return Request(
+            system=system or self.system,
+            user=user,
+            schema=reply_schema(plan.record_shape, [s.id for s in specs]),
+            model=g.model,
+            temperature=g.temperature if temperature is None else temperature,
+            max_tokens=self.output_budget(specs),
+            timeout=g.timeout_seconds,
+            seed=g.seed,
+            specs=tuple(specs),
+        )
 
 
 def reask_request(original: Request, reply_text: str, errors: list[str]) -> Request:

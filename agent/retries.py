@@ -48,7 +48,7 @@ def _count_cached(text: str) -> int:
 
 
 def estimate_input(request: Request) -> int:
-    return _count_cached(request.system) + tokens.count(request.user) + 8
+    return _count_cached(request.system) + tokens.count_lines(request.user) + 8
 
 
 def _retryable(error: BaseException) -> bool:

@@ -63,6 +63,8 @@ class Auditor:
     def __init__(self, plan: Plan, ledger: Ledger, state: RunState | None = None, references=None):
         state = state or ledger.run_state(plan)
         self.plan = plan
+        # (dimension, category) -> quota: every audited label asks, a dict lookup instead of a category scan
+        self._quotas = {(d, c.name): c.quota or 0 for d, dim in plan.dimensions.items() for c in dim.categories}
         self.references = references           # agent/references.py: real examples never to be copied
         self.grounding = GroundingTally(ledger, plan)
         self.shape = plan.record_shape
@@ -99,8 +101,9 @@ class Auditor:
 
     # -- quotas -------------------------------------------------------------------------------------
     def quota(self, dim: str, cat: str) -> int:
-        c = self.plan.dimensions[dim].category(cat)
-        return (c.quota or 0) if c else 0
+        if dim not in self.plan.dimensions:
+            raise KeyError(dim)    # as plan.dimensions[dim] did
+        return self._quotas.get((dim, cat), 0)
 
     def remaining(self) -> Counts:
         """What is left to fill, per category; unfillable categories count as nothing left to draw."""

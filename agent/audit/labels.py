@@ -118,8 +118,43 @@ def _parse(text: str) -> tuple:
     return tuple(_MD_BLOCKS.parse(text))
 
 
+# A fence opens with 3+ backticks or tildes; an indented code block needs 4 columns of spaces or a tab past its
+# container's content column (a list item's or a blockquote's): with none of these, no code token can exist.
+_CODE_BLOCK_HINT = re.compile(r"```|~~~|\t| {4}")
+
+
+_FENCE_MARK = re.compile(r"```|~~~")
+_OPENING = re.compile(r"`{3,}[^`\n]*")       # a backtick fence's opening line (its info holds no backtick)
+_CLOSING = re.compile(r" {0,3}`{3,}[ \t]*")   # a line that would close it
+
+
+def _fenced_for_sure(text: str) -> bool:
+    """True when the text surely holds a fence with content, without parsing it; False: parse to know.
+
+    Sure means: the first fence mark of the text opens a line of its own (no indent, so in no list item,
+    blockquote or indented code block, and no earlier fence is open for it to close), nothing before it can
+    hold it (no "<" for an HTML block, "|" for a table, "[" for a link definition; no "\r" or NUL, which
+    markdown-it rewrites), and the next line has text and does not close it."""
+    m = _FENCE_MARK.search(text)
+    if m is None or (m.start() and text[m.start() - 1] != "\n"):
+        return False
+    start = m.start()
+    end = text.find("\n", start)
+    if end < 0 or not _OPENING.fullmatch(text, start, end):
+        return False
+    before = text[:start]
+    if "<" in before or "|" in before or "[" in before or "\r" in text[:end + 1] or "\0" in text[:end + 1]:
+        return False
+    stop = text.find("\n", end + 1)
+    line = text[end + 1:stop if stop >= 0 else len(text)]
+    return bool(line.strip()) and "\r" not in line and "\0" not in line and not _CLOSING.fullmatch(line)
+
+
 def has_example(text: str) -> bool:
-    if any(tok.type in ("fence", "code_block") and tok.content.strip() for tok in _parse(text)):
+    if _fenced_for_sure(text):
+        return True
+    if _CODE_BLOCK_HINT.search(text) and any(tok.type in ("fence", "code_block") and tok.content.strip()
+                                             for tok in _parse(text)):
         return True
     if "`" in text:  # an inline code span needs a backtick: only then parse the inline content too
         for tok in _MD.parse(text):
@@ -129,8 +164,17 @@ def has_example(text: str) -> bool:
     return bool(WORKED_EXAMPLE.search(CODE_SPANS.sub("`", text)))
 
 
+# What a list, a table or a JSON fence needs beyond _MARKDOWN_HINT: a list marker opening a line (or a ">" for
+# one in a blockquote; "\r" as markdown-it reads it as a line break), a "|" (a table's header row holds one),
+# and for JSON a "{" or "[" opening the fence's content or "json" in its info string. A reply that hints only
+# at code (a fence of shell commands, inline code, indentation) holds none and is not parsed for its format.
+_FORMAT_HINT = re.compile(r"[>|\r{\[]|json|^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M | re.I)
+
+
 def formats_found(text: str) -> list[str]:
     """Which of json / table / list the text holds, in FORMAT_ORDER."""
+    if not _FORMAT_HINT.search(text):
+        return []
     return formats_in(_parse(text))
 
 
@@ -250,21 +294,31 @@ def typo_signals(text: str) -> TypoSignals:
     prose = URLS.sub(" ", CODE_SPANS.sub(" ", text))
     sig.informal += REPEATED_PUNCT.findall(prose)
     for raw in prose.split():
-        token = raw.strip(STRIP)
-        if not token:
-            continue
-        lower = token.lower().replace("’", "'")
-        if _is_informal(token, lower):
-            sig.informal.append(token)
-        else:
-            parts = token.split("-")
-            if len(parts) > 1 and any(p.lower() in TECH_WORDS for p in parts):
-                continue    # nvidia-smi, multi-gpu: a command or a compound built on jargon
-            sig.unknown += [p for p in parts if _checkable(p) and not known_word(p)]
+        informal, unknown = _token_signals(raw)
+        if informal:
+            sig.informal.append(informal)
+        elif unknown:
+            sig.unknown += unknown
     starts = [prose.lstrip().split(maxsplit=1)[0]] if prose.strip() else []
     starts += [m.group(2) for m in SENTENCE_BREAK.finditer(prose) if _ends_sentence(m.group(1))]
     sig.lowercase_starts = sum(1 for w in starts if _lowercase_dictionary_word(w.strip(STRIP)))
     return sig
+
+
+@lru_cache(maxsize=65536)  # tokens repeat (Zipf): one lookup instead of a few Python calls per token
+def _token_signals(raw: str) -> tuple[str, tuple[str, ...]]:
+    """What one whitespace-separated token adds: (the token, when it is informal; else '', and its unknown
+    parts). Read-only: the tuple is shared by every text holding the token."""
+    token = raw.strip(STRIP)
+    if not token:
+        return "", ()
+    lower = token.lower().replace("’", "'")
+    if _is_informal(token, lower):
+        return token, ()
+    parts = token.split("-")
+    if len(parts) > 1 and any(p.lower() in TECH_WORDS for p in parts):
+        return "", ()    # nvidia-smi, multi-gpu: a command or a compound built on jargon
+    return "", tuple(p for p in parts if _checkable(p) and not known_word(p))
 
 
 def _is_informal(token: str, lower: str) -> bool:
