@@ -25,7 +25,7 @@ from agent.limits import Limiter
 from agent.plan import Plan
 from agent.progress import headline
 from agent.prompts import PlanPrompts, judge_request, reask_request
-from agent.providers.base import Completion, Provider
+from agent.providers.base import Completion, Provider, Request
 from agent.records import Spec, Steering, Unfillable, response_text, user_text
 from agent.reply import Parsed, parse_judgement, parse_reply
 from agent.retries import Attempt, call_with_retries
@@ -211,20 +211,25 @@ class Engine:
         return prompts[(self.prompt_turn - 1) % len(prompts)]
 
     # -- one call -----------------------------------------------------------------------------------
-    async def call(self, batch: int, specs: list[Spec], worst: float = 0.0) -> Outcome:
-        out = Outcome(batch, specs, worst=worst)
-        started = time.monotonic()
+    def request_for(self, specs: list[Spec]) -> tuple[Request, tuple[list[str], str]]:
+        """The request a call for `specs` sends, and the avoid list it shows: built at dispatch, so the budget
+        reserves what is really sent (the avoid list and steering included)."""
         instructions = self.steer.phrasing_instructions + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + self.steer.temperature_step)
         shown = self.avoid_list.shown(self.avoid)
-        out.avoid = (shown, self.avoid_list.mode)
         request = self.prompts.request(specs, avoid=shown + self.steer.avoid_phrases,
-                                steering={"instructions": instructions}, temperature=temperature,
-                                avoid_cues=self.avoid_list.mode == "cues",
-                                references=self.references.next() if self.references else ())
+                                       steering={"instructions": instructions}, temperature=temperature,
+                                       avoid_cues=self.avoid_list.mode == "cues",
+                                       references=self.references.next() if self.references else ())
         # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
         # every call made a local llama.cpp model write the same question call after call (near-duplicates).
-        request = dataclasses.replace(request, seed=self.rng.randrange(2**31))
+        return dataclasses.replace(request, seed=self.rng.randrange(2**31)), (shown, self.avoid_list.mode)
+
+    async def call(self, batch: int, specs: list[Spec], request: Request, avoid: tuple[list[str], str],
+                   worst: float = 0.0) -> Outcome:
+        out = Outcome(batch, specs, worst=worst)
+        started = time.monotonic()
+        out.avoid = avoid
         ids = [s.id for s in specs]
         out.pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, out.worst)
         try:
@@ -478,14 +483,15 @@ class Engine:
                 if not queue:
                     queue.extend((self.batch_no, c) for c in self.draw_batch())
                 while queue and len(in_flight) < self.capacity() and not budget_hit:
-                    worst = self.worst_cost(self.prompts.request(queue[0][1]))
+                    request, avoid = self.request_for(queue[0][1])
+                    worst = self.worst_cost(request)
                     if self.over_budget(worst):
                         if not in_flight:
                             budget_hit = True   # not even one more call fits
                         break
                     batch, specs = queue.popleft()
                     self.reserved_cost += worst   # before the task runs: the next check must see it
-                    in_flight.add(asyncio.ensure_future(self.call(batch, specs, worst)))
+                    in_flight.add(asyncio.ensure_future(self.call(batch, specs, request, avoid, worst)))
                 if not in_flight:
                     break  # nothing left to draw (unfillable categories) or the budget is spent
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)

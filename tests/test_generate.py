@@ -153,6 +153,30 @@ def test_budget_stops_cleanly_and_resumes(tmp_path, run_cli):
     assert_exact(load_plan(plan_path), out / "example" / "ledger.sqlite")
 
 
+def test_the_budget_reserves_the_request_that_is_sent(tmp_path, run_cli, monkeypatch):
+    # the worst case is priced on the very request sent (avoid list and steering included), not a bare rebuild
+    from agent.generate import Engine
+
+    priced, sent = [], []
+    worst_cost, send = Engine.worst_cost, Engine.send
+
+    def spy_worst(self, request):
+        priced.append(request)
+        return worst_cost(self, request)
+
+    async def spy_send(self, request, out):
+        sent.append(request)
+        return await send(self, request, out)
+
+    monkeypatch.setattr(Engine, "worst_cost", spy_worst)
+    monkeypatch.setattr(Engine, "send", spy_send)
+    r = run_cli("generate", "--plan", str(small_plan(tmp_path, total=60)), "--outputs", str(tmp_path / "out"),
+                "--quiet")
+    assert r.code == 0, r.err
+    assert [q for q in sent if "Already covered" in q.user], "later calls carry an avoid list"
+    assert all(any(q is p for p in priced) for q in sent if q.purpose != "reask")
+
+
 def test_status_and_audit_commands(tmp_path, run_cli):
     plan_path = small_plan(tmp_path, total=60)
     out = tmp_path / "out"

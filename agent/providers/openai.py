@@ -165,9 +165,9 @@ class OpenAIProvider(Provider):
             raise ProviderError(f"cannot reach {self.shown_url or 'OpenAI'}: {reason}", retryable=True,
                                 kind="connection") from None
         try:
-            body = raw.parse()
-            choice = body.choices[0]
-            return self._completion(body, choice, mode, raw.headers)
+            # typed Any: with messages=omit mypy picks an overload that returns a dict; it is a ChatCompletion
+            parsed: Any = raw.parse()
+            return self._completion(parsed, parsed.choices[0], mode, raw.headers)
         except (ValueError, AttributeError, IndexError, TypeError, openai.APIResponseValidationError) as e:
             # A transport fault, not bad content: json.JSONDecodeError is a ValueError, and a body of the
             # wrong shape (or plain text, which parse() returns as str) fails on attribute access.
