@@ -439,6 +439,12 @@ def test_character_counts_bound_the_lcs_class_by_class(a, b):
     assert sum(per_class) >= LCSseq.similarity(a, b)
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="abcA ,é", max_size=60), st.text(alphabet="abcA ,é", max_size=60))
+def test_ratio_skipping_the_second_order_when_the_first_is_the_lcs_is_still_the_rule(a, b):
+    assert dedup._ratio(a, b) == similarity(a, b)
+
+
 def test_a_texts_counts_and_projections_are_computed_once(monkeypatch):
     calls = {"_projections": 0, "_char_counts": 0}
     for name in calls:
