@@ -3,8 +3,9 @@
     1. one pass over the accepted examples keeps (id, stratum, first user text) and splits (split.py)
     2. a second pass streams every record, converts it (formats.py) and writes it into a staging folder
        of this export's own (.datagen-export-XXXX inside the target folder)
-    3. the staged files are re-read and validated (validate.py); dataset_info.txt (info.py) and report.html
-       (report.py) are written beside them from the statistics of pass 2 and those checks
+    3. the staged files are re-read and validated (validate.py; two results the export already holds are
+       taken, not recomputed: see _check); dataset_info.txt (info.py) and report.html (report.py) are
+       written beside them from the statistics of pass 2 and those checks
     4. the swap: a marker (.datagen-export.swap) lists the staged files, then each is renamed into place
        and the marker removed. The four files of one export are replaced together: a failure before the
        marker leaves the previous files as they were (the staging folder is removed), and an export killed
