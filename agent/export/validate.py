@@ -7,7 +7,7 @@ tokens per example against a context limit, and near-duplicates of the first use
 
 Memory: everything is constant in the file size except the near-duplicate check, which keeps every first
 user message and NearDupIndex's index of them to compare later lines against. That grows with the number
-of examples: about 1.5 KB per example up to dedup.AUTO_SWITCH (20,000) texts, about 10 KB per example past
+of examples: about 2 KB per example up to dedup.AUTO_SWITCH (20,000) texts, about 10 KB per example past
 it (MinHash LSH; measured: +1 GB for 100k examples, see bench/notes/export.md). The summary says so, and
 near_dups=False (`--no-near-dups`) skips the check for constant memory. Stored error messages are capped
 at MAX_STORED; counts per code are always complete.
