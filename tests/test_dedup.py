@@ -464,6 +464,19 @@ def test_a_texts_counts_and_projections_are_computed_once(monkeypatch):
     assert calls == {"_projections": len(texts), "_char_counts": len(texts)}   # once per text, by find or add
 
 
+def test_a_bulk_extend_holds_the_same_counts_as_adding_one_by_one():
+    texts = [f"question {i} about the {'router' * (i % 5)} and é{i % 7}?" for i in range(4200)]  # > one 4096 block
+    bulk, single = NearDupIndex(mode="exact"), NearDupIndex(mode="exact")
+    bulk.extend(enumerate(texts))
+    for i, t in enumerate(texts):
+        single.add(i, t)
+    n = len(texts)
+    assert (bulk._table._counts[:, :n] == dedup._char_counts(texts).T).all()   # type: ignore[union-attr]
+    assert (bulk._table._counts[:, :n] == single._table._counts[:, :n]).all()   # type: ignore[union-attr]
+    probes = [texts[4150] + "!", "question 4199 about the routerrouterrouterrouter and é6?", "unrelated words"]
+    assert [bulk.find(p) for p in probes] == [single.find(p) for p in probes] != [None] * 3
+
+
 # -- bigger runs (make test-long) -------------------------------------------------------------------------------
 @pytest.mark.long
 def test_exact_mode_equals_the_literal_seed_loop_with_long_questions():

@@ -202,7 +202,9 @@ class _LengthTable:
         self._grow(end)
         self._lens[start:end] = [len(t) for t in new]
         if not self.short_only:
-            self._counts[:, start:end] = _char_counts(new).T
+            for k in range(0, len(new), 4096):   # in blocks: the per-character arrays stay small
+                block = new[k:k + 4096]
+                self._counts[:, start + k:start + k + len(block)] = _char_counts(block).T
             for k, parts in enumerate(map(_projections, new), start):
                 self._proj[:, k] = parts
         self.ids.extend(i for i, _ in rows)
