@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/bench_dedup.py                        # everything, ~35 min on 2 cores
     .venv/bin/python bench/bench_dedup.py --sizes 10000 --reference-up-to 10000 --no-latency
+    git show REV:agent/audit/dedup.py > /tmp/old_dedup.py
+    .venv/bin/python bench/bench_dedup.py --find-cpu 2000 --against /tmp/old_dedup.py   # find(): CPU, old vs new
+
+`--find-cpu KEPT`: the CPU (process_time, not wall: the cores are shared) of one exact-mode find() against
+KEPT kept texts, over 1,000 probes (`--probes fresh`: new questions only, as most of a run's are; `mixed`:
+half of them near-copies), in one process, in alternating rounds with the dedup.py given by --against,
+whose answers must be the same.
 
 Every measurement runs in a child process of its own, so the peak memory (ru_maxrss) is that run's alone.
 The corpus is tests/test_dedup.py:make_corpus (seeded; 20% near-copies planted at edit strengths around the
@@ -79,6 +86,39 @@ def latency_child(mode: str, kept: int, probes: int, out: str) -> None:
     Path(out).write_text(json.dumps(result))
 
 
+def find_cpu(kept: int, probes: str, against: str | None, rounds: int = 2) -> None:
+    import importlib.util
+
+    from agent.audit import dedup
+
+    modules = {"this tree": dedup}
+    if against:
+        spec = importlib.util.spec_from_file_location("dedup_against", against)
+        assert spec is not None and spec.loader is not None
+        modules["--against"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules["--against"])
+    texts = make_corpus(kept + 1000, seed=SEED + 1)
+    rng, vocab = random.Random(3), Vocab(3)
+    queries = [near_copy(vocab, rng, rng.choice(texts[:kept]), rng.uniform(0, 0.25))
+               if probes == "mixed" and k % 2 else texts[kept + k] for k in range(1000)]
+    indexes = {}
+    for name, module in modules.items():
+        indexes[name] = module.NearDupIndex(THRESHOLD, "exact")   # type: ignore[attr-defined]
+        indexes[name].extend(enumerate(texts[:kept]))
+    answers: dict[str, list] = {}
+    cpu: dict[str, list[float]] = {name: [] for name in modules}
+    for r in range(rounds):
+        for name in (list(modules) if r % 2 == 0 else list(reversed(modules))):
+            c0 = time.process_time()
+            answers[name] = [indexes[name].find(q) for q in queries]
+            cpu[name].append((time.process_time() - c0) / len(queries) * 1000)
+    assert all(a == answers["this tree"] for a in answers.values()), "different answers"
+    hits = sum(a is not None for a in answers["this tree"])
+    print(f"find() against {kept:,} kept, 1,000 {probes} probes ({hits} near-duplicates), load {os.getloadavg()[0]:.1f}")
+    for name, ms in cpu.items():
+        print(f"  {name}: CPU ms per find by round: {', '.join(f'{x:.3f}' for x in ms)}")
+
+
 def run_child(args: list[str], out: Path) -> dict:
     subprocess.run([sys.executable, __file__, *args, "--out", str(out)], check=True)
     return json.loads(out.read_text())
@@ -115,6 +155,9 @@ def main() -> None:
                     help="sizes where only exact mode and the reference run, to check exact == reference")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", default="")
+    ap.add_argument("--find-cpu", type=int, metavar="KEPT", help="only the find() CPU micro-bench (see above)")
+    ap.add_argument("--probes", choices=["fresh", "mixed"], default="fresh")
+    ap.add_argument("--against", help="with --find-cpu: another dedup.py to compare with")
     # child process entry points
     ap.add_argument("--child")
     ap.add_argument("--latency-child")
@@ -126,6 +169,8 @@ def main() -> None:
         return child(a.child, a.size, a.out)
     if a.latency_child:
         return latency_child(a.latency_child, a.kept, 1000, a.out)
+    if a.find_cpu:
+        return find_cpu(a.find_cpu, a.probes, a.against)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),

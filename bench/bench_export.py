@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/bench_export.py                       # 10k and 100k export, 1 GB validate
     .venv/bin/python bench/bench_export.py --sizes 10000 --validate-gb 0.1 --write
+    .venv/bin/python bench/bench_export.py --cpu outputs/example      # export() CPU on a copy of a run folder
+
+`--cpu RUN_FOLDER`: the CPU (process_time, in-process; the cores are shared) of export() on a copy of a
+finished run (its ledger and stored plan), after a warm-up, and what the checks found. `--code TREE` runs
+another checkout's agent package instead (`git archive REV | tar -x -C /tmp/old`) to compare commits.
 
 Each measurement runs in a fresh child process (`--child ...`), so ru_maxrss is that job's peak alone (Linux
 carries ru_maxrss across fork+exec, so the parent does no heavy work itself: building ledgers and the big
@@ -22,6 +27,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,6 +165,31 @@ def child_validate(path: Path, near_dups: bool) -> dict:
             "codes": dict(report.codes.most_common(6)), "near_duplicates": report.near_duplicates}
 
 
+def export_cpu(run_folder: Path) -> None:
+    from agent.export.pipeline import export
+    from agent.ledger import Ledger
+
+    work = Path(tempfile.mkdtemp(prefix="bench-export-cpu-"))
+    try:
+        shutil.copytree(run_folder, work / "run")
+        ledger = Ledger(work / "run" / "ledger.sqlite")
+        plan = ledger.stored_plan()
+        assert plan is not None, f"{run_folder}: no plan stored in the ledger"
+        warm_up()
+        c0 = time.process_time()
+        result = export(plan, ledger, work / "out")
+        cpu = time.process_time() - c0
+        found = {name: (r.valid, r.near_duplicates, r.cross_duplicates, r.tokens_total, dict(r.codes))
+                 for name, r in result.reports.items()}
+        import agent
+
+        print(json.dumps({"code": str(Path(agent.__file__).parent.parent), "examples": result.stats.total, "cpu_s": round(cpu, 3),
+                          "ms_per_example": round(cpu / max(1, result.stats.total) * 1000, 3),
+                          "load": os.getloadavg()[0], "reports": found}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -170,7 +201,13 @@ def main() -> None:
     p.add_argument("--validate-gb", type=float, default=1.0)
     p.add_argument("--write", action="store_true", help="write bench/notes/export.md")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--cpu", type=Path, metavar="RUN_FOLDER", help="only export()'s CPU on a copy of this run")
+    p.add_argument("--code", type=Path, metavar="TREE", help="with --cpu: import agent from this checkout")
     a = p.parse_args()
+    if a.cpu:
+        if a.code:
+            sys.path.insert(0, str(a.code.resolve()))
+        return export_cpu(a.cpu)
     if a.child:
         kind, target = a.child[0], Path(a.child[1])
         result = {"build": lambda: build_ledger(int(target.name.split("-")[-1]), target) or {},

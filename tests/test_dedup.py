@@ -375,6 +375,108 @@ def test_non_latin_text(mode):
         (2, 0, similarity(new, old)), (3, 1, similarity(cjk_new, cjk_old))]
 
 
+# -- find's filters (character counts, class projections one class at a time) change no answer ---------------
+def _keep_first_with_the_index(texts: list[str], threshold: float = 0.85) -> list[tuple[int, int, float]]:
+    """The auditor's loop: find, then add when there is no match."""
+    index, dropped = NearDupIndex(threshold, mode="exact"), []
+    for i, t in enumerate(texts):
+        hit = index.find(t)
+        if hit is None:
+            index.add(i, t)
+        else:
+            dropped.append((i, hit[0], hit[1]))
+    return dropped
+
+
+def _simulated_questions(n: int, seed: int) -> list[str]:
+    """User messages as the simulated provider writes them, a fifth of them lightly edited copies."""
+    from tests.test_fast_paths import simulated_texts
+
+    rng, vocab = random.Random(seed), Vocab(seed)
+    texts = simulated_texts(n)[0::2]
+    return [near_copy(vocab, rng, rng.choice(texts[:k]), rng.uniform(0, 0.2)) if k and rng.random() < 0.2 else t
+            for k, t in enumerate(texts)]
+
+
+def _fuzzed_texts(n: int, seed: int) -> list[str]:
+    """Texts over awkward alphabets (non-ASCII, DEL, digits, case, runs of one character) and their edits."""
+    rng = random.Random(seed)
+    alphabets = ["abc ,A", string.printable, "aeé ü\x7f5ж中", "xX \n"]
+    texts: list[str] = []
+    for _ in range(n):
+        if texts and rng.random() < 0.35:
+            old = list(rng.choice(texts))
+            for _ in range(rng.randint(0, 4)):
+                if old:
+                    old[rng.randrange(len(old))] = rng.choice(string.printable + "éж")
+            texts.append("".join(old))
+        else:
+            alphabet = rng.choice(alphabets)
+            texts.append("".join(rng.choice(alphabet) for _ in range(rng.choice([5, 40, 63, 64, 65, 90, 300]))))
+    return texts
+
+
+@pytest.mark.parametrize("texts", [
+    pytest.param(lambda: _simulated_questions(600, 31), id="simulated"),
+    pytest.param(lambda: _fuzzed_texts(400, 32), id="fuzzed"),
+    pytest.param(lambda: make_corpus(500, seed=33), id="generated"),
+])
+def test_find_equals_the_seed_walk(texts):
+    texts = texts()
+    expected = reference_dedupe(texts, prefilter=True)
+    assert len(expected) >= 20
+    assert _keep_first_with_the_index(texts) == expected == dedupe(texts, mode="exact")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcA ,é\x7f5", max_size=80), st.text(alphabet="abcA ,é\x7f5", max_size=80))
+def test_character_counts_bound_the_lcs_class_by_class(a, b):
+    counts = dedup._char_counts([a, b]) if a or b else dedup._char_counts(["", ""])
+    assert counts.sum(axis=1).tolist() == [len(a), len(b)]
+    per_class = dedup.np.minimum(counts[0], counts[1]).reshape(8, 8).sum(axis=1).tolist()   # 8 bins a class
+    for bound, x, y in zip(per_class, dedup._projections(a), dedup._projections(b), strict=True):
+        assert bound >= LCSseq.similarity(x, y)
+    assert sum(per_class) >= LCSseq.similarity(a, b)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="abcA ,é", max_size=60), st.text(alphabet="abcA ,é", max_size=60))
+def test_ratio_skipping_the_second_order_when_the_first_is_the_lcs_is_still_the_rule(a, b):
+    assert dedup._ratio(a, b) == similarity(a, b)
+
+
+def test_a_texts_counts_and_projections_are_computed_once(monkeypatch):
+    calls = {"_projections": 0, "_char_counts": 0}
+    for name in calls:
+        real = getattr(dedup, name)
+
+        def counted(*args, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(dedup, name, counted)
+    texts = make_corpus(60, seed=34, dup_rate=0.0)
+    texts = [t for t in texts if len(t) > 70][:30]
+    index = NearDupIndex(mode="exact")
+    for i, t in enumerate(texts):
+        assert index.find(t) is None
+        index.add(i, t)          # the find's counts and projections are kept, not recomputed
+    assert calls == {"_projections": len(texts), "_char_counts": len(texts)}   # once per text, by find or add
+
+
+def test_a_bulk_extend_holds_the_same_counts_as_adding_one_by_one():
+    texts = [f"question {i} about the {'router' * (i % 5)} and é{i % 7}?" for i in range(4200)]  # > one 4096 block
+    bulk, single = NearDupIndex(mode="exact"), NearDupIndex(mode="exact")
+    bulk.extend(enumerate(texts))
+    for i, t in enumerate(texts):
+        single.add(i, t)
+    n = len(texts)
+    assert (bulk._table._counts[:, :n] == dedup._char_counts(texts).T).all()   # type: ignore[union-attr]
+    assert (bulk._table._counts[:, :n] == single._table._counts[:, :n]).all()   # type: ignore[union-attr]
+    probes = [texts[4150] + "!", "question 4199 about the routerrouterrouterrouter and é6?", "unrelated words"]
+    assert [bulk.find(p) for p in probes] == [single.find(p) for p in probes] != [None] * 3
+
+
 # -- bigger runs (make test-long) -------------------------------------------------------------------------------
 @pytest.mark.long
 def test_exact_mode_equals_the_literal_seed_loop_with_long_questions():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ class Stats:
     reply_tokens: int = 0
     rejected_tokens: int = 0                                        # dpo: the rejected responses
     example_tokens: dict[str, int] = field(default_factory=dict)    # file name -> tokens (validate's count)
+    line_tokens: dict[str, array[int]] = field(default_factory=dict)  # file name -> tokens of each line, in order
     multi_turn: int = 0
     single_turn: int = 0
     systems: set[bytes] = field(default_factory=set)                # digests of distinct system prompts
@@ -56,6 +58,7 @@ class Stats:
     left_out: int = 0                                               # records the format cannot hold
     left_out_reason: str = ""
     system_dropped: int = 0                                         # records whose system prompt has no field
+    same_user_texts: bool = True    # every written line's first user message is the ledger record's (split's)
 
     @property
     def total(self) -> int:
@@ -65,6 +68,7 @@ class Stats:
         """One written example: `record` is the canonical form of the written line, `system` the original's."""
         self.files[file] = self.files.get(file, 0) + 1
         self.example_tokens[file] = self.example_tokens.get(file, 0) + n_tokens
+        self.line_tokens.setdefault(file, array("q")).append(n_tokens)   # 8 bytes a line: validate reuses them
         if "messages" in record:
             users = [m["content"] for m in record["messages"] if m["role"] == "user"]
             replies = [m["content"] for m in record["messages"] if m["role"] == "assistant"]

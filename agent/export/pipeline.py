@@ -3,8 +3,9 @@
     1. one pass over the accepted examples keeps (id, stratum, first user text) and splits (split.py)
     2. a second pass streams every record, converts it (formats.py) and writes it into a staging folder
        of this export's own (.datagen-export-XXXX inside the target folder)
-    3. the staged files are re-read and validated (validate.py); dataset_info.txt (info.py) and report.html
-       (report.py) are written beside them from the statistics of pass 2 and those checks
+    3. the staged files are re-read and validated (validate.py; two results the export already holds are
+       taken, not recomputed: see _check); dataset_info.txt (info.py) and report.html (report.py) are
+       written beside them from the statistics of pass 2 and those checks
     4. the swap: a marker (.datagen-export.swap) lists the staged files, then each is renamed into place
        and the marker removed. The four files of one export are replaced together: a failure before the
        marker leaves the previous files as they were (the staging folder is removed), and an export killed
@@ -214,6 +215,7 @@ def _write(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str, validation: set[
             name = VAL if row["id"] in validation else TRAIN
             files[name].write(json.dumps(out, ensure_ascii=False) + "\n")
             written = formats.to_canonical(out, fmt)
+            stats.same_user_texts &= user_text(written) == user_text(record)   # what the split checked
             labels = {d: c for d, c in (row["audited"] or row["requested"]).items() if d in labels_of}
             stats.add(name, written, labels, example_tokens(written), "" if dropped else _system(record))
         for f in files.values():
@@ -234,13 +236,25 @@ def _system(record: dict[str, Any]) -> str:
 
 
 def _check(plan: Plan, result: ExportResult, max_tokens: int, tokenizer: tokens.Tokenizer | None = None) -> None:
-    """Re-read and validate the written files; the checklist is marked from what they really hold."""
+    """Re-read and validate the written files; the checklist is marked from what they really hold.
+
+    Every line is re-read, parsed and put through every rule. Two results are already known and not
+    computed twice: the token count of each line when _write counted it with the same tokenizer (the
+    default cl100k; a trainer's own tokenizer counts afresh), and the near-duplicate check when the split
+    proved that no two of these first user messages are near-duplicates (Split.unique: exact finds of
+    every text against all earlier ones, same rule and threshold, none matched) and the written files
+    hold exactly those texts (Stats.same_user_texts). Any other export (a changed threshold, an imported
+    or cleaned dataset with near-duplicates in it, past dedup.AUTO_SWITCH texts) runs the full check.
+    """
     threshold = plan.quality.dedup_threshold
-    index = NearDupIndex(threshold)  # shared: validation lines are also checked against every training line
+    unique = result.split.unique and result.stats.same_user_texts
+    # shared: validation lines are also checked against every training line
+    index = None if unique else NearDupIndex(threshold)
     for path in result.paths:
-        result.reports[path.name] = validate_file(path, result.format, max_tokens=max_tokens, threshold=threshold,
-                                                  tokenizer=tokenizer,
-                                                  quality=plan.quality, index=index)
+        result.reports[path.name] = validate_file(
+            path, result.format, max_tokens=max_tokens, threshold=threshold, tokenizer=tokenizer,
+            quality=plan.quality, index=index, known_unique=unique,
+            known_tokens=result.stats.line_tokens.get(path.name) if tokenizer is None else None)
     targets = info.target_rows(plan, {}, result.stats)
     result.checks = info.checklist(plan, result.stats, result.reports, targets)
 

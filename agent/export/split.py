@@ -16,7 +16,9 @@ records are streamed again from the ledger when the files are written.
    texts (the validation text first: the order the export's own check of the written files uses); a
    validation group with a match in training moves to training, and the check repeats until nothing crosses.
    Past dedup.AUTO_SWITCH texts NearDupIndex takes candidates from MinHash LSH, which can miss a pair with
-   little 5-gram overlap (see agent/audit/dedup.py); below it every check is exact.
+   little 5-gram overlap (see agent/audit/dedup.py); below it every check is exact. When step 1 was exact
+   and found no match at all (the usual case: the run rejected every near-duplicate with the same rule), no
+   pair exists, so none can cross: the check is skipped and Split.unique says so.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class Split:
     groups: int = 0                           # groups of 2+ near-duplicates kept on one side
     grouped: int = 0                          # examples in those groups
     moved: int = 0                            # validation groups moved to training by the cross check
+    # True when the split proved that no two examples are near-duplicates: every example was checked exactly
+    # (the index never switched to LSH) against all earlier ones and none matched. The export then knows the
+    # outcome of re-checking the written files for near-duplicates (none) without running it.
+    unique: bool = False
 
 
 def strata_dims(plan: Plan) -> tuple[str, ...]:
@@ -89,6 +95,7 @@ def split(items: Iterable[Item], share: float, threshold: float, seed: int = 0,
     texts: list[str] = []
     groups = _Groups()
     index = NearDupIndex(threshold)
+    hits = 0
     for item in items:
         i = groups.add()
         ids.append(item.id)
@@ -96,8 +103,11 @@ def split(items: Iterable[Item], share: float, threshold: float, seed: int = 0,
         texts.append(item.text)
         hit = index.find(item.text)
         if hit is not None:
+            hits += 1
             groups.union(i, hit[0])  # type: ignore[arg-type]  # the ids added above are ints
         index.add(i, item.text)
+    # exact finds over ALL earlier texts that never matched: no pair of these texts is over the threshold
+    unique = hits == 0 and not index.fast
     del index
     n = len(ids)
     members: dict[int, list[int]] = defaultdict(list)
@@ -105,14 +115,15 @@ def split(items: Iterable[Item], share: float, threshold: float, seed: int = 0,
         members[groups.find(i)].append(i)
     target = round(n * share) if share > 0 else 0
     val = _assign(members, strata, target, random.Random(seed)) if target else set()
-    moved = _check(members, groups, texts, val, threshold) if val else 0
+    # no pair at all (unique) means no pair across the sides: the cross check could only find nothing
+    moved = _check(members, groups, texts, val, threshold) if val and not unique else 0
     per: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])
     for i in range(n):
         per[strata[i]][1 if i in val else 0] += 1
     big = [m for m in members.values() if len(m) > 1]
     return Split(validation={ids[i] for i in val}, n_train=n - len(val), n_val=len(val), target_val=target, by=by,
                  strata={k: (v[0], v[1]) for k, v in sorted(per.items())}, groups=len(big),
-                 grouped=sum(len(m) for m in big), moved=moved)
+                 grouped=sum(len(m) for m in big), moved=moved, unique=unique)
 
 
 def _assign(members: dict[int, list[int]], strata: list[tuple[str, ...]], target: int,

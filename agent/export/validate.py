@@ -7,7 +7,7 @@ tokens per example against a context limit, and near-duplicates of the first use
 
 Memory: everything is constant in the file size except the near-duplicate check, which keeps every first
 user message and NearDupIndex's index of them to compare later lines against. That grows with the number
-of examples: about 1.5 KB per example up to dedup.AUTO_SWITCH (20,000) texts, about 10 KB per example past
+of examples: about 2 KB per example up to dedup.AUTO_SWITCH (20,000) texts, about 10 KB per example past
 it (MinHash LSH; measured: +1 GB for 100k examples, see bench/notes/export.md). The summary says so, and
 near_dups=False (`--no-near-dups`) skips the check for constant memory. Stored error messages are capped
 at MAX_STORED; counts per code are always complete.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -81,6 +81,9 @@ class Report:
     tok: tokens.Tokenizer | None = field(default=None, repr=False)  # None: cl100k_base (tokens.count)
     rules: str | None = None        # "openai": OpenAI's fine-tuning file rules were applied too
     file_errors: list[str] = field(default_factory=list)   # rules about the whole file (too few examples)
+    # What the export already knows about its own files (never set by `datagen validate FILE`; see validate_file)
+    known_tokens: Sequence[int] | None = field(default=None, repr=False)
+    known_unique: bool = False
 
     @property
     def tokenizer(self) -> str:
@@ -177,12 +180,21 @@ def validate_file(path: str | Path, fmt: str | None = None, max_tokens: int = DE
                   threshold: float = 0.85, quality: Quality | None = None,
                   max_line_bytes: int = MAX_LINE_BYTES, index: NearDupIndex | None = None,
                   near_dups: bool = True, tokenizer: tokens.Tokenizer | None = None,
-                  rules: str | None = None) -> Report:
+                  rules: str | None = None, known_tokens: Sequence[int] | None = None,
+                  known_unique: bool = False) -> Report:
     """Check every line of a JSONL file; raises InputError only when the file cannot be read at all.
 
     `index`: a near-duplicate index shared with files validated before this one (training, then
     validation): a line matching one of theirs counts in `cross_duplicates`, not `near_duplicates`.
     `rules="openai"`: OpenAI's fine-tuning file rules too (counted in o200k unless a tokenizer is given).
+
+    For the export checking the files it has just written, where two results are already known:
+    `known_tokens`: the tokens of line k's example at [k - 1], counted by the writer with this tokenizer
+    from the very record the line holds (the JSON round trip gives the record back unchanged), so the
+    count is not repeated. `known_unique`: the writer proved that no two first user messages of its
+    files are near-duplicates under this threshold (export.split: Split.unique), so every find would
+    answer None; the check is reported as done, with its figures (0 and 0), without an index.
+    `datagen validate FILE` passes neither: a user's file gets every check.
     """
     path = Path(path)
     if fmt is not None and fmt not in FORMATS:
@@ -191,8 +203,8 @@ def validate_file(path: str | Path, fmt: str | None = None, max_tokens: int = DE
     if rules == "openai" and tokenizer is None:
         tokenizer = tokens.o200k()  # the tokenizer of every model OpenAI fine-tunes today (gpt-4o / 4.1 families)
     report = Report(path=path, format=fmt, max_tokens=max_tokens, threshold=threshold, near_dups=near_dups,
-                    tok=tokenizer, rules=rules)
-    if index is None and near_dups:
+                    tok=tokenizer, rules=rules, known_tokens=known_tokens, known_unique=known_unique and near_dups)
+    if index is None and near_dups and not report.known_unique:
         index = NearDupIndex(threshold)
     f = open_input(path, "JSONL")
     with f:
@@ -269,18 +281,20 @@ def _check_record(report: Report, index: NearDupIndex | None, number: int, obj: 
     if report.rules == "openai":
         for code, message in openai_rule_errors(obj, report.format):
             report.add(number, code, message)
-    n = example_tokens(record, report.tok)
+    known = report.known_tokens
+    n = known[number - 1] if known is not None and number <= len(known) else example_tokens(record, report.tok)
     report.tokens_total += n
     report.tokens_max = max(report.tokens_max, n)
     if n > report.max_tokens:
         report.over_limit += 1
         report.add(number, "too_many_tokens", f"{n:,} tokens, above the {report.max_tokens:,}-token limit")
-    if index is None:
+    if index is None and not report.known_unique:
         return
     user = user_text(record)
-    hit = index.find(user)
+    hit = None if index is None else index.find(user)   # no index: known_unique, every find would be None
     if hit is None:
-        index.add((report.path.name, number), user)
+        if index is not None:
+            index.add((report.path.name, number), user)
     elif hit[0][0] == report.path.name:  # type: ignore[index]
         report.near_duplicates += 1
         report.add(number, "near_duplicate", f"near-duplicate of line {hit[0][1]} (ratio {hit[1]:.3f})")  # type: ignore[index]
