@@ -50,7 +50,7 @@ def count(text: str) -> int:
     enc = encoding()
     if enc is None:
         return max(1, len(text) // 4)
-    return len(enc.encode(text, disallowed_special=()))
+    return len(enc.encode_ordinary(text))
 
 
 # Where cl100k's pre-tokenizer always cuts: after a line break that a printable ASCII character follows. No
@@ -71,7 +71,7 @@ def count_lines(text: str) -> int:
 
 @functools.lru_cache(maxsize=8192)
 def _line_count(line: str) -> int:
-    return len(encoding().encode(line, disallowed_special=()))
+    return len(encoding().encode_ordinary(line))
 
 
 def count_messages(messages: list[dict]) -> int:
@@ -130,7 +130,7 @@ def o200k_encoding():
 @functools.cache
 def o200k() -> Tokenizer:
     enc = o200k_encoding()
-    return Tokenizer("o200k_base", functools.lru_cache(maxsize=512)(lambda t: len(enc.encode(t, disallowed_special=()))))
+    return Tokenizer("o200k_base", functools.lru_cache(maxsize=512)(lambda t: len(enc.encode_ordinary(t))))
 
 
 def cl100k() -> Tokenizer:
