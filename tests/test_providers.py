@@ -341,3 +341,14 @@ def test_sdks_are_imported_only_by_their_provider():
                 if root in found:
                     found[root].add(path.relative_to(ROOT).as_posix())
     assert found == {sdk: {owner} for sdk, owner in owners.items()}
+
+
+@pytest.mark.parametrize("query,expected", [("?api-version=2024-06-01", {"api-version": "2024-06-01"}),
+                                            ("?api-version=", {"api-version": ""}),
+                                            ("?api-version=1&flag=", {"api-version": "1", "flag": ""})])
+def test_a_query_in_the_base_url_goes_on_each_request_not_in_the_path(query, expected):
+    # a blank value (?api-version=) once kept the whole query inside the base path, where the SDK's "/"
+    # rule turned it into part of every request's path
+    client = OpenAIProvider(model="m", api_key="sk-test", base_url="http://127.0.0.1:9/v1" + query)._make_client()
+    assert str(client.base_url) == "http://127.0.0.1:9/v1/"
+    assert client.default_query == expected

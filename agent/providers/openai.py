@@ -99,8 +99,9 @@ class OpenAIProvider(Provider):
 
         # a query in the URL (?api-version=..., ?key=...) goes on every request, not into the path
         parts = urlsplit(self.base_url) if self.base_url else None
-        query = dict(parse_qsl(parts.query)) if parts and parts.query else None
-        base = urlunsplit(parts._replace(query="")) if parts and query else self.base_url
+        # keep_blank_values: `?api-version=` must leave the path too, not stay in it as a bare "?"
+        query = dict(parse_qsl(parts.query, keep_blank_values=True)) if parts and parts.query else None
+        base = urlunsplit(parts._replace(query="")) if parts and parts.query else self.base_url
         return openai.AsyncOpenAI(api_key=self._key, base_url=base, max_retries=0, default_query=query)
 
     async def complete(self, request: Request) -> Completion:
