@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_FAILED_CALLS_IN_A_ROW = 8
 FATAL_KINDS = {"auth", "quota"}
 RATE_WINDOW = 20         # completed calls the acceptance-rate brake looks back over
+YIELD_SPAN = 3           # the yield brake looks back over this many times max_calls_without_progress calls
 REPLY_KEPT = 2000        # characters of an unusable reply kept in the ledger
 
 
@@ -127,6 +128,10 @@ class Engine:
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
         self.accepted_this_run = 0
         self.recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)   # (accepted, cost) per completed call
+        # accepted per completed call over the yield brake's span: a stray accept now and then resets
+        # no_progress_calls, so a run that re-asks specs whose answers all come back as near-duplicates (a model
+        # out of new questions) could otherwise spend forever at a fraction of an example per call
+        self.yields: deque[int] = deque(maxlen=YIELD_SPAN * plan.generation.max_calls_without_progress)
         self.reasons: Counter[str] = Counter()      # rejections this run, by reason
         self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
         self.modes: Counter[str] = Counter()
@@ -385,6 +390,7 @@ class Engine:
             # a completed call: the brake counts it (one whose examples all came too late, as tail surplus,
             # is neither progress nor its lack)
             self.recent.append((accepted, cost))
+            self.yields.append(accepted)
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
         self.avoid_list.note(*out.avoid, [r.user_text for r in rows if r.user_text])
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.steer.avoid_size]
@@ -401,6 +407,10 @@ class Engine:
         n = self.brake_calls()
         if self.no_progress_calls >= n:
             return f"{self.no_progress_calls} calls in a row accepted no example (generation.max_calls_without_progress: {n})"
+        # fewer accepted than one per n calls over the last YIELD_SPAN*n: the same brake, stray accepts smoothed out
+        if len(self.yields) == self.yields.maxlen and sum(self.yields) < YIELD_SPAN:
+            return (f"the last {len(self.yields)} calls accepted {sum(self.yields)} example(s), fewer than one per {n} "
+                    f"calls (generation.max_calls_without_progress: {n})")
         # the rate test guards the default budget (derived from the estimate); a budget the user chose is theirs
         # to spend, and the budget stop (exit 3) ends it
         if self.max_cost is None or not self.budget_source.startswith("default") or len(self.recent) < RATE_WINDOW:

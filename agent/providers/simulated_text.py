@@ -217,7 +217,7 @@ def assistant_message(rng: random.Random, labels: dict[str, str], topic: str, lo
     if undesirable:
         head = ["Just try restarting it and see what happens.", "It probably works, don't worry about the details."]
     extras = []
-    if labels.get("examples") == "with_examples":
+    if labels.get("code") == "with_examples":
         extras.append(code_block(rng))
     fmt = labels.get("format", "plain")
     if fmt != "plain":
