@@ -108,3 +108,33 @@ def test_a_trickle_too_dear_for_the_default_budget_is_stopped_by_the_rate_test(t
     assert r.code == 5, r.err
     assert "at the last 20 calls' rate" in r.err and "beyond the $" in r.err and "default" in r.err
     assert generate_calls(tmp_path) <= 60
+
+
+def test_a_copy_of_the_avoid_list_is_not_a_miss_of_its_category(tmp_path):
+    # a small model copies the prompt's "Already covered" cues (2-4 words) as its questions: below a medium input's
+    # 21 words, but the category is not unfillable for that; the same short question written freely is a miss
+    from agent.audit.auditor import Auditor
+    from agent.avoid import AvoidList, is_copy
+    from agent.ledger import Ledger
+    from agent.plan import load_plan
+    from agent.records import Spec
+    from agent.reply import ChatItem
+
+    plan = load_plan(EXAMPLE_PLAN)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        avoid = AvoidList()
+        avoid.step = 1   # the list as cues, after the first step down
+        shown = avoid.shown(["How do I stop a GPU instance when training ends?"])
+        assert shown == ["stop gpu instance training"]
+        reply = "Use the dashboard's stop button. " * 20
+        for copied, question in ((True, "stop gpu instance training"), (False, "halt my gpu box now")):
+            spec = Spec(id="s", labels={"input_length": "medium", "response_length": "medium"}, topic="t")
+            item = ChatItem.model_validate({"id": "s", "messages": [{"role": "user", "content": question},
+                                                                     {"role": "assistant", "content": reply}]})
+            row = auditor.admit(spec, item, copied=lambda text: is_copy(shown, text))
+            assert row.audited["input_length"] != "medium"   # off its spec either way
+            assert auditor.misses[("input_length", "medium")] == (0 if copied else 1), question
+    finally:
+        ledger.close()
