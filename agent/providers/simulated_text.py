@@ -46,7 +46,7 @@ QUESTION_FORMS = {
     "factual": ["What is the {adj} {noun} limit for {topic}?", "Which {noun} options exist for {topic}?",
                 "Does {topic} support a {adj} {noun}?", "What are the specs of the {noun} used for {topic}?",
                 "Is there a maximum {noun} size for {topic}?", "What does the {adj} {noun} setting do for {topic}?",
-                "How many {noun}s can one account have with {topic}?", "Where do I find the {noun} ID for {topic}?",
+                "How many {noun} slots can one account have with {topic}?", "Where do I find the {noun} ID for {topic}?",
                 "What is the default {noun} for {topic}, and can it be {adj}?", "Which regions offer a {adj} {noun} with {topic}?",
                 "Is the {noun} billed separately when using {topic}?", "What happens to the {noun} when {topic} ends?",
                 "Do you keep a {adj} {noun} around after {topic}?", "How long does a {noun} last under {topic}?"],
@@ -77,7 +77,7 @@ QUESTION_FORMS = {
     "multi_step": ["What's the full workflow to {verb} a {noun}, then {verb2} the {noun2}, for {topic}?",
                    "How do I set up a pipeline that can {verb} the {noun} and {verb2} every {noun2} for {topic}?",
                    "What are all the settings I need to {verb} a {adj} {noun} end to end for {topic}?",
-                   "We need to {verb} {num} {noun}s, {verb2} each {noun2}, and report on {topic}. Where do we start?",
+                   "We need to {verb} {num} {noun} copies, {verb2} each {noun2}, and report on {topic}. Where do we start?",
                    "Plan for {topic}: {verb} the {noun}, {verb2} the {noun2}, then alert on failures. How would you design it?",
                    "How would you chain {noun}, {noun2} and a {adj} scheduler to handle {topic}?"],
 }
@@ -92,7 +92,7 @@ ADVERSARIAL_FORMS = ["Can I {verb} a 70B model on a single small {noun} for {top
                      "Should I set the learning rate to 1.0 to {verb} faster with {topic}?",
                      "Can I {verb} the {noun} for free forever if I keep restarting it for {topic}?",
                      "Is it safe to {verb} the {noun} while deleting it at the same time for {topic}?",
-                     "If I {verb} {num} {noun}s at once, {topic} becomes free, correct?",
+                     "If I {verb} {num} {noun} copies at once, {topic} becomes free, correct?",
                      "The docs say a {noun} is both {adj} and not {adj}; which is it for {topic}?",
                      "Can I skip the {noun} entirely and still {verb} everything for {topic}?",
                      "My {noun} reports -{num} GB free after I {verb} it. Fine for {topic}?"]
@@ -119,11 +119,11 @@ TYPOS = {"the": "teh", "you": "u", "your": "ur", "please": "pls", "don't": "dont
 REASONS = ["since the last deploy", "because the budget is tight", "as our lead asked", "for compliance reasons",
            "before Friday", "given our quota", "from a Jupyter notebook", "on Windows", "from CI", "over VPN"]
 ERROR_CODES = ["403", "409", "429", "500", "503", "E_QUOTA", "ENOSPC", "ETIMEDOUT", "CUDA_ERROR_OOM", "NCCL timeout"]
-LEADS = ["Hi,", "Hello,", "Hey there,", "Quick question:", "Sorry if this is basic:", "Newbie here.", "Urgent:",
+LEADS = ["Hi,", "Hello,", "Hey there,", "Quick question:", "Sorry if this is basic:", "First time here.", "Urgent:",
          "Follow-up:", "Asking for my team:", "Good morning.", "Hi support,", "One more thing:", "Question about {topic}:",
-         "Still confused.", "Hello again,", "Before I open a ticket:", "Hi folks,", "Context: {ctx}.", "So,", "Hmm,"]
-TAILS = ["Thanks!", "Any tips?", "Thanks in advance.", "Cheers.", "Appreciate it.", "We're {ctx}.", "Asap please.",
-         "Is that documented?", "Ty.", "Any ideas?", "It's for {ctx}.", "(project {num})", "Much appreciated!",
+         "Still confused.", "Hello again,", "Before I open a ticket:", "Hi folks,", "Context: {ctx}.", "So,", "Well,"]
+TAILS = ["Thanks!", "Any tips?", "Thanks in advance.", "Cheers.", "Appreciate it.", "We're {ctx}.", "Today if possible.",
+         "Is that documented?", "Any ideas?", "It's for {ctx}.", "(project {num})", "Much appreciated!",
          "Or am I missing something?", "Happy to share logs.", "On the {adj} plan, if it matters."]
 FOLLOW_UPS = ["And what if I need to {verb} the {noun} too?", "Thanks. How would that change {ctx}?",
               "Got it. Is there a way to {verb} it {adv}?", "Ok, and does that also apply to the {adj} {noun}?"]
@@ -183,8 +183,9 @@ def user_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int
     if words(question) < lo:
         context = pad_to(rng, [f"I'm working {rng.choice(CONTEXTS)}."], lo - words(question), hi - words(question), topic)
     text = " ".join(context + [question])
-    while words(text) > hi:  # trim context for tight short ranges
-        text = " ".join(text.split()[-hi:])
+    room = hi - 2 if labels.get("typos") == "typos" else hi   # add_typos may put "pls help," in front
+    while words(text) > room:  # trim context for tight short ranges
+        text = " ".join(text.split()[-room:])
     if labels.get("typos") == "typos":
         text = add_typos(rng, text)
     return text
