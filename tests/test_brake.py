@@ -52,11 +52,11 @@ def repeating_responder(new_every: int, warm_calls: int = 4):
     return respond
 
 
-def plan_at(tmp_path, url: str, total: int) -> str:
+def plan_at(tmp_path, url: str, total: int, **generation) -> str:
     data = yaml.safe_load(EXAMPLE_PLAN.read_text())
     data["total"] = total
     data["generation"].update(provider="openai", model="gpt-4o-mini", base_url=url, timeout_seconds=5.0,
-                              concurrency=2)
+                              concurrency=2, **generation)
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
@@ -100,10 +100,7 @@ def test_a_trickle_too_dear_for_the_default_budget_is_stopped_by_the_rate_test(t
     # assumed 1.25: the remaining 190-odd examples would cost ~6x the 3x-estimate budget
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with FakeServer(responder=repeating_responder(new_every=8), max_requests=400, max_lifetime=100) as server:
-        path = plan_at(tmp_path, server.openai_url, total=200)
-        data = yaml.safe_load(open(path))
-        data["generation"]["examples_per_call"] = 1
-        open(path, "w").write(yaml.safe_dump(data, sort_keys=False))
+        path = plan_at(tmp_path, server.openai_url, total=200, examples_per_call=1)
         r = run_cli("generate", "--plan", path, "--outputs", str(tmp_path / "out"), "--quiet", "--no-export")
     assert r.code == 5, r.err
     assert "at the last 20 calls' rate" in r.err and "beyond the $" in r.err and "default" in r.err
