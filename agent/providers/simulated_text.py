@@ -178,6 +178,8 @@ def user_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int
     for extra, before in ((rng.choice(LEADS), True), (rng.choice(TAILS), False)):
         extra = _fill(rng, extra, topic)
         if rng.random() < 0.7 and words(question) + words(extra) <= hi:
+            if before and extra.endswith(",") and not question.startswith("I "):   # "Hi, can I ...", not "Hi, Can I"
+                question = question[0].lower() + question[1:]
             question = f"{extra} {question}" if before else f"{question} {extra}"
     context: list[str] = []
     if words(question) < lo:
