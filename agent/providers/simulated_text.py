@@ -188,6 +188,7 @@ def user_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int
     room = hi - 2 if labels.get("typos") == "typos" else hi   # add_typos may put "pls help," in front
     while words(text) > room:  # trim context for tight short ranges
         text = " ".join(text.split()[-room:])
+        text = text[0].upper() + text[1:]   # a cut question still starts a sentence (else it reads as a typo)
     if labels.get("typos") == "typos":
         text = add_typos(rng, text)
     return text
@@ -275,7 +276,9 @@ def assistant_message(rng: random.Random, labels: dict[str, str], topic: str, lo
     fmt = labels.get("format", "plain")
     if fmt != "plain":
         extras.append(formatted(rng, fmt, topic))
-    budget_lo = max(1, lo - sum(words(e) for e in extras))
+    # a code block's words may not count as the reply's (the measure can leave code out): the prose alone
+    # reaches the range's floor, and all of it stays under its ceiling
+    budget_lo = max(1, lo - sum(words(e) for e in extras if not e.startswith("```")))
     budget_hi = max(budget_lo, hi - sum(words(e) for e in extras))
     body = pad_to(rng, head, budget_lo, budget_hi, topic)
     paragraphs = [" ".join(body[i:i + 4]) for i in range(0, len(body), 4)]
