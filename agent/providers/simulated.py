@@ -33,7 +33,6 @@ DRIFT_COPY_REFERENCE = 0.04  # a question copied (one word changed) from a real 
 REFERENCE_USER = re.compile(r"^- User: (.+)$", re.M)
 
 
-
 class SimulatedOptions(NoOptions):
     drift: bool = True                                  # --no-drift sets False: follow every spec exactly
     latency: float | None = Field(default=None, ge=0)   # seconds per call (default: DATAGEN_SIMULATED_LATENCY)
