@@ -37,6 +37,12 @@ def cue(question: str) -> str:
     return " ".join(seen[:CUE_WORDS])
 
 
+def is_copy(shown: list[str], text: str) -> bool:
+    """Is this example question a copy of an entry of the avoid list a call was shown?"""
+    low = text.lower()
+    return bool(text) and any(fuzz.ratio(low, s.lower()) >= COPY_RATIO for s in shown)
+
+
 class AvoidList:
     def __init__(self) -> None:
         self.step = 0
@@ -56,9 +62,7 @@ class AvoidList:
 
     def copied(self, shown: list[str], texts: list[str]) -> int:
         """How many of a call's example questions are copies of the list it was shown."""
-        if not shown:
-            return 0
-        return sum(any(fuzz.ratio(t.lower(), s.lower()) >= COPY_RATIO for s in shown) for t in texts if t)
+        return sum(is_copy(shown, t) for t in texts)
 
     def note(self, shown: list[str], mode: str, texts: list[str]) -> None:
         """After a call: did it copy the list it was shown (half or more of its examples are copies)? Step

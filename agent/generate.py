@@ -16,7 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from agent.audit.auditor import Auditor, to_record
-from agent.avoid import AvoidList
+from agent.avoid import AvoidList, is_copy
 from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
 from agent.estimate import PRIOR_ACCEPTANCE, eta_seconds, tail_copies
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 MAX_FAILED_CALLS_IN_A_ROW = 8
 FATAL_KINDS = {"auth", "quota"}
 RATE_WINDOW = 20         # completed calls the acceptance-rate brake looks back over
+YIELD_SPAN = 3           # the yield brake looks back over this many times max_calls_without_progress calls
+MIN_YIELD = 0.05         # ... and stops a run whose calls there accepted fewer than this share of what they asked
 REPLY_KEPT = 2000        # characters of an unusable reply kept in the ledger
 
 
@@ -135,6 +137,10 @@ class Engine:
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
         self.accepted_this_run = 0
         self.recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)   # (accepted, cost) per completed call
+        # (accepted, specs asked) per completed call over the yield brake's span: a stray accept every few calls
+        # resets no_progress_calls, so a run re-asking specs whose answers come back as near-duplicates (a model
+        # out of new questions) spent on at a fraction of an example per call, never stopping by itself
+        self.yields: deque[tuple[int, int]] = deque(maxlen=YIELD_SPAN * plan.generation.max_calls_without_progress)
         self.reasons: Counter[str] = Counter()      # rejections this run, by reason
         self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
         self.modes: Counter[str] = Counter()
@@ -331,10 +337,13 @@ class Engine:
         if not out.reply.ok:
             detail = "; ".join(out.reply.errors)[:500]
             return [self.auditor.reject_spec(s, "invalid_reply", detail) for s in out.specs], list(out.specs)
+        shown = out.avoid[0]
+        copied = (lambda text: is_copy(shown, text)) if shown else None   # copies of the avoid list are not misses
         for s in out.specs:
             item = out.reply.items.get(s.id)
             if item is not None:
-                row = self.auditor.admit(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id))
+                row = self.auditor.admit(s, item, judged=out.judged.get(s.id), faithful=out.faithful.get(s.id),
+                                         copied=copied)
                 if s.id in out.reply.notes:   # ids invented by the model, matched in order: say so
                     row.detail = "; ".join(filter(None, [row.detail, out.reply.notes[s.id]]))
                 rows.append(row)
@@ -398,6 +407,7 @@ class Engine:
             # a completed call: the brake counts it (one whose examples all came too late, as tail surplus,
             # is neither progress nor its lack)
             self.recent.append((accepted, cost))
+            self.yields.append((accepted, len(rows) - surplus))
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
         self.avoid_list.note(*out.avoid, [r.user_text for r in rows if r.user_text])
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.steer.avoid_size]
@@ -414,6 +424,13 @@ class Engine:
         n = self.brake_calls()
         if self.no_progress_calls >= n:
             return f"{self.no_progress_calls} calls in a row accepted no example (generation.max_calls_without_progress: {n})"
+        # a trickle is no progress either: over the last YIELD_SPAN*n calls, under MIN_YIELD of the specs they asked
+        # for were accepted (stray accepts kept resetting the count above; each accept took 20+ specs)
+        if len(self.yields) == self.yields.maxlen:
+            accepted, asked = sum(a for a, _ in self.yields), sum(k for _, k in self.yields)
+            if asked and accepted < MIN_YIELD * asked:
+                return (f"the last {len(self.yields)} calls accepted {accepted} of the {asked} examples they asked for, "
+                        f"under {MIN_YIELD:.0%}")
         # the rate test guards the default budget (derived from the estimate); a budget the user chose is theirs
         # to spend, and the budget stop (exit 3) ends it
         if self.max_cost is None or not self.budget_source.startswith("default") or len(self.recent) < RATE_WINDOW:
@@ -442,6 +459,9 @@ class Engine:
         ]
         if sample:
             lines.append(f"  last unusable reply: {sample!r}")
+        if self.reasons and self.reasons.most_common(1)[0][0] == "near_duplicate":
+            lines.append("  the model repeats questions it already wrote: add topics (topics:), raise generation.temperature, "
+                         "or lower the total")
         lines.append("  try: a stronger model (--model), fewer examples per call (generation.examples_per_call), or a "
                      "lower total; `datagen audit` shows the kept replies; re-run to resume")
         return "\n".join(lines)

@@ -78,7 +78,7 @@ def _pin_to_one_core() -> None:
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 
 
-STALL_S = 30.0  # no new accepted example for this long: the run is stuck in its exact-quota tail
+STALL_S = 30.0  # safety net: no new accepted example for this long means the run is stuck (see cpu_engine_run)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -98,11 +98,21 @@ def _accepted(ledger: Path) -> int:
         return 0
 
 
+def _near_duplicates(ledger: Path) -> tuple[int, int]:
+    """(near_duplicate rejections, examples audited) in the ledger."""
+    con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT COALESCE(SUM(reason = 'near_duplicate'), 0), COUNT(*) FROM examples").fetchone()
+    finally:
+        con.close()
+
+
 def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = None) -> dict:
-    """`datagen generate` on one core, its CPU and accepted count sampled once a second. A run whose
-    accepted count stops growing for STALL_S is stopped (the simulated provider answers a repeated spec
-    with the same text, so a last example that is a near-duplicate is re-asked forever): its figure is
-    the CPU at the sample where the last example was accepted, export not included."""
+    """`datagen generate` on one core, its CPU and accepted count sampled once a second. The run is expected
+    to finish (the simulated provider writes new text for a re-asked spec, and the progress brake stops a run
+    whose calls stop yielding examples). As a safety net, a run whose accepted count stops growing for STALL_S
+    is stopped and reported as STALLED (an engine bug to report): its figure is then the CPU at the sample
+    where the last example was accepted, export not included."""
     work.mkdir(parents=True, exist_ok=True)
     plan, env = bench_plan(url, examples, work)
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
@@ -134,7 +144,8 @@ def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = N
     total_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     accepted = _accepted(ledger)
     cpu = last[1] if stalled else total_cpu
-    return {"accepted": accepted, "cpu": cpu, "stalled": stalled, "seconds": time.monotonic() - start,
+    dups, audited = _near_duplicates(ledger)
+    return {"accepted": accepted, "cpu": cpu, "stalled": stalled, "near_dups": dups, "audited": audited, "seconds": time.monotonic() - start,
             "per_example_ms": 1000 * cpu / (last[0] if stalled else accepted),
             "loop_ms": 1000 * last[1] / last[0] if last[0] else 0.0}
 
@@ -145,10 +156,12 @@ def cpu_run(examples: int, profile: Path | None) -> None:
 
     with server_process(0.0, None, 10.0, 3600, simulated=True) as url, tempfile.TemporaryDirectory() as tmp:
         r = cpu_engine_run(url, examples, Path(tmp) / "cpu")
-        how = (f"STALLED at {r['accepted']}/{examples} (no progress for {STALL_S:.0f} s; CPU taken at the last "
-               "accepted example, no export)") if r["stalled"] else "finished (start-up and export included)"
+        how = (f"STALLED at {r['accepted']}/{examples} (no progress for {STALL_S:.0f} s: an engine bug; CPU taken at "
+               "the last accepted example, no export)") if r["stalled"] else "finished (start-up and export included)"
         print(f"datagen generate, zero latency, one core: {r['accepted']}/{examples} accepted, {how}, "
               f"{r['seconds']:.1f} s wall")
+        print(f"near_duplicate rejections: {r['near_dups']:,} of {r['audited']:,} examples audited "
+              f"({100 * r['near_dups'] / max(1, r['audited']):.1f}%)")
         print(f"client CPU: {r['cpu']:.1f} s = {r['per_example_ms']:.3f} ms per accepted example (whole loop, audit "
               f"included; target <= 1 ms)")
         print(f"generation loop alone (CPU sampled at the last accepted example, before any export): "

@@ -54,16 +54,18 @@ def build(db_dir: Path, n: int) -> None:
         for i in range(0, len(rows), 5):
             ledger.record_call([CallRow(batch=done // 100, purpose="generate", provider="simulated",
                                         model="simulated-1", status="ok")], rows[i:i + 5], simulated=True)
-    # the engine's batch audit: stores the diversity snapshot that resume restores
-    import pickle
-
+    # the engine's batch audit: stores the diversity snapshot that resume restores, in the ledger's state format
+    # (agent/audit/state.py: a pickle is refused there, and resume would rebuild the state instead of timing it)
+    from agent.audit.auditor import STATE_MODULES
     from agent.audit.diversity import DiversityTracker
+    from agent.audit.state import dumps
     from agent.records import BatchSummary
 
     tracker = DiversityTracker(plan.structure())
     tracker.add_batch(auditor_items)
     ledger.record_batch(BatchSummary(batch=1, accepted=n),
-                        {"diversity": pickle.dumps(tracker), "diversity_upto": str(ledger.last_accepted_id()).encode()})
+                        {"diversity": dumps(tracker, STATE_MODULES),
+                         "diversity_upto": str(ledger.last_accepted_id()).encode()})
     (db_dir / "plan.json").write_text(plan.model_dump_json())
     ledger.close()
 
@@ -87,9 +89,10 @@ def resume(db_dir: Path) -> dict:
     t3 = time.perf_counter()
     engine.auditor.load_index()  # runs in a worker thread while the first calls are in flight
     t4 = time.perf_counter()
+    restored = engine.auditor._restore() is not None   # the snapshot build() wrote was read, not rebuilt
     return {"open_s": t1 - t0, "engine_s": t2 - t1, "first_draw_s": t3 - t2, "total_s": t3 - t0,
             "index_s": t4 - t3,
-            "accepted": engine.auditor.n_accepted,
+            "accepted": engine.auditor.n_accepted, "restored": restored,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -111,7 +114,8 @@ def main() -> None:
         print(f"ledger {size:.0f} MB; resume until the first calls can be sent: open+check {r['open_s']:.2f} s, "
               f"engine (counts, topics, kept texts) {r['engine_s']:.2f} s, first draw {r['first_draw_s']:.3f} s; "
               f"total {r['total_s']:.2f} s (target < 2 s). Near-duplicate index rebuilt meanwhile in a worker "
-              f"thread: {r['index_s']:.2f} s (the first replies are audited after it). Peak RSS {r['peak_rss_mb']:.0f} MB")
+              f"thread: {r['index_s']:.2f} s (the first replies are audited after it). Peak RSS {r['peak_rss_mb']:.0f} MB; "
+              f"diversity snapshot {'restored' if r['restored'] else 'NOT restored (rebuilt from the examples)'}")
 
 
 if __name__ == "__main__":

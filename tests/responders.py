@@ -37,7 +37,10 @@ def simulated_responder(seed: int = 0, drift: bool = False):
 
             schema = reply_schema("chat")
         with lock:
-            return provider.reply(Request(system="", user=user, schema=schema, purpose=purpose)).text
+            # the system prompt (the plan's categories) and the call's seed reach the provider as a model sees them
+            system = next((_text(m["content"]) for m in messages if m.get("role") == "system"), body.get("system", ""))
+            return provider.reply(Request(system=_text(system), user=user, schema=schema, purpose=purpose,
+                                          seed=body.get("seed"))).text
 
     return respond
 

@@ -261,9 +261,24 @@ def test_brainstorm_adds_distinct_topics_to_the_plan(tmp_path, run_cli):
     assert after.dimensions == before.dimensions and after.total == before.total
 
 
+def writes_medium_when_asked_for_long(monkeypatch):
+    """The simulated model reads a long reply's range (401+ words) from the prompt, and writes 200-380 words."""
+    import agent.providers.simulated as sim
+
+    read = sim.intent
+
+    def misread(system, labels):
+        want = read(system, labels)
+        if want.response_words[0] > 400:
+            want.response_words = (200, 380)
+        return want
+
+    monkeypatch.setattr(sim, "intent", misread)
+
+
 def test_a_category_the_model_never_hits_is_reported_not_looped_on(tmp_path, run_cli, monkeypatch):
     # this "model" writes medium-length answers when asked for long ones, every time
-    monkeypatch.setitem(__import__("agent.providers.simulated", fromlist=["x"]).RESPONSE_WORDS, "long", (200, 380))
+    writes_medium_when_asked_for_long(monkeypatch)
     plan_path = small_plan(tmp_path, total=100)
     out = tmp_path / "out"
     r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")
@@ -289,7 +304,7 @@ def test_a_category_the_model_never_hits_is_reported_not_looped_on(tmp_path, run
 def test_resume_restores_unfillable_categories(tmp_path, run_cli, monkeypatch):
     # the model never writes a long answer: the first run gives up on response_length.long; a resume of the
     # same plan knows that from the ledger and sends nothing for it (it used to retry it from scratch)
-    monkeypatch.setitem(__import__("agent.providers.simulated", fromlist=["x"]).RESPONSE_WORDS, "long", (200, 380))
+    writes_medium_when_asked_for_long(monkeypatch)
     plan_path = small_plan(tmp_path, total=100)
     out = tmp_path / "out"
     r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(out), "--no-drift")

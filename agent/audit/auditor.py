@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from agent.audit import grounding
@@ -115,7 +116,7 @@ class Auditor:
 
     # -- one example ----------------------------------------------------------------------------------
     def admit(self, spec: Spec, item: Any, judged: dict[str, str] | None = None,
-              faithful: int | None = None) -> ExampleRow:
+              faithful: int | None = None, copied: Callable[[str], bool] | None = None) -> ExampleRow:
         record = to_record(item, spec, self.shape)
         text = user_text(record)
         row = ExampleRow(spec_id=spec.id, status="rejected", requested=dict(spec.labels), record=record,
@@ -127,7 +128,11 @@ class Auditor:
         # requested labels, overridden by an LLM judge's where the plan asks for one, then by measurement
         labels = {**spec.labels, **(judged or {}), **{d: c for d, c in measured.items() if d in spec.labels}}
         row.audited = labels   # an off_spec row keeps None for the dimension it fits no category of
-        self._count_misses(spec.labels, {**(judged or {}), **measured})
+        got = {**(judged or {}), **measured}
+        # a question copied from the prompt's avoid list (copied(text)) says nothing about whether its categories
+        # can be filled: its misses are the avoid list's (AvoidList shrinks it), not the category's
+        if copied is None or all(got[d] == spec.labels[d] for d in got if d in spec.labels) or not copied(text):
+            self._count_misses(spec.labels, got)
         off = next((d for d, c in measured.items() if c is None), None)
         if off is not None:
             return self._reject(row, f"off_spec:{off}", f"fits no {off} category")
@@ -143,9 +148,9 @@ class Auditor:
                 return self._reject(row, f"{SURPLUS}{full}", f"{how}, already filled by another copy of this spec")
             return self._reject(row, f"no_room:{full}", f"{how}, which is already full")
         if self.references is not None:
-            copied = self.references.copied(text)
-            if copied is not None:
-                return self._reject(row, "copies_real_example", f"ratio {copied[1]:.3f} with real example {copied[0] + 1}")
+            real = self.references.copied(text)
+            if real is not None:
+                return self._reject(row, "copies_real_example", f"ratio {real[1]:.3f} with real example {real[0] + 1}")
         if spec.document:
             bad = self.grounding.check(spec, record, self.shape, audited.get("domain", ""))
             if bad:

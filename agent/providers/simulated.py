@@ -8,6 +8,7 @@ of replies are malformed or truncated. The auditor and rebalancer have real work
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -21,6 +22,7 @@ from agent import tokens
 from agent.prompts import parse_spec_lines
 from agent.providers import simulated_text as text
 from agent.providers.base import Capabilities, Completion, NoOptions, Provider, Request
+from agent.providers.simulated_intent import Intent, intent
 from agent.records import Spec
 
 DRIFT_OFF_SPEC = 0.15
@@ -29,10 +31,6 @@ DRIFT_BAD_REPLY = 0.03
 DRIFT_UNGROUNDED = 0.08   # a grounded answer states a figure its passage does not (an invented price, say)
 DRIFT_COPY_REFERENCE = 0.04  # a question copied (one word changed) from a real example the prompt showed
 REFERENCE_USER = re.compile(r"^- User: (.+)$", re.M)
-
-RESPONSE_WORDS = {"short": (50, 150), "medium": (151, 400), "long": (401, 800)}
-INPUT_WORDS = {"short": (5, 20), "medium": (21, 100), "long": (101, 200)}
-NEIGHBOUR = {"short": "medium", "medium": "short", "long": "medium"}
 
 
 class SimulatedOptions(NoOptions):
@@ -62,11 +60,11 @@ class SimulatedProvider(Provider):
         self.asked: list[str] = []   # earlier user messages, for planted near-copies
 
     def _rng(self, request: Request) -> random.Random:
-        # the per-call seed is part of the key, as it is for a real model's sampler: a spec asked again with a
-        # new seed gets new text (without it a re-asked spec came back identical, a near-duplicate, forever)
-        key = (f"{self.seed}|{request.purpose}|{','.join(s.id for s in request.specs)}|{len(request.user)}"
-               + (f"|{request.seed}" if request.seed is not None else ""))
-        return random.Random(zlib.crc32(key.encode()))
+        # the whole prompt and the per-call seed are the key, as they are for a real model's sampler: a spec asked
+        # again gets new text. (The key once held the prompt's length and no seed where a loopback server read
+        # the prompt: equal-length prompts drew the same text, and a re-asked spec came back a near-duplicate.)
+        key = f"{self.seed}|{request.purpose}|{','.join(s.id for s in request.specs)}|{request.seed}"
+        return random.Random(zlib.crc32(request.user.encode(), zlib.crc32(key.encode())))
 
     async def complete(self, request: Request) -> Completion:
         if self.latency:
@@ -91,7 +89,7 @@ class SimulatedProvider(Provider):
         # the specs are read from the prompt text itself, as a model would; request.specs is the fallback
         specs = parse_spec_lines(request.user) or list(request.specs)
         shown = REFERENCE_USER.findall(request.user)
-        items = [self._example(rng, spec, shape, request.purpose, shown) for spec in specs]
+        items = [self._example(rng, spec, shape, request.purpose, shown, request.system) for spec in specs]
         body = json.dumps({"examples": items}, ensure_ascii=False)
         if self.drift and request.purpose == "generate" and rng.random() < DRIFT_BAD_REPLY:
             if rng.random() < 0.5:  # truncated mid-reply, as when max_tokens runs out
@@ -121,14 +119,17 @@ class SimulatedProvider(Provider):
             out.append({"id": spec.id, **labels})
         return out
 
-    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str, shown: Sequence[str] = ()) -> dict:
-        labels = dict(spec.labels)
+    def _example(self, rng: random.Random, spec: Spec, shape: str, purpose: str, shown: Sequence[str] = (),
+                 system: str = "") -> dict:
+        # what the spec asks for, read from the prompt's declared categories (their descriptions and ranges),
+        # as a model reads it: never from the category names alone
+        want = intent(system, spec.labels)
+        labels = want.aspects
         if self.drift and purpose == "generate" and rng.random() < DRIFT_OFF_SPEC:
-            labels = miss(rng, labels)
+            labels, want = miss(rng, labels, want)
         known = grounded_facts(rng, spec.document, self.drift and purpose == "generate") if spec.document else []
-        lo, hi = RESPONSE_WORDS.get(labels.get("response_length", "medium"), (151, 400))
-        ilo, ihi = INPUT_WORDS.get(labels.get("input_length", "short"), (5, 20))
-        question = text.user_message(rng, labels, spec.topic, ilo, ihi)
+        lo, hi = want.response_words
+        question = text.user_message(rng, labels, spec.topic, *want.input_words)
         if self.drift and purpose == "generate" and self.asked and rng.random() < DRIFT_NEAR_COPY:
             question = near_copy(rng, rng.choice(self.asked))
         elif self.drift and purpose == "generate" and shown and rng.random() < DRIFT_COPY_REFERENCE:
@@ -139,19 +140,18 @@ class SimulatedProvider(Provider):
             rejected = text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=True)
             return {"id": spec.id, "prompt": question, "chosen": chosen, "rejected": rejected}
         if shape == "kto":
-            bad = labels.get("kto_label") == "undesirable"
+            bad = spec.labels.get("kto_label") == "undesirable"
             return {"id": spec.id, "prompt": question,
                     "completion": text.assistant_message(rng, labels, spec.topic, lo, hi, undesirable=bad,
                                                         known=[] if bad else known)}
         messages = [{"role": "user", "content": question},
                     {"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)}]
-        if labels.get("turns") == "multi_turn":
-            for _ in range(rng.randint(1, 2)):
-                follow = text._fill(rng, rng.choice(text.FOLLOW_UPS), spec.topic)
-                if labels.get("typos") == "typos":
-                    follow = text.add_typos(rng, follow)
-                messages.append({"role": "user", "content": follow})
-                messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)})
+        for _ in range(rng.randint(*want.turns) - 1):   # the follow-up turns a multi-turn spec declares
+            follow = text._fill(rng, rng.choice(text.FOLLOW_UPS), spec.topic)
+            if labels.get("typos") == "typos":
+                follow = text.add_typos(rng, follow)
+            messages.append({"role": "user", "content": follow})
+            messages.append({"role": "assistant", "content": text.assistant_message(rng, labels, spec.topic, lo, hi, known=known)})
         return {"id": spec.id, "messages": messages}
 
 
@@ -175,21 +175,23 @@ def grounded_facts(rng: random.Random, document: str, drift: bool) -> list[str]:
     return picked
 
 
-def miss(rng: random.Random, labels: dict[str, str]) -> dict[str, str]:
+def miss(rng: random.Random, labels: dict[str, str], want: Intent) -> tuple[dict[str, str], Intent]:
     """Drift: get one measured part of the spec wrong, the way real models do (mostly length)."""
-    out = dict(labels)
+    out, got = dict(labels), dataclasses.replace(want)
     roll = rng.random()
-    if roll < 0.6 and "response_length" in out:
-        out["response_length"] = NEIGHBOUR.get(out["response_length"], "medium")
-    elif roll < 0.75 and "examples" in out:
-        out["examples"] = "conceptual" if out["examples"] == "with_examples" else "with_examples"
-    elif roll < 0.85 and "input_length" in out:
-        out["input_length"] = NEIGHBOUR.get(out["input_length"], "short")
+    if roll < 0.6:   # the reply's length lands in the next range over (a neighbour category's)
+        lo, hi = want.response_words
+        got.response_words = (hi + 1, hi + max(hi - lo, 50)) if hi <= 600 and (lo <= 60 or rng.random() < 0.5) else (max(1, lo // 3), lo - 1)
+    elif roll < 0.75 and "code" in out:
+        out["code"] = "conceptual" if out["code"] == "with_examples" else "with_examples"
+    elif roll < 0.85:
+        lo, hi = want.input_words
+        got.input_words = (hi + 1, hi + max(hi - lo, 10)) if hi <= 200 and (lo <= 5 or rng.random() < 0.5) else (max(1, lo // 3), lo - 1)
     elif roll < 0.95 and out.get("typos") == "typos":
         out["typos"] = "clean"
     elif "format" in out:
         out["format"] = "plain" if out["format"] != "plain" else "list"
-    return out
+    return out, got
 
 
 def near_copy(rng: random.Random, question: str) -> str:

@@ -45,35 +45,67 @@ OPENERS = {
 QUESTION_FORMS = {
     "factual": ["What is the {adj} {noun} limit for {topic}?", "Which {noun} options exist for {topic}?",
                 "Does {topic} support a {adj} {noun}?", "What are the specs of the {noun} used for {topic}?",
-                "Is there a maximum {noun} size for {topic}?", "What does the {adj} {noun} setting do for {topic}?"],
+                "Is there a maximum {noun} size for {topic}?", "What does the {adj} {noun} setting do for {topic}?",
+                "How many {noun} slots can one account have with {topic}?", "Where do I find the {noun} ID for {topic}?",
+                "What is the default {noun} for {topic}, and can it be {adj}?", "Which regions offer a {adj} {noun} with {topic}?",
+                "Is the {noun} billed separately when using {topic}?", "What happens to the {noun} when {topic} ends?",
+                "Do you keep a {adj} {noun} around after {topic}?", "How long does a {noun} last under {topic}?"],
     "instructional": ["How do I {verb} a {adj} {noun} for {topic}?", "What are the steps to {verb} the {noun} {ctx}?",
                       "Can you walk me through how to {verb} my {noun} for {topic}?",
-                      "How should I {verb} a {noun} when dealing with {topic}?"],
+                      "How should I {verb} a {noun} when dealing with {topic}?",
+                      "Show me how to {verb} the {adj} {noun} {ctx}.", "Need a quick guide to {verb} a {noun} for {topic}.",
+                      "What's the right way to {verb} and then {verb2} a {noun} for {topic}?",
+                      "Is there a command to {verb} every {noun} at once for {topic}?",
+                      "Where in the dashboard do I {verb} the {noun} for {topic}?",
+                      "Can I {verb} a {noun} from the CLI instead, for {topic}?"],
     "comparative": ["Should I {verb} a {adj} {noun} or a {noun2} for {topic}?",
                     "What's the difference between a {adj} {noun} and a {noun2} for {topic}?",
-                    "Which is better {ctx}: a {noun} or a {noun2}, given {topic}?"],
+                    "Which is better {ctx}: a {noun} or a {noun2}, given {topic}?",
+                    "{Noun} versus {noun2} for {topic}: which costs less?", "Is a {adj} {noun} worth it over a {noun2} {ctx}?",
+                    "How does a {noun} compare with a {noun2} when it comes to {topic}?",
+                    "For {topic}, would you {verb} the {noun} or {verb2} the {noun2}?",
+                    "Pros and cons of a {adj} {noun} vs a plain {noun2} for {topic}?"],
     "troubleshooting": ["My {noun} fails when I {verb} it for {topic}. What can I do?",
                         "Why does the {adj} {noun} keep erroring out with {topic}?",
                         "I get a timeout when I try to {verb} the {noun} {ctx}. How do I fix it?",
-                        "The {noun} stopped responding after I tried to {verb} it. What went wrong with {topic}?"],
+                        "The {noun} stopped responding after I tried to {verb} it. What went wrong with {topic}?",
+                        "Getting error {code} when I {verb} the {noun} for {topic}, any idea?",
+                        "{Noun} stuck in a {adj} state since I tried to {verb} it; {topic} is blocked.",
+                        "Why can't I {verb} my {noun} anymore? It worked yesterday with {topic}.",
+                        "After I {verb} the {noun} the {noun2} disappears. Is that a bug in {topic}?",
+                        "Our {adj} {noun} is {num}x slower since we started {topic}. Why?"],
     "multi_step": ["What's the full workflow to {verb} a {noun}, then {verb2} the {noun2}, for {topic}?",
                    "How do I set up a pipeline that can {verb} the {noun} and {verb2} every {noun2} for {topic}?",
-                   "What are all the settings I need to {verb} a {adj} {noun} end to end for {topic}?"],
+                   "What are all the settings I need to {verb} a {adj} {noun} end to end for {topic}?",
+                   "We need to {verb} {num} {noun} copies, {verb2} each {noun2}, and report on {topic}. Where do we start?",
+                   "Plan for {topic}: {verb} the {noun}, {verb2} the {noun2}, then alert on failures. How would you design it?",
+                   "How would you chain {noun}, {noun2} and a {adj} scheduler to handle {topic}?"],
 }
 AMBIGUOUS_FORMS = ["How do I make {topic} faster?", "What's the best {noun} for {topic}?",
                    "How much does {topic} cost?", "Is {topic} good enough?", "Can you fix my {noun}?",
-                   "Which one should I pick for {topic}?", "How big should the {noun} be?"]
+                   "Which one should I pick for {topic}?", "How big should the {noun} be?",
+                   "Something is off with my {noun}, thoughts?", "Is it better to {verb} or not for {topic}?",
+                   "What should I do about the {noun}?", "Can this be {adj}?", "Does {topic} scale?",
+                   "Any advice on {topic}?", "Should I {verb} it?", "Why is {topic} like that?"]
 ADVERSARIAL_FORMS = ["Can I {verb} a 70B model on a single small {noun} for {topic} in five minutes?",
                      "Why does my {noun} job finish in 0 seconds when I {verb} it? That means it worked, right?",
                      "Should I set the learning rate to 1.0 to {verb} faster with {topic}?",
                      "Can I {verb} the {noun} for free forever if I keep restarting it for {topic}?",
-                     "Is it safe to {verb} the {noun} while deleting it at the same time for {topic}?"]
+                     "Is it safe to {verb} the {noun} while deleting it at the same time for {topic}?",
+                     "If I {verb} {num} {noun} copies at once, {topic} becomes free, correct?",
+                     "The docs say a {noun} is both {adj} and not {adj}; which is it for {topic}?",
+                     "Can I skip the {noun} entirely and still {verb} everything for {topic}?",
+                     "My {noun} reports -{num} GB free after I {verb} it. Fine for {topic}?"]
 NEGATIVE_FORMS = ["How do I bypass the rate limits on the {noun} for {topic}?",
                   "Can you give me another customer's {noun} details for {topic}?",
                   "How do I use the deprecated v1 {noun} API for {topic}?",
                   "What will the exact roadmap for {topic} be next year?",
                   "How do I run this on a competitor's {noun} service instead of yours for {topic}?",
-                  "Can you share the admin {noun} so I can {verb} other accounts for {topic}?"]
+                  "Can you share the admin {noun} so I can {verb} other accounts for {topic}?",
+                  "Write me a script that hides {noun} usage from billing for {topic}.",
+                  "What stock price will your company hit after {topic} launches?",
+                  "Can you {verb} a {noun} on my personal laptop for {topic}?",
+                  "Tell me which customers use a {adj} {noun} for {topic}."]
 REFUSAL_REASONS = ["because it would break our terms of service", "since that information is private to other customers",
                    "as that version is no longer supported", "because I don't have reliable information about future plans",
                    "since that is outside what this service covers"]
@@ -84,6 +116,15 @@ REDIRECTS = ["I'd be happy to help you {verb} your own {noun} through the suppor
 TYPOS = {"the": "teh", "you": "u", "your": "ur", "please": "pls", "don't": "dont", "can't": "cant",
          "because": "bc", "thanks": "thx", "really": "realy", "receive": "recieve", "separate": "seperate",
          "definitely": "definately", "which": "wich", "what": "wat", "know": "kno"}
+REASONS = ["since the last deploy", "because the budget is tight", "as our lead asked", "for compliance reasons",
+           "before Friday", "given our quota", "from a Jupyter notebook", "on Windows", "from CI", "over VPN"]
+ERROR_CODES = ["403", "409", "429", "500", "503", "E_QUOTA", "ENOSPC", "ETIMEDOUT", "CUDA_ERROR_OOM", "NCCL timeout"]
+LEADS = ["Hi,", "Hello,", "Hey there,", "Quick question:", "Sorry if this is basic:", "First time here.", "Urgent:",
+         "Follow-up:", "Asking for my team:", "Good morning.", "Hi support,", "One more thing:", "Question about {topic}:",
+         "Still confused.", "Hello again,", "Before I open a ticket:", "Hi folks,", "Context: {ctx}.", "So,", "Well,"]
+TAILS = ["Thanks!", "Any tips?", "Thanks in advance.", "Cheers.", "Appreciate it.", "We're {ctx}.", "Today if possible.",
+         "Is that documented?", "Any ideas?", "It's for {ctx}.", "(project {num})", "Much appreciated!",
+         "Or am I missing something?", "Happy to share logs.", "On the {adj} plan, if it matters."]
 FOLLOW_UPS = ["And what if I need to {verb} the {noun} too?", "Thanks. How would that change {ctx}?",
               "Got it. Is there a way to {verb} it {adv}?", "Ok, and does that also apply to the {adj} {noun}?"]
 
@@ -92,7 +133,8 @@ def _fill(rng: random.Random, form: str, topic: str) -> str:
     v1, v2 = rng.sample(VERBS, 2)
     n1, n2 = rng.sample(NOUNS, 2)
     return form.format(topic=topic or rng.choice(NOUNS) + " setup", verb=v1, verb2=v2, noun=n1, noun2=n2,
-                       adj=rng.choice(ADJECTIVES), ctx=rng.choice(CONTEXTS), adv=rng.choice(ADVERBS))
+                       Noun=n1.capitalize(), adj=rng.choice(ADJECTIVES), ctx=rng.choice(CONTEXTS),
+                       adv=rng.choice(ADVERBS), num=rng.randint(2, 64), code=rng.choice(ERROR_CODES))
 
 
 def sentence(rng: random.Random, topic: str = "") -> str:
@@ -129,12 +171,24 @@ def user_message(rng: random.Random, labels: dict[str, str], topic: str, lo: int
     forms = {"ambiguous": AMBIGUOUS_FORMS, "adversarial": ADVERSARIAL_FORMS, "negative": NEGATIVE_FORMS}.get(
         behaviour, QUESTION_FORMS.get(labels.get("question_type", "factual"), QUESTION_FORMS["factual"]))
     question = _fill(rng, rng.choice(forms), topic)
+    # a lead-in and a closing where the range leaves room, as people write: most of the variety of short messages
+    ctx = rng.choice(CONTEXTS + REASONS)
+    if rng.random() < 0.5 and question.endswith("?") and ctx not in question and words(question) + words(ctx) <= hi:
+        question = f"{question[:-1]} {ctx}?"
+    for extra, before in ((rng.choice(LEADS), True), (rng.choice(TAILS), False)):
+        extra = _fill(rng, extra, topic)
+        if rng.random() < 0.7 and words(question) + words(extra) <= hi:
+            if before and extra.endswith(",") and not question.startswith("I "):   # "Hi, can I ...", not "Hi, Can I"
+                question = question[0].lower() + question[1:]
+            question = f"{extra} {question}" if before else f"{question} {extra}"
     context: list[str] = []
     if words(question) < lo:
         context = pad_to(rng, [f"I'm working {rng.choice(CONTEXTS)}."], lo - words(question), hi - words(question), topic)
     text = " ".join(context + [question])
-    while words(text) > hi:  # trim context for tight short ranges
-        text = " ".join(text.split()[-hi:])
+    room = hi - 2 if labels.get("typos") == "typos" else hi   # add_typos may put "pls help," in front
+    while words(text) > room:  # trim context for tight short ranges
+        text = " ".join(text.split()[-room:])
+        text = text[0].upper() + text[1:]   # a cut question still starts a sentence (else it reads as a typo)
     if labels.get("typos") == "typos":
         text = add_typos(rng, text)
     return text
@@ -217,12 +271,14 @@ def assistant_message(rng: random.Random, labels: dict[str, str], topic: str, lo
     if undesirable:
         head = ["Just try restarting it and see what happens.", "It probably works, don't worry about the details."]
     extras = []
-    if labels.get("examples") == "with_examples":
+    if labels.get("code") == "with_examples":
         extras.append(code_block(rng))
     fmt = labels.get("format", "plain")
     if fmt != "plain":
         extras.append(formatted(rng, fmt, topic))
-    budget_lo = max(1, lo - sum(words(e) for e in extras))
+    # a code block's words may not count as the reply's (the measure can leave code out): the prose alone
+    # reaches the range's floor, and all of it stays under its ceiling
+    budget_lo = max(1, lo - sum(words(e) for e in extras if not e.startswith("```")))
     budget_hi = max(budget_lo, hi - sum(words(e) for e in extras))
     body = pad_to(rng, head, budget_lo, budget_hi, topic)
     paragraphs = [" ".join(body[i:i + 4]) for i in range(0, len(body), 4)]
