@@ -103,3 +103,32 @@ def test_estimate_uses_the_runs_measured_rates(tmp_path, run_cli, monkeypatch):
     assert after.code == 0, after.err
     assert "the 100 examples left" in after.out and "measured over" in after.out
     assert "s per call" in after.out and "tokens/s" in after.out
+
+
+def test_a_tail_copy_that_came_out_as_another_full_category_is_no_room_not_surplus(tmp_path):
+    # surplus means "another copy of this spec filled its slot": the extra draw, not a fault. A copy the model
+    # wrote as a different category (short instead of medium) missed, and that category being full is no_room.
+    from agent.audit.auditor import Auditor
+    from agent.ledger import Ledger
+    from agent.plan import load_plan
+    from agent.records import Spec
+    from agent.reply import ChatItem
+
+    plan = load_plan(EXAMPLE_PLAN)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    try:
+        auditor = Auditor(plan, ledger)
+        for c in ("short", "medium"):
+            auditor.accepted["input_length"][c] = auditor.quota("input_length", c)   # both already full
+        reply = "Open Settings, then Billing, and choose the plan you want to keep paying for. " * 4
+        medium = ("How do I change the billing plan on my account when the current one no longer fits my team's "
+                  "usage and we need more seats for the new hires starting next month?")
+        for n, (question, reason) in enumerate((("How do I change my plan?", "no_room:input_length"),
+                                                (medium, "surplus:input_length"))):
+            spec = Spec(id=f"s{n}", labels={"input_length": "medium"}, topic="billing", tail=True)
+            item = ChatItem.model_validate({"id": f"s{n}", "messages": [
+                {"role": "user", "content": question}, {"role": "assistant", "content": reply}]})
+            row = auditor.admit(spec, item)
+            assert (row.status, row.reason) == ("rejected", reason), (question, row.detail)
+    finally:
+        ledger.close()

@@ -144,7 +144,9 @@ class Auditor:
         if full is not None:
             how = f"came out as {full}={audited[full]}" + (
                 f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")
-            if spec.tail:   # a tail copy whose slot another copy filled first: the extra draw, not a fault
+            if spec.tail and audited[full] == spec.labels.get(full):
+                # a tail copy whose own slot another copy filled first: the extra draw, not a fault (a copy that
+                # came out as another, full category missed, and counts as no_room like any other example)
                 return self._reject(row, f"{SURPLUS}{full}", f"{how}, already filled by another copy of this spec")
             return self._reject(row, f"no_room:{full}", f"{how}, which is already full")
         if self.references is not None:
