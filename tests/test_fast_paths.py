@@ -7,11 +7,14 @@ same overlap figures, same verbs and topics, same labels. Speed itself is measur
 from __future__ import annotations
 
 import random
+from collections import Counter
 
+import numpy as np
 import pytest
 
 from agent.audit.diversity import DiversityTracker
 from agent.audit.overlap import BatchOverlap, OverlapIndex
+from agent.audit.text_stats import mattr, tokenize, ttr
 from tests.test_diversity import brute, common_key_sets, make_examples, random_texts, trigram_sets
 
 
@@ -164,3 +167,112 @@ def test_pii_prefilters_change_nothing():
         assert checks.find_pii(text) == plain(text), text
         hits += bool(plain(text))
     assert hits >= 4
+
+
+# ---- the diversity tracker: the same figures as the example-at-a-time definitions ------------------------
+
+def test_pos_tags_equal_the_parser_on_whole_sentences():
+    """Tagging token by token through the cache gives what TextBlob's parser gives on each whole sentence."""
+    from agent.audit import text_stats
+
+    def plain(text: str) -> list[tuple[str, str]]:
+        tagged = []
+        for sentence in text_stats._SENTENCE_END.split(text.replace("’", "'")):
+            tokens = text_stats._TAG_TOKEN.findall(sentence)
+            if tokens:
+                tagged += [(w, t) for w, t in text_stats._parser().find_tags(tokens)]
+        return tagged
+
+    rng = random.Random(5)
+    words = ["The", "the", "I", "use", "Please", "run", "e.g.", "1.5", "don't", "What's", "U.S.", "GPU's", "x-ray",
+             "A100", "deploys", "-", "Monitors", "IS", "iT", "Lambda", "99%", "3/4", "$5", "naïve", "won't"]
+    fuzz = [" ".join(rng.choice(words) + rng.choice(["", "", ".", "?", "!", ",", "’s"]) for _ in range(rng.randint(1, 15)))
+            for _ in range(2000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        assert text_stats.pos_tags(text) == plain(text), text
+
+
+def test_key_table_numbers_keys_like_a_dict():
+    from agent.audit.overlap import KeyTable
+
+    rng = np.random.default_rng(1)
+    table, plain = KeyTable(), {}
+    for size in (0, 1, 5, 700, 3000, 20000, 10):   # grows past its first capacities; repeats and misses
+        keys = np.unique(np.concatenate([rng.integers(-2**62, 2**62, size), rng.integers(0, 5000, size)]))
+        keys = keys[keys != -1]
+        absent = table.find(keys) < 0
+        assert absent.tolist() == [k not in plain for k in keys.tolist()]
+        nums = table.add(keys)
+        for k, n in zip(keys.tolist(), nums.tolist(), strict=True):
+            assert plain.setdefault(k, n) == n               # a key held keeps its number
+        assert sorted(nums[absent].tolist()) == list(range(len(plain) - int(absent.sum()), len(plain)))  # new: the next ones
+        assert table.find(keys).tolist() == [plain[k] for k in keys.tolist()]
+    assert len(table) == len(plain)
+
+
+class PlainTracker:
+    """The tracker's figures straight from their definitions, one example at a time (the code it replaced)."""
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self.sets: list[set[int]] = []
+        self.df: Counter = Counter()
+        self.common: list[int] = []
+        self.bigrams: set = set()
+        self.n_bigrams = self.n_trigrams = self.tokens = 0
+        self.sum_ttr = self.sum_mattr = 0.0
+
+    def add(self, example: dict) -> None:
+        uni, tri = [], []
+        for text in (example["user"], example["response"]):
+            ids = [self.vocab.setdefault(t, len(self.vocab)) for t in tokenize(text)]
+            uni += ids
+            self.bigrams.update(zip(ids, ids[1:], strict=False))
+            self.n_bigrams += max(0, len(ids) - 1)
+            tri += [(a << 42) | (b << 21) | c for a, b, c in zip(ids, ids[1:], ids[2:], strict=False)]
+        self.tokens += len(uni)
+        self.sum_ttr += ttr(uni)
+        self.sum_mattr += mattr(uni)
+        self.n_trigrams += len(tri)
+        for key in set(tri):   # in a Python set's order, as the old index met them
+            self.df[key] += 1
+            if self.df[key] == 16:
+                self.common.append(key)
+        self.sets.append(set(tri))
+
+    def phrases(self, k: int) -> list[str]:
+        words = list(self.vocab)
+        top = sorted(self.common, key=self.df.__getitem__, reverse=True)[:k]   # stable: ties in arrival order
+        return [" ".join(words[(key >> shift) & (2**21 - 1)] for shift in (42, 21, 0)) for key in top]
+
+
+def simulated_examples(n: int, seed: int) -> list[dict]:
+    texts = simulated_texts(n)
+    rng = random.Random(seed)
+    return [{"user": texts[2 * i], "response": texts[2 * i + 1],
+             "labels": {"tone": rng.choice(["professional", "mixed"])}} for i in range(n)]
+
+
+@pytest.mark.parametrize("corpus", ["simulated", "edited copies"])
+def test_tracker_equals_the_plain_definitions_batch_after_batch(corpus):
+    examples = simulated_examples(360, 1) if corpus == "simulated" else make_examples(9, 360)
+    tracker, plain = DiversityTracker({"tone": ["professional", "mixed"]}), PlainTracker()
+    start = 0
+    for size in (1, 40, 3, 100, 56, 160):
+        batch = examples[start:start + size]
+        start += size
+        result = tracker.add_batch(batch).cumulative
+        for e in batch:
+            plain.add(e)
+        n = len(plain.sets)
+        assert (result.examples, result.tokens) == (n, plain.tokens)
+        assert (result.mean_ttr, result.mattr_50) == (plain.sum_ttr / n, plain.sum_mattr / n)   # exact floats
+        assert result.corpus_ttr == len(plain.vocab) / plain.tokens
+        assert result.distinct_2 == len(plain.bigrams) / plain.n_bigrams
+        assert result.distinct_3 == len(plain.df) / plain.n_trigrams
+        assert tracker.common_phrases(40) == plain.phrases(40)
+    shared, mins, flagged = brute(plain.sets, 0.3)
+    assert (result.ngram_overlap, result.share_nn_over_30) == (shared / mins, flagged / len(plain.sets))
+    assert flagged > 0 and len(plain.common) >= 10   # the flags and the avoid list (with ties) are exercised
+    rebuilt = DiversityTracker.from_examples(examples, {"tone": ["professional", "mixed"]})
+    assert rebuilt.metrics() == tracker.metrics() and rebuilt.common_phrases(40) == tracker.common_phrases(40)
