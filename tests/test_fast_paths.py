@@ -276,3 +276,52 @@ def test_tracker_equals_the_plain_definitions_batch_after_batch(corpus):
     assert flagged > 0 and len(plain.common) >= 10   # the flags and the avoid list (with ties) are exercised
     rebuilt = DiversityTracker.from_examples(examples, {"tone": ["professional", "mixed"]})
     assert rebuilt.metrics() == tracker.metrics() and rebuilt.common_phrases(40) == tracker.common_phrases(40)
+
+
+def test_verbs_and_topics_equal_the_token_by_token_rules():
+    """The cached per-(word, tag) readings give the sets the rules give read out token by token."""
+    from agent.audit import text_stats as ts
+
+    def is_verb(tagged, i):
+        word, tag = tagged[i]
+        if tag.startswith("VB"):
+            return True
+        if tag not in ("NN", "NNS") or not ts._verb_forms(word.lower())[0]:
+            return False
+        prev_word, prev_tag = tagged[i - 1] if i else ("", "")
+        next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else ""
+        if prev_word.lower() in ts._SUBJECTS or prev_tag == "MD":
+            return True
+        return prev_tag not in ts._NOMINAL_LEFT and (next_tag in ts._OBJECT_RIGHT or ts._verb_forms(word.lower())[1])
+
+    def plain(text):
+        verbs, topics, run = set(), set(), []
+        tagged = ts.pos_tags(text)
+        for i, (word, tag) in enumerate(tagged):
+            w = word.lower()
+            if w.replace("-", "").isalpha() and is_verb(tagged, i):
+                if run:
+                    topics.add(" ".join(run[-3:]))
+                    run = []
+                lemma = ts._lemma(w, "VERB")
+                if lemma not in ts.AUXILIARIES and w not in ts.NOT_VERBS:
+                    verbs.add(lemma)
+            elif tag.startswith("NN") and ts._TOPIC_WORD.fullmatch(w):
+                run.append(ts._lemma(w, "NOUN") if tag in ("NN", "NNS") else w)
+            elif run:
+                topics.add(" ".join(run[-3:]))
+                run = []
+        if run:
+            topics.add(" ".join(run[-3:]))
+        return verbs, topics
+
+    rng = random.Random(6)
+    words = ["I", "we", "use", "uses", "monitors", "the", "logs", "will", "deploy", "please", "Please", "be", "has",
+             "GPU", "x-ray", "c++", "node.js", "errors", "and", "a", "my", "it", "can", "resize", "volumes", "Lambda"]
+    fuzz = [" ".join(rng.choice(words) + rng.choice(["", "", "", ".", "?", ","]) for _ in range(rng.randint(1, 14)))
+            for _ in range(2000)]
+    found = 0
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        assert ts.verbs_and_topics(text) == plain(text), text
+        found += bool(plain(text)[0]) and bool(plain(text)[1])
+    assert found > 500

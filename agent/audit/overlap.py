@@ -17,7 +17,6 @@ _ID_BITS = 21  # three token ids packed in one int64: exact up to 2,097,152 dist
 _ID_MASK = (1 << _ID_BITS) - 1
 _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avoid list
 _EMPTY = -1  # a free slot of a KeyTable: never a key
-_LOW32 = (1 << 32) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -134,39 +133,80 @@ class KeyTable:
         self._place(keys, nums.astype(np.int64))
 
 
-class _Runs:
-    """A growing set of int64 codes kept as a few sorted runs, each at most half the size of the one
-    before it (a log-structured merge): a batch is one new run, and a run merges into the one before
-    it while that is not larger, so each code is merged O(log n) times and a lookup searches O(log n)
-    runs. Sorting two concatenated sorted runs with kind="stable" is a linear merge (timsort)."""
+class _Postings:
+    """Each key's set ids (ascending) in one int32 arena, contiguous per key: start, length and room per key
+    number. A batch appends to all its keys at once; a key out of room moves to the arena's end with twice
+    the room it needs (amortised O(1) per id, like a list); a new key gets exactly the room it needs (most
+    keys are held once). Holes left by moves are reclaimed by a compaction once they pass half the arena.
+    Gathering a key's ids is a slice: no search."""
 
     def __init__(self) -> None:
-        self.runs: list[np.ndarray] = []
+        self.ids = np.zeros(1024, dtype=np.int32)
+        self.used = 0    # the arena's end
+        self.holes = 0   # room no key uses any more
+        self.start = _Grow(np.int64)
+        self.length = _Grow(np.int32)
+        self.room = _Grow(np.int32)
 
-    def add(self, codes: np.ndarray) -> None:
-        if not len(codes):
-            return
-        self.runs.append(np.sort(codes))
-        while len(self.runs) > 1 and len(self.runs[-2]) <= len(self.runs[-1]):
-            last = self.runs.pop()
-            merged = np.concatenate([self.runs.pop(), last])
-            merged.sort(kind="stable")
-            self.runs.append(merged)
+    def add(self, nums: np.ndarray, counts: np.ndarray, ids: np.ndarray) -> None:
+        """Append ids (grouped by key in the order of nums, counts[k] for nums[k]; each above every id held)."""
+        more = int(nums.max(initial=-1)) + 1 - self.start.n
+        if more > 0:
+            for column in (self.start, self.length, self.room):
+                column.extend(np.zeros(more, dtype=column.buf.dtype))
+        length = self.length.view[nums].astype(np.int64)
+        need = length + counts
+        moving = need > self.room.view[nums]
+        if moving.any():
+            mv, had = nums[moving], length[moving]
+            room = np.where(had > 0, 2 * need[moving], need[moving])
+            at = self._reserve(int(room.sum())) + np.cumsum(room) - room
+            self.ids[_spans(at, had)] = self.ids[_spans(self.start.view[mv], had)]
+            self.holes += int(self.room.view[mv].sum())
+            self.start.view[mv] = at
+            self.room.view[mv] = room
+        first = np.cumsum(counts) - counts
+        rank = np.arange(len(ids)) - np.repeat(first, counts)
+        self.ids[np.repeat(self.start.view[nums] + length, counts) + rank] = ids
+        self.length.view[nums] = need
+        if self.holes > self.used // 2:
+            self._compact()
 
-    def ranges(self, lo: np.ndarray, hi: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per run: (run, start, length) of the codes in [lo, hi) for each query."""
-        for run in self.runs:
-            start = np.searchsorted(run, lo)
-            yield run, start, np.searchsorted(run, hi) - start
+    def _reserve(self, extra: int) -> int:
+        """Room for `extra` ids at the arena's end; returns where it begins."""
+        if self.used + extra > len(self.ids):
+            grown = np.zeros(max(2 * len(self.ids), self.used + extra), dtype=np.int32)
+            grown[: self.used] = self.ids[: self.used]
+            self.ids = grown
+        at = self.used
+        self.used += extra
+        return at
 
-    def contains(self, codes: np.ndarray) -> np.ndarray:
-        order = np.argsort(codes)  # sorted needles: searchsorted walks them fast
-        needles = codes[order]
-        found = np.zeros(len(codes), dtype=np.bool_)
-        for run in self.runs:
-            at = np.minimum(np.searchsorted(run, needles), len(run) - 1)
-            found[order] |= run[at] == needles
-        return found
+    def _compact(self) -> None:
+        room, length = self.room.view.astype(np.int64), self.length.view
+        at = np.cumsum(room) - room
+        ids = np.zeros(max(1024, int(room.sum()) * 2), dtype=np.int32)
+        ids[_spans(at, length)] = self.ids[_spans(self.start.view, length)]
+        self.ids, self.used, self.holes = ids, int(room.sum()), 0
+        self.start.view[:] = at
+
+    def span(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.start.view[nums], self.length.view[nums].astype(np.int64)
+
+    def contains(self, nums: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Does key nums[i] hold set ids[i]: a binary search inside each key's (ascending) ids, vectorised."""
+        lo, n = self.span(nums)
+        hi = lo + n
+        end = hi.copy()
+        while True:
+            open_ = lo < hi
+            if not open_.any():
+                break
+            mid = (lo + hi) // 2
+            below = self.ids[np.minimum(mid, len(self.ids) - 1)] < ids
+            lo = np.where(open_ & below, mid + 1, lo)
+            hi = np.where(open_ & ~below, mid, hi)
+        return (lo < end) & (self.ids[np.minimum(lo, len(self.ids) - 1)] == ids)
 
 
 class SetBatch:
@@ -251,7 +291,7 @@ class OverlapIndex:
     """Exact overlap figures of every set added so far; a batch of sets costs numpy passes over the batch.
 
     Keys are numbered by a KeyTable and counted per number (document frequency, df); the inverted index
-    (key number, set id) is a _Runs of int64 codes. Adding a batch: the pooled overlap grows by
+    (key number -> set ids) is a _Postings arena. Adding a batch: the pooled overlap grows by
     sum over its keys of C(df + c, 2) - C(df, 2) (c = holders in the batch); |A∩B| for an earlier A and a
     new B is the number of B's keys whose postings hold A, bincounted from the gathered postings at once;
     pairs inside the batch come from SetBatch.within(). "Nearest neighbour > threshold" flags only switch on.
@@ -269,7 +309,7 @@ class OverlapIndex:
         self.frequent_df = frequent_df
         self._table = KeyTable()
         self._df = _Grow(np.int32)           # by key number
-        self._postings = _Runs()             # key number << 32 | set id
+        self._postings = _Postings()         # by key number: the ids of the sets holding it
         self.sizes = _Grow(np.int64)
         self.flagged = _Grow(np.bool_)
         self.hot = _Grow(np.int64)           # per set: how many of its keys are frequent
@@ -307,30 +347,24 @@ class OverlapIndex:
         self.sizes.extend(b.sizes)
         self.flagged.extend(flags)
         self.n_flagged += int(flags.sum())
-        self._postings.add((nums[b.key] << 32) | (i0 + b.owner))
+        self._postings.add(nums, cnt, i0 + b.owner)
         new = old + cnt
         self._df.view[nums] = new
         self.hot.extend(np.bincount(b.owner[(old >= limit)[b.key]], minlength=m))
         crossed = nums[(old < limit) & (new >= limit)]
         if len(crossed):  # their holders, this batch's included, now hold one more frequent key
-            self.hot.view[:] += np.bincount(self._gather(np.sort(crossed))[1], minlength=len(self))
+            self.hot.view[:] += np.bincount(self._gather(crossed)[1], minlength=len(self))
         self._note_common(b, nums, old, new)
 
     def _gather(self, nums: np.ndarray, repeat: np.ndarray | None = None,
                 labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The set ids in the postings of key numbers `nums` (ascending: searchsorted walks sorted needles
-        fast), over all runs, and for each the label of its query. repeat: the query for each copy wanted
-        (a key held by several sets of the batch is looked up once and gathered once per set)."""
-        got, ids = [], []
-        for run, start, length in self._postings.ranges(nums << 32, (nums + 1) << 32):
-            if repeat is not None:
-                start, length = start[repeat], length[repeat]
-            if labels is not None:
-                got.append(np.repeat(labels, length))
-            ids.append(run[_spans(start, length)] & _LOW32)
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return (np.concatenate(got) if got else np.zeros(0, dtype=np.int64)), np.concatenate(ids)
+        """The ids of the sets holding keys `nums`, and for each the label of its query. repeat: the query
+        for each copy wanted (a key held by several sets of the batch is gathered once per set)."""
+        start, length = self._postings.span(nums)
+        if repeat is not None:
+            start, length = start[repeat], length[repeat]
+        ids = self._postings.ids[_spans(start, length)].astype(np.int64)
+        return (np.repeat(labels, length) if labels is not None else np.zeros(0, dtype=np.int64)), ids
 
     def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray) -> np.ndarray:
         """Set the earlier sets' flags against the batch; return the batch's own flags."""
@@ -343,8 +377,7 @@ class OverlapIndex:
         rare = (entry_old >= 1) & (entry_old < limit)
         frequent = entry_old >= limit
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
-        rare_nums, inverse = np.unique(nums[b.key[rare]], return_inverse=True)
-        base, ids = self._gather(rare_nums, inverse, b.owner[rare] * i0)
+        base, ids = self._gather(nums[b.key[rare]], None, b.owner[rare] * i0)
         pair = base + ids  # batch set * i0 + earlier set, once per key they share
         rows = max(1, (1 << 21) // i0)  # R (rows x i0) and its temporaries stay ~16 MB each
         for r0 in range(0, b.m, rows):
@@ -377,18 +410,18 @@ class OverlapIndex:
         fkeys = b.key[frequent][order]                      # frequent keys, grouped by batch set
         fcount = np.bincount(b.owner[frequent], minlength=b.m)
         fstart = np.cumsum(fcount) - fcount
-        probes = int(fcount[pb].sum()) * max(1, len(self._postings.runs))
+        probes = int(fcount[pb].sum()) * 20
         sets = np.unique(pb)
         gathered = int(old[fkeys].sum() * len(sets) / max(1, b.m)) + len(self) * len(sets)
         if probes <= 4 * gathered:  # binary search of each (key, earlier set) code
             per = fcount[pb]
             which = fkeys[_spans(fstart[pb], per)]
-            found = self._postings.contains((nums[which] << 32) | np.repeat(pa, per))
+            found = self._postings.contains(nums[which], np.repeat(pa, per))
             return np.bincount(np.repeat(np.arange(len(pb)), per), weights=found, minlength=len(pb)).astype(np.int64)
         out = np.zeros(len(pb), dtype=np.int64)
         for s in sets.tolist():  # gather each batch set's frequent postings once
             mine = fkeys[fstart[s]:fstart[s] + fcount[s]]
-            counts = np.bincount(self._gather(np.sort(nums[mine]))[1], minlength=len(self))
+            counts = np.bincount(self._gather(nums[mine])[1], minlength=len(self))
             at = pb == s
             out[at] = counts[pa[at]]
         return out
@@ -405,8 +438,9 @@ class OverlapIndex:
         sets, counts = np.unique(by, return_counts=True)
         for s in sets[counts > 1].tolist():
             at = np.flatnonzero(by == s)
-            position = {k: i for i, k in enumerate(set(b.raw(s).tolist()))}
-            rank[at] = [position[k] for k in b.keys[reached[at]].tolist()]
+            met = np.fromiter(set(b.raw(s).tolist()), dtype=np.int64)  # the order a Python set iterates in
+            by_key = np.argsort(met)
+            rank[at] = by_key[np.searchsorted(met, b.keys[reached[at]], sorter=by_key)]
         order = np.lexsort((rank, by))
         self._common.extend(b.keys[reached[order]])
         self._common_nums.extend(nums[reached[order]])

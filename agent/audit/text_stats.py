@@ -153,20 +153,31 @@ _OBJECT_RIGHT = frozenset({"DT", "PRP$", "PRP"})                    # what opens
 NOT_VERBS = frozenset({"please"})  # PatternTagger tags the request word "Please" VB
 
 
-def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
-    """VB* tags, plus three repairs of PatternTagger, whose unknown-word rule tags verbs as nouns
-    ("She deploys" -> NNS, "I use" -> NN): a noun-tagged word with a verb reading in lemminflect's
-    dictionary is a verb after a subject pronoun or modal, or when a determiner follows it and none
-    precedes it ("and monitors the logs"), or when the dictionary knows it only as a verb and nothing
-    nominal precedes it."""
-    word, tag = tagged[i]
+_OTHER, _VERB, _MAYBE = 0, 1, 2
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _reading(word: str, tag: str) -> tuple[int, str | None, str | None, bool]:
+    """What verbs_and_topics() makes of a tagged token before looking at its neighbours, cached per
+    (word, tag): (kind, verb, noun, verb_only). kind _VERB: a verb (VB* tag); _MAYBE: a noun-tagged word
+    with a verb reading, a verb or not by its neighbours (_verb_by_context); _OTHER: not a verb. verb: its
+    lemma as a counted verb (None for be/have/do and "please"); noun: its word in a noun run (None: it
+    closes the run); verb_only: lemminflect knows it only as a verb."""
+    w = word.lower()
+    noun = (_lemma(w, "NOUN") if tag in ("NN", "NNS") else w) if tag.startswith("NN") and _TOPIC_WORD.fullmatch(w) else None
+    if not w.replace("-", "").isalpha():
+        return _OTHER, None, noun, False
+    lemma = _lemma(w, "VERB")
+    verb = lemma if lemma not in AUXILIARIES and w not in NOT_VERBS else None
     if tag.startswith("VB"):
-        return True
+        return _VERB, verb, noun, False
     if tag not in ("NN", "NNS"):
-        return False
-    has_verb, verb_only = _verb_forms(word.lower())
-    if not has_verb:
-        return False
+        return _OTHER, None, noun, False
+    has_verb, verb_only = _verb_forms(w)
+    return (_MAYBE if has_verb else _OTHER), verb, noun, verb_only
+
+
+def _verb_by_context(tagged: list[tuple[str, str]], i: int, verb_only: bool) -> bool:
     prev_word, prev_tag = tagged[i - 1] if i else ("", "")
     next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else ""
     if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
@@ -174,30 +185,36 @@ def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
     return prev_tag not in _NOMINAL_LEFT and (next_tag in _OBJECT_RIGHT or verb_only)
 
 
+def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
+    """VB* tags, plus three repairs of PatternTagger, whose unknown-word rule tags verbs as nouns
+    ("She deploys" -> NNS, "I use" -> NN): a noun-tagged word with a verb reading in lemminflect's
+    dictionary is a verb after a subject pronoun or modal, or when a determiner follows it and none
+    precedes it ("and monitors the logs"), or when the dictionary knows it only as a verb and nothing
+    nominal precedes it. (Words with a non-letter other than "-" are never verbs.)"""
+    kind, _, _, verb_only = _reading(*tagged[i])
+    return kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only))
+
+
 def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
     """Both sets from one tagging pass (see verbs() and topics())."""
     found_verbs: set[str] = set()
     found_topics: set[str] = set()
     run: list[str] = []
-
-    def close_run() -> None:
-        if run:
-            found_topics.add(" ".join(run[-3:]))
-            run.clear()
-
     tagged = pos_tags(text)
-    for i, (word, tag) in enumerate(tagged):
-        w = word.lower()
-        if w.replace("-", "").isalpha() and _is_verb(tagged, i):
-            close_run()
-            lemma = _lemma(w, "VERB")
-            if lemma not in AUXILIARIES and w not in NOT_VERBS:
-                found_verbs.add(lemma)
-        elif tag.startswith("NN") and _TOPIC_WORD.fullmatch(w):
-            run.append(_lemma(w, "NOUN") if tag in ("NN", "NNS") else w)
-        else:
-            close_run()
-    close_run()
+    for i, (kind, verb, noun, verb_only) in enumerate(map(_reading, *zip(*tagged, strict=True)) if tagged else ()):
+        if kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only)):
+            if run:
+                found_topics.add(" ".join(run[-3:]))
+                run = []
+            if verb is not None:
+                found_verbs.add(verb)
+        elif noun is not None:
+            run.append(noun)
+        elif run:
+            found_topics.add(" ".join(run[-3:]))
+            run = []
+    if run:
+        found_topics.add(" ".join(run[-3:]))
     return found_verbs, found_topics
 
 
