@@ -32,7 +32,9 @@ def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, dtype=np.int64)
     ends = np.cumsum(lengths)
-    return np.repeat(starts.astype(np.int64, copy=False) - (ends - lengths), lengths) + np.arange(total)
+    out = np.repeat(starts.astype(np.int64, copy=False) - (ends - lengths), lengths)
+    out += np.arange(total)
+    return out
 
 
 class _Grow:
@@ -194,19 +196,22 @@ class _Postings:
         return self.start.view[nums], self.length.view[nums].astype(np.int64)
 
     def contains(self, nums: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Does key nums[i] hold set ids[i]: a binary search inside each key's (ascending) ids, vectorised."""
-        lo, n = self.span(nums)
-        hi = lo + n
-        end = hi.copy()
-        while True:
-            open_ = lo < hi
-            if not open_.any():
-                break
-            mid = (lo + hi) // 2
-            below = self.ids[np.minimum(mid, len(self.ids) - 1)] < ids
-            lo = np.where(open_ & below, mid + 1, lo)
-            hi = np.where(open_ & ~below, mid, hi)
-        return (lo < end) & (self.ids[np.minimum(lo, len(self.ids) - 1)] == ids)
+        """Does key nums[i] hold set ids[i]: the queries grouped by key, each group one binary search
+        (np.searchsorted) in that key's ascending ids."""
+        order = np.lexsort((ids, nums))
+        nums, ids = nums[order], ids[order]
+        cut = np.flatnonzero(nums[1:] != nums[:-1]) + 1
+        firsts = np.concatenate([[0], cut]).astype(np.int64)
+        lasts = np.concatenate([cut, [len(nums)]]).astype(np.int64)
+        start, length = self.span(nums[firsts] if len(nums) else nums)
+        found = np.zeros(len(nums), dtype=np.bool_)
+        for lo, hi, at, n in zip(firsts.tolist(), lasts.tolist(), start.tolist(), length.tolist(), strict=True):
+            held = self.ids[at:at + n]
+            pos = np.minimum(np.searchsorted(held, ids[lo:hi]), n - 1)
+            found[lo:hi] = held[pos] == ids[lo:hi]
+        out = np.zeros(len(nums), dtype=np.bool_)
+        out[order] = found
+        return out
 
 
 class SetBatch:
@@ -353,18 +358,18 @@ class OverlapIndex:
         self.hot.extend(np.bincount(b.owner[(old >= limit)[b.key]], minlength=m))
         crossed = nums[(old < limit) & (new >= limit)]
         if len(crossed):  # their holders, this batch's included, now hold one more frequent key
-            self.hot.view[:] += np.bincount(self._gather(crossed)[1], minlength=len(self))
+            self.hot.view[:] += np.bincount(self._gather(crossed), minlength=len(self))
         self._note_common(b, nums, old, new)
 
-    def _gather(self, nums: np.ndarray, repeat: np.ndarray | None = None,
-                labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The ids of the sets holding keys `nums`, and for each the label of its query. repeat: the query
-        for each copy wanted (a key held by several sets of the batch is gathered once per set)."""
+    def _gather(self, nums: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """The ids of the sets holding keys `nums` (int64); with labels: label[q] + id for each id of query q."""
         start, length = self._postings.span(nums)
-        if repeat is not None:
-            start, length = start[repeat], length[repeat]
-        ids = self._postings.ids[_spans(start, length)].astype(np.int64)
-        return (np.repeat(labels, length) if labels is not None else np.zeros(0, dtype=np.int64)), ids
+        found = self._postings.ids[_spans(start, length)]
+        if labels is None:
+            return found.astype(np.int64)
+        out = np.repeat(labels, length)
+        out += found
+        return out
 
     def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray) -> np.ndarray:
         """Set the earlier sets' flags against the batch; return the batch's own flags."""
@@ -377,8 +382,7 @@ class OverlapIndex:
         rare = (entry_old >= 1) & (entry_old < limit)
         frequent = entry_old >= limit
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
-        base, ids = self._gather(nums[b.key[rare]], None, b.owner[rare] * i0)
-        pair = base + ids  # batch set * i0 + earlier set, once per key they share
+        pair = self._gather(nums[b.key[rare]], b.owner[rare] * i0)  # batch set * i0 + earlier set, per shared key
         rows = max(1, (1 << 21) // i0)  # R (rows x i0) and its temporaries stay ~16 MB each
         for r0 in range(0, b.m, rows):
             r1 = min(b.m, r0 + rows)
@@ -421,7 +425,7 @@ class OverlapIndex:
         out = np.zeros(len(pb), dtype=np.int64)
         for s in sets.tolist():  # gather each batch set's frequent postings once
             mine = fkeys[fstart[s]:fstart[s] + fcount[s]]
-            counts = np.bincount(self._gather(nums[mine])[1], minlength=len(self))
+            counts = np.bincount(self._gather(nums[mine]), minlength=len(self))
             at = pb == s
             out[at] = counts[pa[at]]
         return out
