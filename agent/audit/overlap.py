@@ -6,7 +6,7 @@ index gives each new example's nearest-neighbour share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -17,6 +17,7 @@ _ID_BITS = 21  # three token ids packed in one int64: exact up to 2,097,152 dist
 _ID_MASK = (1 << _ID_BITS) - 1
 _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avoid list
 _EMPTY = -1  # a free slot of a KeyTable: never a key
+PROBE_COST = 100  # a binary search of one (key, set) pair costs about as much as gathering this many ids
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -414,10 +415,9 @@ class OverlapIndex:
         fkeys = b.key[frequent][order]                      # frequent keys, grouped by batch set
         fcount = np.bincount(b.owner[frequent], minlength=b.m)
         fstart = np.cumsum(fcount) - fcount
-        probes = int(fcount[pb].sum()) * 20
         sets = np.unique(pb)
         gathered = int(old[fkeys].sum() * len(sets) / max(1, b.m)) + len(self) * len(sets)
-        if probes <= 4 * gathered:  # binary search of each (key, earlier set) code
+        if PROBE_COST * int(fcount[pb].sum()) <= gathered:  # few pairs, long postings: search per (key, set)
             per = fcount[pb]
             which = fkeys[_spans(fstart[pb], per)]
             found = self._postings.contains(nums[which], np.repeat(pa, per))
