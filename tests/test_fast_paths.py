@@ -192,9 +192,11 @@ def test_pos_tags_equal_the_parser_on_whole_sentences():
         assert text_stats.pos_tags(text) == plain(text), text
 
 
-def test_key_table_numbers_keys_like_a_dict():
+def test_key_table_numbers_keys_like_a_dict(monkeypatch):
+    from agent.audit import overlap
     from agent.audit.overlap import KeyTable
 
+    monkeypatch.setattr(overlap, "_CHUNK", 300)   # resizes re-insert in several slices
     rng = np.random.default_rng(1)
     table, plain = KeyTable(), {}
     for size in (0, 1, 5, 700, 3000, 20000, 10):   # grows past its first capacities; repeats and misses

@@ -17,6 +17,7 @@ _ID_BITS = 21  # three token ids packed in one int64: exact up to 2,097,152 dist
 _ID_MASK = (1 << _ID_BITS) - 1
 _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avoid list
 _EMPTY = -1  # a free slot of a KeyTable: never a key
+_CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 PROBE_COST = 100  # a binary search of one (key, set) pair costs about as much as gathering this many ids
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
@@ -127,13 +128,15 @@ class KeyTable:
         return out
 
     def _resize(self, need: int) -> None:
-        held = self.keys != _EMPTY
-        keys, nums = self.keys[held], self.nums[held]
+        old_keys, old_nums = self.keys, self.nums
         size = 1 << max(10, (need - 1).bit_length())
         self.keys = np.full(size, _EMPTY, dtype=np.int64)
         self.nums = np.zeros(size, dtype=np.int32)
-        self.n -= len(keys)
-        self._place(keys, nums.astype(np.int64))
+        self.n = 0
+        for at in range(0, len(old_keys), _CHUNK):  # in slices: the probes' temporaries stay small
+            keys = old_keys[at:at + _CHUNK]
+            held = keys != _EMPTY
+            self._place(keys[held], old_nums[at:at + _CHUNK][held].astype(np.int64))
 
 
 class _Postings:
@@ -178,7 +181,7 @@ class _Postings:
     def _reserve(self, extra: int) -> int:
         """Room for `extra` ids at the arena's end; returns where it begins."""
         if self.used + extra > len(self.ids):
-            grown = np.zeros(max(2 * len(self.ids), self.used + extra), dtype=np.int32)
+            grown = np.zeros(max(len(self.ids) * 3 // 2, self.used + extra), dtype=np.int32)
             grown[: self.used] = self.ids[: self.used]
             self.ids = grown
         at = self.used
@@ -186,10 +189,12 @@ class _Postings:
         return at
 
     def _compact(self) -> None:
-        room, length = self.room.view.astype(np.int64), self.length.view
+        room = self.room.view.astype(np.int64)
         at = np.cumsum(room) - room
-        ids = np.zeros(max(1024, int(room.sum()) * 2), dtype=np.int32)
-        ids[_spans(at, length)] = self.ids[_spans(self.start.view, length)]
+        ids = np.zeros(max(1024, int(room.sum()) * 3 // 2), dtype=np.int32)
+        for k in range(0, len(room), _CHUNK):  # in slices of keys: the index temporaries stay small
+            length = self.length.view[k:k + _CHUNK]
+            ids[_spans(at[k:k + _CHUNK], length)] = self.ids[_spans(self.start.view[k:k + _CHUNK], length)]
         self.ids, self.used, self.holes = ids, int(room.sum()), 0
         self.start.view[:] = at
 
