@@ -256,7 +256,10 @@ def simulated_examples(n: int, seed: int) -> list[dict]:
 
 
 @pytest.mark.parametrize("corpus", ["simulated", "edited copies"])
-def test_tracker_equals_the_plain_definitions_batch_after_batch(corpus):
+def test_tracker_equals_the_plain_definitions_batch_after_batch(corpus, monkeypatch):
+    from agent.audit import overlap
+
+    monkeypatch.setattr(overlap, "_CHUNK", 1000)   # table resizes and arena compactions in several slices
     examples = simulated_examples(360, 1) if corpus == "simulated" else make_examples(9, 360)
     tracker, plain = DiversityTracker({"tone": ["professional", "mixed"]}), PlainTracker()
     start = 0
@@ -327,3 +330,27 @@ def test_verbs_and_topics_equal_the_token_by_token_rules():
         assert ts.verbs_and_topics(text) == plain(text), text
         found += bool(plain(text)[0]) and bool(plain(text)[1])
     assert found > 500
+
+
+def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
+    from agent.audit import overlap
+
+    monkeypatch.setattr(overlap, "_CHUNK", 7)       # compactions copy in several slices
+    rng = np.random.default_rng(2)
+    postings, plain = overlap._Postings(), {}
+    compactions = 0
+    for set_id in range(400):   # each batch: one new set id held by some keys (new keys too)
+        nums = np.unique(rng.integers(0, 60 + set_id // 4, rng.integers(1, 30)))
+        holes_before = postings.holes
+        postings.add(nums, np.ones(len(nums), dtype=np.int64), np.full(len(nums), set_id))
+        compactions += postings.holes < holes_before
+        for k in nums.tolist():
+            plain.setdefault(k, []).append(set_id)
+        keys = np.array(sorted(plain))
+        start, length = postings.span(keys)
+        assert [postings.ids[a:a + n].tolist() for a, n in zip(start, length, strict=True)] == [plain[k] for k in keys.tolist()]
+    probe_keys = rng.choice(keys, 500)
+    probe_ids = rng.integers(0, 400, 500)
+    assert postings.contains(probe_keys, probe_ids).tolist() == [i in plain[k] for k, i in
+                                                                  zip(probe_keys.tolist(), probe_ids.tolist(), strict=True)]
+    assert compactions > 0

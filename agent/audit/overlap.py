@@ -143,7 +143,7 @@ class _Postings:
     """Each key's set ids (ascending) in one int32 arena, contiguous per key: start, length and room per key
     number. A batch appends to all its keys at once; a key out of room moves to the arena's end with twice
     the room it needs (amortised O(1) per id, like a list); a new key gets exactly the room it needs (most
-    keys are held once). Holes left by moves are reclaimed by a compaction once they pass half the arena.
+    keys are held once). Holes left by moves are reclaimed by a compaction once they pass a third of the arena.
     Gathering a key's ids is a slice: no search."""
 
     def __init__(self) -> None:
@@ -175,7 +175,7 @@ class _Postings:
         rank = np.arange(len(ids)) - np.repeat(first, counts)
         self.ids[np.repeat(self.start.view[nums] + length, counts) + rank] = ids
         self.length.view[nums] = need
-        if self.holes > self.used // 2:
+        if 3 * self.holes > self.used:
             self._compact()
 
     def _reserve(self, extra: int) -> int:
