@@ -66,8 +66,8 @@ class _Grow:
 class KeyTable:
     """int64 keys -> numbers 0, 1, 2... in order of arrival: a hash table (open addressing, linear probing)
     whose lookups and inserts are vectorised over a batch of keys. Hand-rolled: numpy has no hash map, and
-    a Python dict of millions of int keys costs ~100 bytes and a bytecode loop per key (here 18-36 bytes:
-    at most 2/3 full, and a few numpy passes per batch). Any int64 but -1 may be a key."""
+    a Python dict of millions of int keys costs ~100 bytes and a bytecode loop per key (here 18-24 bytes:
+    between 1/2 and 2/3 full, and a few numpy passes per batch). Any int64 but -1 may be a key."""
 
     def __init__(self) -> None:
         self.keys = np.full(1024, _EMPTY, dtype=np.int64)
@@ -78,21 +78,22 @@ class KeyTable:
         return self.n
 
     def _start(self, keys: np.ndarray) -> np.ndarray:
-        bits = np.uint64(64 - (len(self.keys).bit_length() - 1))
-        return ((keys.view(np.uint64) * _GOLDEN) >> bits).astype(np.int64)
+        # the hash's top 32 bits scaled to the table size (any size, not only powers of two)
+        top = (keys.view(np.uint64) * _GOLDEN) >> np.uint64(32)
+        return ((top * np.uint64(len(self.keys))) >> np.uint64(32)).astype(np.int64)
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """The number of each key, -1 where absent."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         out = np.full(len(keys), -1, dtype=np.int64)
-        slot, todo, mask = self._start(keys), np.arange(len(keys)), len(self.keys) - 1
+        slot, todo, size = self._start(keys), np.arange(len(keys)), len(self.keys)
         while len(todo):
             s = slot[todo]
             held = self.keys[s]
             hit = held == keys[todo]
             out[todo[hit]] = self.nums[s[hit]]
             on = ~hit & (held != _EMPTY)  # a free slot ends the probe: absent
-            slot[todo[on]] = (s[on] + 1) & mask
+            slot[todo[on]] = (s[on] + 1) % size
             todo = todo[on]
         return out
 
@@ -107,7 +108,7 @@ class KeyTable:
         """Probe for every key at once; free slots are claimed by one key each (numpy keeps one of several
         writes to a slot) and the others probe on. nums given: the keys are known to be absent (a resize)."""
         out = np.full(len(keys), -1, dtype=np.int64)
-        slot, todo, mask = self._start(keys), np.arange(len(keys)), len(self.keys) - 1
+        slot, todo, size = self._start(keys), np.arange(len(keys)), len(self.keys)
         while len(todo):
             s = slot[todo]
             held = self.keys[s]
@@ -123,13 +124,13 @@ class KeyTable:
             out[wi] = given
             self.n += len(wi)
             on = ~hit & ~free
-            slot[todo[on]] = (s[on] + 1) & mask
+            slot[todo[on]] = (s[on] + 1) % size
             todo = np.concatenate([todo[on], fi[~won]])
         return out
 
     def _resize(self, need: int) -> None:
         old_keys, old_nums = self.keys, self.nums
-        size = 1 << max(10, (need - 1).bit_length())
+        size = max(1024, need)
         self.keys = np.full(size, _EMPTY, dtype=np.int64)
         self.nums = np.zeros(size, dtype=np.int32)
         self.n = 0
