@@ -55,9 +55,6 @@ class _Grow:
         self.buf[self.n : need] = values
         self.n = need
 
-    def append(self, value: Any) -> None:
-        self.extend(np.array([value], dtype=self.buf.dtype))
-
     @property
     def view(self) -> np.ndarray:
         return self.buf[: self.n]
