@@ -1,6 +1,13 @@
 """Benchmark: DiversityTracker.add_batch(100) on a tracker already holding N examples, and the rebuild.
 
 Run by hand:  .venv/bin/python bench/bench_diversity.py [--examples 50000] [--batches 5] [--write]
+              .venv/bin/python bench/bench_diversity.py --simulated 3000 [--rounds 2]
+
+--simulated N: the engine's case instead: N examples from the simulated provider's text generator (its
+templates repeat, so most 3-grams recur: the costly case for the overlap index) fed to a fresh tracker in
+audit batches of 40, each followed by common_phrases(40) as a steered run does; CPU per example (process
+time, after one warm-up batch that loads the tagger and lemmatizer). Only the tracker's public API is used,
+so the same script can be copied into an older tree to measure before/after.
 --write appends nothing: it rewrites bench/notes/diversity.md with the figures of this run.
 
 Texts are seeded synthetic English: words drawn from TextBlob's bundled tagger lexicon with a Zipf
@@ -85,6 +92,47 @@ class Texts:
         }
 
 
+def simulated_examples(n: int, seed: int = 3) -> list[dict]:
+    """Examples as the simulated provider writes them, over the example plan's label values."""
+    from agent.providers.simulated import INPUT_WORDS, RESPONSE_WORDS
+    from agent.providers.simulated_text import assistant_message, user_message
+
+    rng = random.Random(seed)
+    topics = ["spot instance preemption", "egress fees", "persistent volumes", "SSH keys", "GPU quotas", "billing alerts",
+              "CUDA driver versions", "multi-node training", "snapshots", "API tokens", "reserved instances",
+              "Jupyter notebooks", "container images", "network bandwidth", "data transfer", "H100 availability"]
+    out = []
+    for _ in range(n):
+        labels = {"behaviour": rng.choice(["standard", "standard", "ambiguous", "adversarial", "negative"]),
+                  "question_type": rng.choice(["factual", "troubleshooting", "multi_step"]),
+                  "typos": rng.choice(["clean", "clean", "typos"]), "format": rng.choice(["plain", "list", "code"]),
+                  "tone": rng.choice(["professional", "conversational", "mixed"]),
+                  "response_length": rng.choice(["short", "medium", "medium", "long"]),
+                  "input_length": rng.choice(["short", "short", "medium", "long"])}
+        topic = rng.choice(topics)
+        out.append({"user": user_message(rng, labels, topic, *INPUT_WORDS[labels["input_length"]]),
+                    "response": assistant_message(rng, labels, topic, *RESPONSE_WORDS[labels["response_length"]]),
+                    "labels": {"tone": labels["tone"], "format": labels["format"]}})
+    return out
+
+
+def simulated_run(n: int, rounds: int) -> None:
+    examples = simulated_examples(n)
+    batches = [examples[i:i + 40] for i in range(0, n, 40)]
+    DiversityTracker().add_batch(simulated_examples(3, seed=99))  # loads the tagger and lemmatizer
+    for r in range(rounds):
+        tracker = DiversityTracker({"tone": list(TONES), "format": list(FORMATS)})
+        c0 = time.process_time()
+        for batch in batches:
+            tracker.add_batch(batch)
+            tracker.common_phrases(40)
+        cpu = time.process_time() - c0
+        m = tracker.metrics()
+        print(f"round {r + 1}: add_batch + common_phrases over {n} simulated examples: {1000 * cpu / n:.3f} ms CPU per "
+              f"example; load average {os.getloadavg()[0]:.1f}; overlap {m.ngram_overlap:.4f} nn>30% "
+              f"{m.share_nn_over_30:.4f} verbs {m.unique_verbs} topics {m.unique_topics}")
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -95,7 +143,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--write", action="store_true", help="rewrite bench/notes/diversity.md")
+    parser.add_argument("--simulated", type=int, default=0, help="the simulated provider's corpus instead (see above)")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.simulated:
+        simulated_run(args.simulated, args.rounds)
+        return
 
     texts = Texts(seed=1)
     t0 = time.perf_counter()

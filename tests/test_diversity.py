@@ -169,9 +169,14 @@ def common_key_sets(seed: int, n: int = 300) -> list[set]:
     return sets
 
 
-def test_overlap_with_stock_keys_in_every_set_equals_brute_force():
-    # stock keys are frequent from the 3rd set on: few candidates against long postings takes the
-    # binary-search path, many takes the full gather; both must give the brute-force answer
+@pytest.mark.parametrize("probe_cost", [0, 100, 10**9])   # always search, the default choice, always gather
+def test_overlap_with_stock_keys_in_every_set_equals_brute_force(probe_cost, monkeypatch):
+    # stock keys are frequent from the 3rd set on: their shared counts come from a binary search per
+    # (key, earlier set) pair or from a gather of the batch set's frequent postings; both must give the
+    # brute-force answer, one set at a time and in batches
+    from agent.audit import overlap
+
+    monkeypatch.setattr(overlap, "PROBE_COST", probe_cost)
     sets = common_key_sets(0)
     expected = brute(sets, 0.3)
     assert expected[2] > 0
@@ -180,6 +185,10 @@ def test_overlap_with_stock_keys_in_every_set_equals_brute_force():
         for s in sets:
             index.add(s)
         assert (index.shared, index.min_sum, index.n_flagged) == expected, frequent_df
+        batched = OverlapIndex(0.3, frequent_df=frequent_df)
+        for start in range(0, len(sets), 37):
+            batched.add_sets(sets[start:start + 37])
+        assert (batched.shared, batched.min_sum, batched.n_flagged) == expected, frequent_df
 
 
 def test_nn_share_needs_strictly_more_than_30_percent():

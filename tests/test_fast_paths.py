@@ -7,11 +7,14 @@ same overlap figures, same verbs and topics, same labels. Speed itself is measur
 from __future__ import annotations
 
 import random
+from collections import Counter
 
+import numpy as np
 import pytest
 
 from agent.audit.diversity import DiversityTracker
 from agent.audit.overlap import BatchOverlap, OverlapIndex
+from agent.audit.text_stats import mattr, tokenize, ttr
 from tests.test_diversity import brute, common_key_sets, make_examples, random_texts, trigram_sets
 
 
@@ -164,3 +167,190 @@ def test_pii_prefilters_change_nothing():
         assert checks.find_pii(text) == plain(text), text
         hits += bool(plain(text))
     assert hits >= 4
+
+
+# ---- the diversity tracker: the same figures as the example-at-a-time definitions ------------------------
+
+def test_pos_tags_equal_the_parser_on_whole_sentences():
+    """Tagging token by token through the cache gives what TextBlob's parser gives on each whole sentence."""
+    from agent.audit import text_stats
+
+    def plain(text: str) -> list[tuple[str, str]]:
+        tagged = []
+        for sentence in text_stats._SENTENCE_END.split(text.replace("’", "'")):
+            tokens = text_stats._TAG_TOKEN.findall(sentence)
+            if tokens:
+                tagged += [(w, t) for w, t in text_stats._parser().find_tags(tokens)]
+        return tagged
+
+    rng = random.Random(5)
+    words = ["The", "the", "I", "use", "Please", "run", "e.g.", "1.5", "don't", "What's", "U.S.", "GPU's", "x-ray",
+             "A100", "deploys", "-", "Monitors", "IS", "iT", "Lambda", "99%", "3/4", "$5", "naïve", "won't"]
+    fuzz = [" ".join(rng.choice(words) + rng.choice(["", "", ".", "?", "!", ",", "’s"]) for _ in range(rng.randint(1, 15)))
+            for _ in range(2000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        assert text_stats.pos_tags(text) == plain(text), text
+
+
+def test_key_table_numbers_keys_like_a_dict(monkeypatch):
+    from agent.audit import overlap
+    from agent.audit.overlap import KeyTable
+
+    monkeypatch.setattr(overlap, "_CHUNK", 300)   # resizes re-insert in several slices
+    rng = np.random.default_rng(1)
+    table, plain = KeyTable(), {}
+    for size in (0, 1, 5, 700, 3000, 20000, 10):   # grows past its first capacities; repeats and misses
+        keys = np.unique(np.concatenate([rng.integers(-2**62, 2**62, size), rng.integers(0, 5000, size)]))
+        keys = keys[keys != -1]
+        absent = table.find(keys) < 0
+        assert absent.tolist() == [k not in plain for k in keys.tolist()]
+        nums = table.add(keys)
+        for k, n in zip(keys.tolist(), nums.tolist(), strict=True):
+            assert plain.setdefault(k, n) == n               # a key held keeps its number
+        assert sorted(nums[absent].tolist()) == list(range(len(plain) - int(absent.sum()), len(plain)))  # new: the next ones
+        assert table.find(keys).tolist() == [plain[k] for k in keys.tolist()]
+    assert len(table) == len(plain)
+
+
+class PlainTracker:
+    """The tracker's figures straight from their definitions, one example at a time (the code it replaced)."""
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self.sets: list[set[int]] = []
+        self.df: Counter = Counter()
+        self.common: list[int] = []
+        self.bigrams: set = set()
+        self.n_bigrams = self.n_trigrams = self.tokens = 0
+        self.sum_ttr = self.sum_mattr = 0.0
+
+    def add(self, example: dict) -> None:
+        uni, tri = [], []
+        for text in (example["user"], example["response"]):
+            ids = [self.vocab.setdefault(t, len(self.vocab)) for t in tokenize(text)]
+            uni += ids
+            self.bigrams.update(zip(ids, ids[1:], strict=False))
+            self.n_bigrams += max(0, len(ids) - 1)
+            tri += [(a << 42) | (b << 21) | c for a, b, c in zip(ids, ids[1:], ids[2:], strict=False)]
+        self.tokens += len(uni)
+        self.sum_ttr += ttr(uni)
+        self.sum_mattr += mattr(uni)
+        self.n_trigrams += len(tri)
+        for key in set(tri):   # in a Python set's order, as the old index met them
+            self.df[key] += 1
+            if self.df[key] == 16:
+                self.common.append(key)
+        self.sets.append(set(tri))
+
+    def phrases(self, k: int) -> list[str]:
+        words = list(self.vocab)
+        top = sorted(self.common, key=self.df.__getitem__, reverse=True)[:k]   # stable: ties in arrival order
+        return [" ".join(words[(key >> shift) & (2**21 - 1)] for shift in (42, 21, 0)) for key in top]
+
+
+def simulated_examples(n: int, seed: int) -> list[dict]:
+    texts = simulated_texts(n)
+    rng = random.Random(seed)
+    return [{"user": texts[2 * i], "response": texts[2 * i + 1],
+             "labels": {"tone": rng.choice(["professional", "mixed"])}} for i in range(n)]
+
+
+@pytest.mark.parametrize("corpus", ["simulated", "edited copies"])
+def test_tracker_equals_the_plain_definitions_batch_after_batch(corpus, monkeypatch):
+    from agent.audit import overlap
+
+    monkeypatch.setattr(overlap, "_CHUNK", 1000)   # table resizes and arena compactions in several slices
+    examples = simulated_examples(360, 1) if corpus == "simulated" else make_examples(9, 360)
+    tracker, plain = DiversityTracker({"tone": ["professional", "mixed"]}), PlainTracker()
+    start = 0
+    for size in (1, 40, 3, 100, 56, 160):
+        batch = examples[start:start + size]
+        start += size
+        result = tracker.add_batch(batch).cumulative
+        for e in batch:
+            plain.add(e)
+        n = len(plain.sets)
+        assert (result.examples, result.tokens) == (n, plain.tokens)
+        assert (result.mean_ttr, result.mattr_50) == (plain.sum_ttr / n, plain.sum_mattr / n)   # exact floats
+        assert result.corpus_ttr == len(plain.vocab) / plain.tokens
+        assert result.distinct_2 == len(plain.bigrams) / plain.n_bigrams
+        assert result.distinct_3 == len(plain.df) / plain.n_trigrams
+        assert tracker.common_phrases(40) == plain.phrases(40)
+    shared, mins, flagged = brute(plain.sets, 0.3)
+    assert (result.ngram_overlap, result.share_nn_over_30) == (shared / mins, flagged / len(plain.sets))
+    assert flagged > 0 and len(plain.common) >= 10   # the flags and the avoid list (with ties) are exercised
+    rebuilt = DiversityTracker.from_examples(examples, {"tone": ["professional", "mixed"]})
+    assert rebuilt.metrics() == tracker.metrics() and rebuilt.common_phrases(40) == tracker.common_phrases(40)
+
+
+def test_verbs_and_topics_equal_the_token_by_token_rules():
+    """The cached per-(word, tag) readings give the sets the rules give read out token by token."""
+    from agent.audit import text_stats as ts
+
+    def is_verb(tagged, i):
+        word, tag = tagged[i]
+        if tag.startswith("VB"):
+            return True
+        if tag not in ("NN", "NNS") or not ts._verb_forms(word.lower())[0]:
+            return False
+        prev_word, prev_tag = tagged[i - 1] if i else ("", "")
+        next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else ""
+        if prev_word.lower() in ts._SUBJECTS or prev_tag == "MD":
+            return True
+        return prev_tag not in ts._NOMINAL_LEFT and (next_tag in ts._OBJECT_RIGHT or ts._verb_forms(word.lower())[1])
+
+    def plain(text):
+        verbs, topics, run = set(), set(), []
+        tagged = ts.pos_tags(text)
+        for i, (word, tag) in enumerate(tagged):
+            w = word.lower()
+            if w.replace("-", "").isalpha() and is_verb(tagged, i):
+                if run:
+                    topics.add(" ".join(run[-3:]))
+                    run = []
+                lemma = ts._lemma(w, "VERB")
+                if lemma not in ts.AUXILIARIES and w not in ts.NOT_VERBS:
+                    verbs.add(lemma)
+            elif tag.startswith("NN") and ts._TOPIC_WORD.fullmatch(w):
+                run.append(ts._lemma(w, "NOUN") if tag in ("NN", "NNS") else w)
+            elif run:
+                topics.add(" ".join(run[-3:]))
+                run = []
+        if run:
+            topics.add(" ".join(run[-3:]))
+        return verbs, topics
+
+    rng = random.Random(6)
+    words = ["I", "we", "use", "uses", "monitors", "the", "logs", "will", "deploy", "please", "Please", "be", "has",
+             "GPU", "x-ray", "c++", "node.js", "errors", "and", "a", "my", "it", "can", "resize", "volumes", "Lambda"]
+    fuzz = [" ".join(rng.choice(words) + rng.choice(["", "", "", ".", "?", ","]) for _ in range(rng.randint(1, 14)))
+            for _ in range(2000)]
+    found = 0
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        assert ts.verbs_and_topics(text) == plain(text), text
+        found += bool(plain(text)[0]) and bool(plain(text)[1])
+    assert found > 500
+
+
+def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
+    from agent.audit import overlap
+
+    monkeypatch.setattr(overlap, "_CHUNK", 7)       # compactions copy in several slices
+    rng = np.random.default_rng(2)
+    postings, plain = overlap._Postings(), {}
+    compactions = 0
+    for set_id in range(400):   # each batch: one new set id held by some keys (new keys too)
+        nums = np.unique(rng.integers(0, 60 + set_id // 4, rng.integers(1, 30)))
+        holes_before = postings.holes
+        postings.add(nums, np.ones(len(nums), dtype=np.int64), np.full(len(nums), set_id))
+        compactions += postings.holes < holes_before
+        for k in nums.tolist():
+            plain.setdefault(k, []).append(set_id)
+        keys = np.array(sorted(plain))
+        start, length = postings.span(keys)
+        assert [postings.ids[a:a + n].tolist() for a, n in zip(start, length, strict=True)] == [plain[k] for k in keys.tolist()]
+    probe_keys = rng.choice(keys, 500)
+    probe_ids = rng.integers(0, 400, 500)
+    assert postings.contains(probe_keys, probe_ids).tolist() == [i in plain[k] for k, i in
+                                                                  zip(probe_keys.tolist(), probe_ids.tolist(), strict=True)]
+    assert compactions > 0

@@ -345,3 +345,51 @@ def test_a_storage_fault_in_many_calls_at_once_leaves_no_fault_unlooked_at(tmp_p
         assert unlooked == []
     finally:
         ledger.close()
+
+
+# ---- the tracker's layout: a state written by an older layout is rebuilt, never misread --------------------
+
+LAYOUT_1 = Path(__file__).parent / "data" / "diversity_layout1.state.gz"   # written by the layout-1 tracker
+
+
+def test_a_layout_1_state_reads_but_fails_the_shape_check_and_its_rebuild_gives_its_figures():
+    import gzip
+
+    from tests.test_diversity import CATEGORIES, make_examples
+
+    loaded = state.loads(gzip.decompress(LAYOUT_1.read_bytes()), STATE_MODULES)
+    assert not state.same_shape(loaded, DiversityTracker())
+    recorded = json.loads(LAYOUT_1.with_name("diversity_layout1.json").read_text())  # the old code's figures
+    rebuilt = DiversityTracker.from_examples(make_examples(5, 60), CATEGORIES)
+    assert rebuilt.metrics().to_dict() == recorded["metrics"]
+    assert rebuilt.common_phrases(40) == recorded["common_phrases"]
+
+
+def test_a_state_of_another_layout_number_fails_the_shape_check():
+    loaded = state.loads(state.dumps(tracker_with(20), STATE_MODULES), STATE_MODULES)
+    assert state.same_shape(loaded, DiversityTracker())
+    loaded.layout = 1
+    assert not state.same_shape(loaded, DiversityTracker())
+
+
+def test_a_layout_1_state_in_the_ledger_is_rebuilt_from_the_examples(tmp_path, run_cli):
+    import gzip
+
+    plan = plan_at(tmp_path, 40)
+    outputs = tmp_path / "outputs"
+    assert run_cli("generate", "--plan", str(plan), "--outputs", str(outputs), "--quiet", "--no-export").code == 0
+    db = outputs / "example" / "ledger.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE state SET value = ? WHERE key = 'diversity'", (gzip.decompress(LAYOUT_1.read_bytes()),))
+    con.commit()
+    con.close()
+    plan_at(tmp_path, 60)
+    assert run_cli("generate", "--plan", str(plan), "--outputs", str(outputs), "--quiet", "--no-export").code == 0
+    assert "its layout differs from this version's" in (outputs / "example" / "run.log").read_text()
+    ledger = Ledger(db)
+    try:
+        assert ledger.batches()[-1].diversity.cumulative["examples"] == 60
+        stored = state.loads(ledger.state("diversity"), STATE_MODULES)
+        assert stored.layout == 2 and stored.metrics().examples == 60
+    finally:
+        ledger.close()

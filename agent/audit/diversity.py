@@ -27,18 +27,20 @@ them into prompt changes for the next batch.
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import repeat
+from itertools import islice
 from typing import Any, Literal
 
 import numpy as np
 
-from agent.audit.overlap import _ID_BITS, _ID_MASK, _SLOTS, BatchOverlap, OverlapIndex, _sharded
-from agent.audit.text_stats import _mattr_ids, normalised_entropy, tokenize, verbs_and_topics
+from agent.audit.overlap import _ID_BITS, _ID_MASK, BatchOverlap, KeyTable, OverlapIndex, SetBatch, _Grow
+from agent.audit.text_stats import mattr_segments, normalised_entropy, tokenize, verbs_and_topics
 
 LENGTH_BUCKETS = ((0, "0-49"), (50, "50-149"), (150, "150-399"), (400, "400-799"), (800, "800+"))
+LAYOUT = 2  # the stored tracker's layout (agent/audit/state.py checks it): 1 held Python dicts per n-gram
+REBUILD_CHUNK = 128  # from_examples() feeds the stored examples in batches of this many
 
 # ---- metrics and the incremental tracker ------------------------------------------------------------
 
@@ -78,17 +80,27 @@ class BatchMetrics:
 
 
 @dataclass
-class _Features:
+class _Example:
+    """One example's Python-level measures; its n-grams live in the batch's arrays."""
     tokens: int
     ttr: float
     mattr: float
-    unigrams: list[int]
-    bigrams: list[int]
-    trigrams: list[int]  # occurrences; the overlap uses their set
     words: int
     verbs: set[str]
     topics: set[str]
     labels: dict[str, str]
+
+
+@dataclass
+class _Batch:
+    """A batch of examples as arrays: word ids (user then response text of each example, in order), the
+    bigram keys (occurrences) and the 3-gram sets. n-grams never cross from one text to the next."""
+    examples: list[_Example]
+    words: np.ndarray        # the distinct word ids
+    bigrams: np.ndarray      # the distinct bigram keys
+    n_bigrams: int
+    trigrams: SetBatch
+    n_trigrams: int
 
 
 def _bucket(words: int) -> str:
@@ -96,16 +108,17 @@ def _bucket(words: int) -> str:
 
 
 class _Totals:
-    """Everything the metrics need, updated per example in time proportional to that example."""
+    """Everything the metrics need, updated a batch at a time in time proportional to the batch. large:
+    the running totals (hash tables of the distinct words and n-grams seen); else one batch's own."""
 
     def __init__(self, large: bool = True) -> None:
         self.n = self.tokens = self.n_bigrams = self.n_trigrams = 0
+        self.n_types = self.n_distinct_bigrams = 0
         self.sum_ttr = self.sum_mattr = 0.0
-        self.types: set[int] = set()
-        # dicts of None rather than sets: the garbage collector skips them; sharded only when they
-        # may grow to millions of keys (a batch's do not)
-        self._bigram_shards, self._bigrams = _sharded(dict) if large else ([{}], [])
-        # a batch's own figures come from one matrix product; the dataset's from the incremental index
+        self.large = large
+        self.types_seen = _Grow(np.bool_)   # by word id (large only)
+        self.bigrams = KeyTable()           # distinct bigram keys (large only)
+        # a batch's own figures come from SetBatch alone; the dataset's from the incremental index
         self.index: OverlapIndex | BatchOverlap = OverlapIndex() if large else BatchOverlap()
         self.verbs: Counter[str] = Counter()
         self.topics: Counter[str] = Counter()
@@ -113,34 +126,44 @@ class _Totals:
         self.histogram: Counter[str] = Counter()
         self.labels: dict[str, Counter[str]] = {}
 
-    def add(self, f: _Features) -> None:
-        self.n += 1
-        self.tokens += f.tokens
-        self.sum_ttr += f.ttr
-        self.sum_mattr += f.mattr
-        self.types.update(f.unigrams)
-        if self._bigrams:  # each key into its shard by C-level maps, no Python bytecode per key
-            slots = (np.fromiter(map(hash, f.bigrams), np.int64, len(f.bigrams)) % _SLOTS).tolist()
-            deque(map(dict.__setitem__, map(self._bigrams.__getitem__, slots), f.bigrams, repeat(None)), maxlen=0)
+    def add(self, batch: _Batch) -> None:
+        for e in batch.examples:  # in order: float sums and first-seen orders as one example at a time
+            self.n += 1
+            self.tokens += e.tokens
+            self.sum_ttr += e.ttr
+            self.sum_mattr += e.mattr
+            self.verbs.update(e.verbs)
+            self.topics.update(e.topics)
+            self.words_sum += e.words
+            self.words_sq += e.words * e.words
+            self.histogram[_bucket(e.words)] += 1
+            for dim, cat in e.labels.items():
+                self.labels.setdefault(dim, Counter())[cat] += 1
+        self.n_bigrams += batch.n_bigrams
+        self.n_trigrams += batch.n_trigrams
+        words, bigrams = batch.words, batch.bigrams
+        if self.large:
+            if len(words) and words[-1] >= self.types_seen.n:
+                self.types_seen.extend(np.zeros(int(words[-1]) + 1 - self.types_seen.n, dtype=np.bool_))
+            seen = self.types_seen.view
+            self.n_types += int(np.count_nonzero(~seen[words]))
+            seen[words] = True
+            self.bigrams.add(bigrams)
+            self.n_distinct_bigrams = len(self.bigrams)
+            assert isinstance(self.index, OverlapIndex)
+            self.index.add_batch(batch.trigrams)
         else:
-            self._bigram_shards[0].update(dict.fromkeys(f.bigrams))
-        self.n_bigrams += len(f.bigrams)
-        self.n_trigrams += len(f.trigrams)
-        self.index.add(f.trigrams)
-        self.verbs.update(f.verbs)
-        self.topics.update(f.topics)
-        self.words_sum += f.words
-        self.words_sq += f.words * f.words
-        self.histogram[_bucket(f.words)] += 1
-        for dim, cat in f.labels.items():
-            self.labels.setdefault(dim, Counter())[cat] += 1
+            self.n_types += len(words)
+            self.n_distinct_bigrams += len(bigrams)
+            assert isinstance(self.index, BatchOverlap)
+            self.index.use(batch.trigrams)
 
     def metrics(self, categories: Mapping[str, Sequence[str]]) -> Metrics:
         n = self.n or 1
         mean = self.words_sum / n
         std = math.sqrt(max(0.0, self.words_sq / n - mean * mean))
         entropy = {d: normalised_entropy(c, len(categories.get(d, ()))) for d, c in sorted(self.labels.items())}
-        corpus_ttr = len(self.types) / self.tokens if self.tokens else 0.0
+        corpus_ttr = self.n_types / self.tokens if self.tokens else 0.0
         return Metrics(
             examples=self.n,
             tokens=self.tokens,
@@ -148,7 +171,7 @@ class _Totals:
             mattr_50=self.sum_mattr / n,
             corpus_ttr=corpus_ttr,
             distinct_1=corpus_ttr,
-            distinct_2=sum(map(len, self._bigram_shards)) / self.n_bigrams if self.n_bigrams else 0.0,
+            distinct_2=self.n_distinct_bigrams / self.n_bigrams if self.n_bigrams else 0.0,
             distinct_3=self.index.distinct / self.n_trigrams if self.n_trigrams else 0.0,
             ngram_overlap=self.index.pooled_overlap,
             share_nn_over_30=self.index.share_flagged,
@@ -169,10 +192,12 @@ class DiversityTracker:
 
     Examples are dicts {"user": str, "response": str, "labels": {dimension: category}}. `categories`
     (dimension -> the plan's category names) lets entropy count categories that never appeared.
-    The state lives in memory only: from_examples() rebuilds it from the ledger's examples at resume.
+    The engine stores it in the ledger (agent/audit/state.py) and from_examples() rebuilds it when the
+    stored one is missing or of another layout.
     """
 
     def __init__(self, categories: Mapping[str, Sequence[str]] | None = None):
+        self.layout = LAYOUT
         self.categories = dict(categories or {})
         self._vocab: dict[str, int] = {}
         self._words: list[str] = []  # id -> word, to spell out common phrases
@@ -183,17 +208,22 @@ class DiversityTracker:
         cls, examples: Iterable[Mapping[str, Any]], categories: Mapping[str, Sequence[str]] | None = None
     ) -> DiversityTracker:
         tracker = cls(categories)
+        chunk: list[Mapping[str, Any]] = []
         for example in examples:
-            tracker._totals.add(tracker._features(example))
+            chunk.append(example)
+            if len(chunk) == REBUILD_CHUNK:
+                tracker._totals.add(tracker._batch(chunk))
+                chunk = []
+        if chunk:
+            tracker._totals.add(tracker._batch(chunk))
         return tracker
 
     def add_batch(self, examples: Sequence[Mapping[str, Any]]) -> BatchMetrics:
-        batch = _Totals(large=False)
-        for example in examples:
-            f = self._features(example)
-            batch.add(f)
-            self._totals.add(f)
-        return BatchMetrics(batch.metrics(self.categories), self.metrics())
+        batch = self._batch(examples)
+        alone = _Totals(large=False)
+        alone.add(batch)
+        self._totals.add(batch)
+        return BatchMetrics(alone.metrics(self.categories), self.metrics())
 
     def metrics(self) -> Metrics:
         return self._totals.metrics(self.categories)
@@ -216,33 +246,53 @@ class DiversityTracker:
         ids = ((key >> 2 * _ID_BITS) & _ID_MASK, (key >> _ID_BITS) & _ID_MASK, key & _ID_MASK)
         return " ".join(self._words[i] if i < len(self._words) else "?" for i in ids)
 
-    def _ids(self, tokens: list[str]) -> list[int]:
-        vocab = self._vocab
-        ids = [vocab.get(t, -1) for t in tokens]
-        for j, i in enumerate(ids):
-            if i < 0:
-                i = ids[j] = vocab.setdefault(tokens[j], len(vocab))
-                if i == len(self._words):
-                    self._words.append(tokens[j])
-        return ids
-
-    def _features(self, example: Mapping[str, Any]) -> _Features:
-        user, response = str(example.get("user", "")), str(example.get("response", ""))
-        uni: list[int] = []
-        bi: list[int] = []
-        tri: list[int] = []
-        for text in (user, response):
-            ids = self._ids(tokenize(text))
-            uni += ids
-            # past 2**21 distinct words ids fold together and keys may collide: Heaps' law puts that
-            # beyond ~10**11 words of text
-            a = np.array(ids, dtype=np.int64) & _ID_MASK
-            bi += ((a[:-1] << _ID_BITS) | a[1:]).tolist()
-            tri += ((a[:-2] << 2 * _ID_BITS) | (a[1:-1] << _ID_BITS) | a[2:]).tolist()
-        found_verbs, found_topics = verbs_and_topics(user)
-        labels = {str(k): str(v) for k, v in (example.get("labels") or {}).items()}
-        return _Features(len(uni), len(set(uni)) / len(uni) if uni else 0.0, _mattr_ids(uni), uni, bi, tri,
-                         len(response.split()), found_verbs, found_topics, labels)
+    def _batch(self, examples: Sequence[Mapping[str, Any]]) -> _Batch:
+        """Tokens, word ids (numbered in order of first appearance), n-gram keys and per-example measures."""
+        tokens: list[str] = []
+        lengths: list[int] = []  # tokens per text: user, response, user, response...
+        users, words = [], []
+        for example in examples:
+            user, response = str(example.get("user", "")), str(example.get("response", ""))
+            for text in (user, response):
+                found = tokenize(text)
+                tokens += found
+                lengths.append(len(found))
+            users.append(user)
+            words.append(len(response.split()))
+        vocab, known = self._vocab, len(self._vocab)
+        found_ids = list(map(vocab.get, tokens))  # C-level; the words not seen yet get ids below, in order
+        if None in found_ids:
+            j = found_ids.index(None)
+            while True:
+                found_ids[j] = vocab.setdefault(tokens[j], len(vocab))
+                try:
+                    j = found_ids.index(None, j + 1)
+                except ValueError:
+                    break
+        ids = np.array(found_ids, dtype=np.int64)
+        if len(vocab) > known:
+            self._words += reversed(list(islice(reversed(vocab), len(vocab) - known)))
+        m = len(examples)
+        text_len = np.array(lengths, dtype=np.int64)
+        per_example = text_len.reshape(m, 2).sum(axis=1) if m else np.zeros(0, dtype=np.int64)
+        owner = np.repeat(np.arange(m), per_example)
+        # past 2**21 distinct words ids fold together and keys may collide: Heaps' law puts that
+        # beyond ~10**11 words of text
+        a = ids & _ID_MASK
+        left = np.repeat(text_len, text_len) - (np.arange(len(ids)) - np.repeat(np.cumsum(text_len) - text_len, text_len))
+        bi_ok, tri_ok = left[:-1] >= 2, left[:-2] >= 3  # tokens left in the text, this one included
+        bigrams = ((a[:-1] << _ID_BITS) | a[1:])[bi_ok]
+        trigrams = ((a[:-2] << 2 * _ID_BITS) | (a[1:-1] << _ID_BITS) | a[2:])[tri_ok]
+        distinct = np.bincount(np.unique(owner * (int(ids.max(initial=0)) + 1) + ids) // (int(ids.max(initial=0)) + 1),
+                               minlength=m) if len(ids) else np.zeros(m, dtype=np.int64)
+        mattrs = mattr_segments(ids, per_example)
+        out = []
+        for e, example in enumerate(examples):
+            n, found_verbs_topics = int(per_example[e]), verbs_and_topics(users[e])
+            labels = {str(k): str(v) for k, v in (example.get("labels") or {}).items()}
+            out.append(_Example(n, int(distinct[e]) / n if n else 0.0, mattrs[e], words[e], *found_verbs_topics, labels))
+        return _Batch(out, np.unique(ids), np.unique(bigrams), len(bigrams), SetBatch(trigrams, owner[:-2][tri_ok], m),
+                      len(trigrams))
 
 
 # ---- gates and steering -----------------------------------------------------------------------------

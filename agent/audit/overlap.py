@@ -1,11 +1,11 @@
 """Exact, incremental n-gram overlap between examples (the seed's "< 30% between examples").
 
-Linear in the n-grams added: document frequencies give the pooled overlap without comparing pairs, and
-an inverted index gives each new example's nearest neighbour share."""
+Sets arrive a batch at a time and every step is a numpy operation over the whole batch (no Python-level
+work per n-gram): document frequencies give the pooled overlap without comparing pairs, and an inverted
+index gives each new example's nearest-neighbour share."""
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -16,33 +16,28 @@ NN_THRESHOLD = 0.3
 _ID_BITS = 21  # three token ids packed in one int64: exact up to 2,097,152 distinct words
 _ID_MASK = (1 << _ID_BITS) - 1
 _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avoid list
+_EMPTY = -1  # a free slot of a KeyTable: never a key
+_CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
+PROBE_COST = 100  # a binary search of one (key, set) pair costs about as much as gathering this many ids
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
-# ---- sharded hash tables ---------------------------------------------------------------------------
-# A Python dict or set of ~10M keys stops the world for ~2 s when it grows (measured: 2.4 s for one
-# 35k-key batch at 11M keys). Keys are spread over 64 shards whose expected sizes differ by up to 2x
-# (log-spaced shares of the residues mod a prime), so their resizes fall at different moments and
-# each costs at most ~1/45 of the whole table.
-_SHARDS = 64
-_SLOTS = 4093  # a prime: residues of the packed n-gram keys spread evenly
+def _ratio(threshold: float) -> tuple[int, int]:
+    frac = Fraction(threshold).limit_denominator(10_000)  # integer comparisons: 3 of 10 is not > 30%
+    return frac.numerator, frac.denominator
 
 
-def _routing() -> list[int]:
-    weights = [2 ** (i / _SHARDS) for i in range(_SHARDS)]
-    bounds = [sum(weights[: i + 1]) / sum(weights) * _SLOTS for i in range(_SHARDS)]
-    return [next(i for i, b in enumerate(bounds) if r < b) for r in range(_SLOTS)]
+def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices of the ranges [start, start + length), concatenated."""
+    lengths = lengths.astype(np.int64, copy=False)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    out = np.repeat(starts.astype(np.int64, copy=False) - (ends - lengths), lengths)
+    out += np.arange(total)
+    return out
 
-
-_ROUTE = _routing()
-
-
-def _sharded(kind: type) -> tuple[list[Any], list[Any]]:
-    """(the shards, a table residue -> shard): look up key k in table[hash(k) % _SLOTS]."""
-    shards = [kind() for _ in range(_SHARDS)]
-    return shards, [shards[i] for i in _ROUTE]
-
-
-# ---- n-gram overlap, exact and incremental -----------------------------------------------------------
 
 class _Grow:
     """A growable numpy vector: numpy has no amortised O(1) append, and the index needs vector ops."""
@@ -51,133 +46,419 @@ class _Grow:
         self.buf = np.zeros(1024, dtype=dtype)
         self.n = 0
 
-    def append(self, value: Any) -> None:
-        if self.n == len(self.buf):
-            self.buf = np.concatenate([self.buf, np.zeros_like(self.buf)])
-        self.buf[self.n] = value
-        self.n += 1
+    def extend(self, values: np.ndarray) -> None:
+        need = self.n + len(values)
+        if need > len(self.buf):
+            grown = np.zeros(max(need, len(self.buf) * 3 // 2), dtype=self.buf.dtype)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n : need] = values
+        self.n = need
 
     @property
     def view(self) -> np.ndarray:
         return self.buf[: self.n]
 
 
+class KeyTable:
+    """int64 keys -> numbers 0, 1, 2... in order of arrival: a hash table (open addressing, linear probing)
+    whose lookups and inserts are vectorised over a batch of keys. Hand-rolled: numpy has no hash map, and
+    a Python dict of millions of int keys costs ~100 bytes and a bytecode loop per key (here 18-24 bytes:
+    between 1/2 and 2/3 full, and a few numpy passes per batch). Any int64 but -1 may be a key."""
+
+    def __init__(self) -> None:
+        self.keys = np.full(1024, _EMPTY, dtype=np.int64)
+        self.nums = np.zeros(1024, dtype=np.int32)
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _start(self, keys: np.ndarray) -> np.ndarray:
+        # the hash's top 32 bits scaled to the table size (any size, not only powers of two)
+        top = (keys.view(np.uint64) * _GOLDEN) >> np.uint64(32)
+        return ((top * np.uint64(len(self.keys))) >> np.uint64(32)).astype(np.int64)
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """The number of each key, -1 where absent."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        slot, todo, size = self._start(keys), np.arange(len(keys)), len(self.keys)
+        while len(todo):
+            s = slot[todo]
+            held = self.keys[s]
+            hit = held == keys[todo]
+            out[todo[hit]] = self.nums[s[hit]]
+            on = ~hit & (held != _EMPTY)  # a free slot ends the probe: absent
+            slot[todo[on]] = (s[on] + 1) % size
+            todo = todo[on]
+        return out
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        """Numbers for distinct keys, inserting those not held yet (numbered from len(self) on)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if 3 * (self.n + len(keys)) > 2 * len(self.keys):  # at most 2/3 full: probes stay short
+            self._resize(2 * (self.n + len(keys)))
+        return self._place(keys, None)
+
+    def _place(self, keys: np.ndarray, nums: np.ndarray | None) -> np.ndarray:
+        """Probe for every key at once; free slots are claimed by one key each (numpy keeps one of several
+        writes to a slot) and the others probe on. nums given: the keys are known to be absent (a resize)."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        slot, todo, size = self._start(keys), np.arange(len(keys)), len(self.keys)
+        while len(todo):
+            s = slot[todo]
+            held = self.keys[s]
+            hit = held == keys[todo]
+            out[todo[hit]] = self.nums[s[hit]]
+            free = held == _EMPTY
+            fs, fi = s[free], todo[free]
+            self.keys[fs] = keys[fi]
+            won = self.keys[fs] == keys[fi]
+            ws, wi = fs[won], fi[won]
+            given = np.arange(self.n, self.n + len(wi)) if nums is None else nums[wi]
+            self.nums[ws] = given
+            out[wi] = given
+            self.n += len(wi)
+            on = ~hit & ~free
+            slot[todo[on]] = (s[on] + 1) % size
+            todo = np.concatenate([todo[on], fi[~won]])
+        return out
+
+    def _resize(self, need: int) -> None:
+        old_keys, old_nums = self.keys, self.nums
+        size = max(1024, need)
+        self.keys = np.full(size, _EMPTY, dtype=np.int64)
+        self.nums = np.zeros(size, dtype=np.int32)
+        self.n = 0
+        for at in range(0, len(old_keys), _CHUNK):  # in slices: the probes' temporaries stay small
+            keys = old_keys[at:at + _CHUNK]
+            held = keys != _EMPTY
+            self._place(keys[held], old_nums[at:at + _CHUNK][held].astype(np.int64))
+
+
+class _Postings:
+    """Each key's set ids (ascending) in one int32 arena, contiguous per key: start, length and room per key
+    number. A batch appends to all its keys at once; a key out of room moves to the arena's end with twice
+    the room it needs (amortised O(1) per id, like a list); a new key gets exactly the room it needs (most
+    keys are held once). Holes left by moves are reclaimed by a compaction once they pass a third of the arena.
+    Gathering a key's ids is a slice: no search."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(1024, dtype=np.int32)
+        self.used = 0    # the arena's end
+        self.holes = 0   # room no key uses any more
+        self.start = _Grow(np.int64)
+        self.length = _Grow(np.int32)
+        self.room = _Grow(np.int32)
+
+    def add(self, nums: np.ndarray, counts: np.ndarray, ids: np.ndarray) -> None:
+        """Append ids (grouped by key in the order of nums, counts[k] for nums[k]; each above every id held)."""
+        more = int(nums.max(initial=-1)) + 1 - self.start.n
+        if more > 0:
+            for column in (self.start, self.length, self.room):
+                column.extend(np.zeros(more, dtype=column.buf.dtype))
+        length = self.length.view[nums].astype(np.int64)
+        need = length + counts
+        moving = need > self.room.view[nums]
+        if moving.any():
+            mv, had = nums[moving], length[moving]
+            room = np.where(had > 0, 2 * need[moving], need[moving])
+            at = self._reserve(int(room.sum())) + np.cumsum(room) - room
+            self.ids[_spans(at, had)] = self.ids[_spans(self.start.view[mv], had)]
+            self.holes += int(self.room.view[mv].sum())
+            self.start.view[mv] = at
+            self.room.view[mv] = room
+        first = np.cumsum(counts) - counts
+        rank = np.arange(len(ids)) - np.repeat(first, counts)
+        self.ids[np.repeat(self.start.view[nums] + length, counts) + rank] = ids
+        self.length.view[nums] = need
+        if 3 * self.holes > self.used:
+            self._compact()
+
+    def _reserve(self, extra: int) -> int:
+        """Room for `extra` ids at the arena's end; returns where it begins."""
+        if self.used + extra > len(self.ids):
+            grown = np.zeros(max(len(self.ids) * 3 // 2, self.used + extra), dtype=np.int32)
+            grown[: self.used] = self.ids[: self.used]
+            self.ids = grown
+        at = self.used
+        self.used += extra
+        return at
+
+    def _compact(self) -> None:
+        room = self.room.view.astype(np.int64)
+        at = np.cumsum(room) - room
+        ids = np.zeros(max(1024, int(room.sum()) * 3 // 2), dtype=np.int32)
+        for k in range(0, len(room), _CHUNK):  # in slices of keys: the index temporaries stay small
+            length = self.length.view[k:k + _CHUNK]
+            ids[_spans(at[k:k + _CHUNK], length)] = self.ids[_spans(self.start.view[k:k + _CHUNK], length)]
+        self.ids, self.used, self.holes = ids, int(room.sum()), 0
+        self.start.view[:] = at
+
+    def span(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.start.view[nums], self.length.view[nums].astype(np.int64)
+
+    def contains(self, nums: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Does key nums[i] hold set ids[i]: the queries grouped by key, each group one binary search
+        (np.searchsorted) in that key's ascending ids."""
+        order = np.lexsort((ids, nums))
+        nums, ids = nums[order], ids[order]
+        cut = np.flatnonzero(nums[1:] != nums[:-1]) + 1
+        firsts = np.concatenate([[0], cut]).astype(np.int64)
+        lasts = np.concatenate([cut, [len(nums)]]).astype(np.int64)
+        start, length = self.span(nums[firsts] if len(nums) else nums)
+        found = np.zeros(len(nums), dtype=np.bool_)
+        for lo, hi, at, n in zip(firsts.tolist(), lasts.tolist(), start.tolist(), length.tolist(), strict=True):
+            held = self.ids[at:at + n]
+            pos = np.minimum(np.searchsorted(held, ids[lo:hi]), n - 1)
+            found[lo:hi] = held[pos] == ids[lo:hi]
+        out = np.zeros(len(nums), dtype=np.bool_)
+        out[order] = found
+        return out
+
+
+class SetBatch:
+    """A batch of key sets as arrays: the entries (distinct (key, set) pairs, sorted by key then set), the
+    union of the keys, how many sets hold each, and every pair's intersection inside the batch."""
+
+    def __init__(self, keys: np.ndarray, owner: np.ndarray, m: int):
+        """keys[i] belongs to set owner[i] (owner ascending; repeats allowed, in each set's own order)."""
+        self._flat = keys, owner  # kept for raw(): ties in most_common follow each set's own order
+        self.m = m
+        order = np.lexsort((owner, keys))
+        keys, owner = keys[order], owner[order]
+        keep = np.ones(len(keys), dtype=np.bool_)
+        keep[1:] = (keys[1:] != keys[:-1]) | (owner[1:] != owner[:-1])
+        keys, self.owner = keys[keep], owner[keep]
+        first = np.ones(len(keys), dtype=np.bool_)
+        first[1:] = keys[1:] != keys[:-1]
+        self.keys = keys[first]                       # the union, sorted
+        self.key = np.cumsum(first) - 1               # per entry: its key's index in self.keys
+        self.count = np.bincount(self.key, minlength=len(self.keys))  # sets of the batch holding each key
+        self.sizes = np.bincount(self.owner, minlength=m)
+        self._within: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, sets: Sequence[np.ndarray]) -> SetBatch:
+        lengths = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+        keys = np.concatenate(sets) if len(sets) else np.zeros(0, dtype=np.int64)
+        return cls(keys.astype(np.int64, copy=False), np.repeat(np.arange(len(sets)), lengths), len(sets))
+
+    def raw(self, s: int) -> np.ndarray:
+        """Set s's keys as given."""
+        keys, owner = self._flat
+        return keys[owner == s]
+
+    def within(self) -> np.ndarray:
+        """m x m: |A∩B| for every pair of the batch's sets (0 on the diagonal). Each set's row is a bitmap of
+        the keys 2+ sets hold, AND-ed with every other row and popcounted (BLAS would do it as a matrix
+        product, but OpenBLAS's spinning threads cost more CPU than the product on a busy machine)."""
+        if self._within is None:
+            m = self.m
+            multi = self.count > 1
+            keep = multi[self.key]
+            column = (np.cumsum(multi) - 1)[self.key[keep]]
+            width = int(np.count_nonzero(multi))
+            bits = np.zeros((m, (width + 63) // 64 * 64), dtype=np.bool_)
+            bits[self.owner[keep], column] = True
+            rows = np.packbits(bits, axis=1).view(np.uint64)
+            out = np.zeros((m, m), dtype=np.int64)
+            for a in range(m):
+                out[a] = _popcount(rows & rows[a]).sum(axis=1)
+            np.fill_diagonal(out, 0)
+            self._within = out
+        return self._within
+
+    def flags(self, num: int, den: int) -> np.ndarray:
+        """Per set: does another set of the batch hold more than num/den of its keys."""
+        if self.m < 2:
+            return np.zeros(self.m, dtype=np.bool_)
+        return self.within().max(axis=1) * den > num * self.sizes
+
+    def min_sum(self) -> int:
+        ordered = np.sort(self.sizes)  # pairs (k, j > k): the min is ordered[k]
+        return int((ordered * np.arange(self.m - 1, -1, -1)).sum())
+
+    def shared(self) -> int:
+        return int((self.count * (self.count - 1) // 2).sum())
+
+
+def _codes(keys: Iterable[Any], foreign: dict[Any, int]) -> np.ndarray:
+    """Keys as int64 codes: int64 arrays as they are; ints in [0, 2**63) as themselves; any other key gets
+    a code of its own below -1 (kept in `foreign`)."""
+    if isinstance(keys, np.ndarray) and keys.dtype == np.int64:
+        return keys
+    items = list(keys)
+    if all(type(k) is int and 0 <= k < 1 << 63 for k in items):
+        return np.array(items, dtype=np.int64)
+    return np.array([k if type(k) is int and 0 <= k < 1 << 63 else foreign.setdefault(k, -2 - len(foreign))
+                     for k in items], dtype=np.int64)
+
+
 class OverlapIndex:
-    """Inverted index n-gram -> ids of the examples holding it; exact overlap figures as sets arrive.
+    """Exact overlap figures of every set added so far; a batch of sets costs numpy passes over the batch.
 
-    Adding set B: the postings of B's n-grams name every earlier A once per shared n-gram, so their
-    total length is sum_A |A∩B| (the growth of sum_g C(df_g, 2)) and their bincount gives |A∩B| for
-    every A at once, without enumerating pairs. "Nearest neighbour > threshold" flags only switch on.
+    Keys are numbered by a KeyTable and counted per number (document frequency, df); the inverted index
+    (key number -> set ids) is a _Postings arena. Adding a batch: the pooled overlap grows by
+    sum over its keys of C(df + c, 2) - C(df, 2) (c = holders in the batch); |A∩B| for an earlier A and a
+    new B is the number of B's keys whose postings hold A, bincounted from the gathered postings at once;
+    pairs inside the batch come from SetBatch.within(). "Nearest neighbour > threshold" flags only switch on.
 
-    Frequent n-grams (df >= frequent_df: stock phrases held by a large share of examples) would make
-    that gather grow with the dataset, so they are skipped unless they can change a flag: each example
-    A keeps hot[A] = how many frequent n-grams it holds, and |A∩B| <= c_rare(A) + min(h_B, hot[A]).
-    Only the A whose bound crosses the threshold get their frequent-n-gram count computed exactly
-    (binary search in the sorted postings, or a full gather when cheaper). The answer stays exact.
-    Hand-rolled because the gate needs exact figures: datasketch's MinHash LSH only estimates them.
+    Frequent n-grams (df >= frequent_df: stock phrases held by a large share of examples) would make that
+    gather grow with the dataset, so they are skipped unless they can change a flag: each example A keeps
+    hot[A] = how many frequent n-grams it holds, and |A∩B| <= c_rare(A) + min(h_B, hot[A]). Only the pairs
+    whose bound crosses the threshold get their frequent-n-gram count computed exactly (binary search of
+    the pairs' codes in the runs, or a gather of B's frequent postings when cheaper). The answer stays
+    exact. Hand-rolled because the gate needs exact figures: datasketch's MinHash LSH only estimates them.
     """
 
     def __init__(self, threshold: float = NN_THRESHOLD, frequent_df: int = 256):
-        frac = Fraction(threshold).limit_denominator(10_000)  # integer comparisons: 3 of 10 is not > 30%
-        self._num, self._den = frac.numerator, frac.denominator
+        self._num, self._den = _ratio(threshold)
         self.frequent_df = frequent_df
-        # key -> the id of its only holder, or an int32 array [df, id_1 .. id_df, spare capacity]. No
-        # Python containers inside, so the garbage collector never walks these dicts (it did: a 2-3 s
-        # pause per full collection at 50k examples when postings were lists).
-        _, self._route = _sharded(dict)
-        self.distinct = 0  # distinct keys seen
+        self._table = KeyTable()
+        self._df = _Grow(np.int32)           # by key number
+        self._postings = _Postings()         # by key number: the ids of the sets holding it
         self.sizes = _Grow(np.int64)
         self.flagged = _Grow(np.bool_)
-        self.hot = _Grow(np.int64)  # per example: how many of its n-grams are frequent
+        self.hot = _Grow(np.int64)           # per set: how many of its keys are frequent
         self.n_flagged = 0
-        self.shared = 0  # sum over pairs |A∩B| = sum over n-grams C(df, 2)
-        self.min_sum = 0  # sum over pairs min(|A|, |B|)
-        self._size_count = np.zeros(1024, dtype=np.int64)  # examples per set size, for min_sum
-        self._common: dict[Any, None] = {}  # keys held by _COMMON_DF+ sets: candidates for the avoid list
+        self.shared = 0                      # sum over pairs |A∩B| = sum over keys C(df, 2)
+        self.min_sum = 0                     # sum over pairs min(|A|, |B|)
+        self._size_count = np.zeros(1024, dtype=np.int64)  # sets per size, for min_sum
+        self._common = _Grow(np.int64)       # keys that reached _COMMON_DF holders, in the order they did
+        self._common_nums = _Grow(np.int64)
+        self._foreign: dict[Any, int] = {}   # codes of keys that are not int64 (see _codes)
 
     def __len__(self) -> int:
         return self.sizes.n
 
-    def add(self, keys: Iterable[Any]) -> None:
-        keys = set(keys)
-        i, s = len(self), len(keys)
-        small: list[int] = []
-        rare: list[np.ndarray] = []
-        hot: list[np.ndarray] = []
-        crossed: list[np.ndarray] = []  # postings of n-grams that become frequent with this set
-        route, limit = self._route, self.frequent_df
-        for k in keys:
-            postings = route[hash(k) % _SLOTS]
-            p = postings.setdefault(k, i)
-            if p is i:  # a new n-gram, the common case: one dict operation
-                self.distinct += 1
-                if limit == 1:
-                    crossed.append(_view(p))
-                continue
-            if type(p) is int:
-                if limit > 1:
-                    small.append(p)
-                else:
-                    hot.append(np.array([p]))
-                postings[k] = p = np.array([2, p, i, 0], dtype=np.int32)
-                df = 1
-            else:
-                df = int(p[0])
-                if df + 1 == len(p):
-                    postings[k] = p = np.concatenate([p, np.empty_like(p)])
-                p[df + 1] = i
-                p[0] = df + 1
-                ids = p[1 : df + 1]
-                if df >= limit:
-                    hot.append(ids)
-                else:
-                    rare.append(ids)
-                if df + 1 == _COMMON_DF:
-                    self._common[k] = None
-            if df + 1 == limit:
-                crossed.append(_view(p))
-        flag_b = self._compare(i, s, small, rare, hot)
-        self._add_min_sum(s)
-        self.sizes.append(s)
-        self.flagged.append(flag_b)
-        self.n_flagged += flag_b
-        self.hot.append(len(hot))
-        for ids in crossed:
-            self.hot.view[ids] += 1
+    @property
+    def distinct(self) -> int:
+        return len(self._table)
 
-    def _compare(self, i: int, s: int, small: list[int], rare: list[np.ndarray], hot: list[np.ndarray]) -> bool:
-        """Update the earlier sets' flags against the new set B (id i, size s); return B's flag."""
-        if not (small or rare or hot):
-            return False
-        num, den = self._num, self._den
-        gathered = np.concatenate([np.asarray(small, dtype=np.int64), *rare])
-        self.shared += len(gathered) + sum(len(h) for h in hot)
-        shared = np.bincount(gathered, minlength=i)  # exact |A∩B| over the rare n-grams
-        sizes, flagged = self.sizes.view, self.flagged.view
-        over_a = shared * den > num * sizes
-        flag_b = bool(shared.max() * den > num * s)
-        if hot:
-            bound = shared + np.minimum(len(hot), self.hot.view)
-            unsure = (bound * den > num * sizes) & ~over_a & ~flagged
-            if not flag_b:
-                unsure |= bound * den > num * s
-            cands = np.flatnonzero(unsure)
-            if len(cands):
-                exact = shared[cands] + _count_in(hot, cands, i)
-                over_a[cands] |= exact * den > num * sizes[cands]
-                flag_b = flag_b or bool((exact * den > num * s).any())
-        fresh = over_a & ~flagged
+    def add(self, keys: Iterable[Any]) -> None:
+        self.add_batch(SetBatch.of([_codes(keys, self._foreign)]))
+
+    def add_sets(self, sets: Iterable[Iterable[Any]]) -> None:
+        self.add_batch(SetBatch.of([_codes(s, self._foreign) for s in sets]))
+
+    def add_batch(self, b: SetBatch) -> None:
+        i0, m, limit = len(self), b.m, self.frequent_df
+        nums = self._table.add(b.keys)
+        self._df.extend(np.zeros(len(self._table) - self._df.n, dtype=np.int32))
+        old = self._df.view[nums].astype(np.int64)
+        cnt = b.count
+        self.shared += int((old * cnt + cnt * (cnt - 1) // 2).sum())
+        for j, s in enumerate(b.sizes.tolist()):
+            self._add_min_sum(s, i0 + j)
+        flags = self._flags(b, nums, old)
+        self.sizes.extend(b.sizes)
+        self.flagged.extend(flags)
+        self.n_flagged += int(flags.sum())
+        self._postings.add(nums, cnt, i0 + b.owner)
+        new = old + cnt
+        self._df.view[nums] = new
+        self.hot.extend(np.bincount(b.owner[(old >= limit)[b.key]], minlength=m))
+        crossed = nums[(old < limit) & (new >= limit)]
+        if len(crossed):  # their holders, this batch's included, now hold one more frequent key
+            self.hot.view[:] += np.bincount(self._gather(crossed), minlength=len(self))
+        self._note_common(b, nums, old, new)
+
+    def _gather(self, nums: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """The ids of the sets holding keys `nums` (int64); with labels: label[q] + id for each id of query q."""
+        start, length = self._postings.span(nums)
+        found = self._postings.ids[_spans(start, length)]
+        if labels is None:
+            return found.astype(np.int64)
+        out = np.repeat(labels, length)
+        out += found
+        return out
+
+    def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray) -> np.ndarray:
+        """Set the earlier sets' flags against the batch; return the batch's own flags."""
+        num, den, limit, i0 = self._num, self._den, self.frequent_df, len(self)
+        flag_b = b.flags(num, den)
+        if i0 == 0 or not len(b.key):
+            return flag_b
+        entry_old = old[b.key]
+        sizes, flagged, hot = self.sizes.view, self.flagged.view.copy(), self.hot.view
+        rare = (entry_old >= 1) & (entry_old < limit)
+        frequent = entry_old >= limit
+        h_b = np.bincount(b.owner[frequent], minlength=b.m)
+        pair = self._gather(nums[b.key[rare]], b.owner[rare] * i0)  # batch set * i0 + earlier set, per shared key
+        rows = max(1, (1 << 21) // i0)  # R (rows x i0) and its temporaries stay ~16 MB each
+        for r0 in range(0, b.m, rows):
+            r1 = min(b.m, r0 + rows)
+            part = pair if rows >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
+            shared = np.bincount(part, minlength=(r1 - r0) * i0).reshape(r1 - r0, i0)  # |A∩B| over rare keys
+            s_b = b.sizes[r0:r1, None]
+            over = shared * den > num * sizes
+            flagged |= over.any(axis=0)
+            flag_b[r0:r1] |= (shared * den > num * s_b).any(axis=1)
+            if not h_b[r0:r1].any():
+                continue
+            bound = shared + np.minimum(h_b[r0:r1, None], hot)
+            unsure = (bound * den > num * sizes) & ~flagged
+            unsure |= ~flag_b[r0:r1, None] & (bound * den > num * s_b)
+            pr, pa = np.nonzero(unsure)
+            if len(pr):
+                exact = shared[pr, pa] + self._frequent_shared(b, frequent, nums, old, r0 + pr, pa)
+                flagged[pa[exact * den > num * sizes[pa]]] = True
+                flag_b[(r0 + pr)[exact * den > num * b.sizes[r0 + pr]]] = True
+        fresh = flagged & ~self.flagged.view
         self.n_flagged += int(fresh.sum())
-        flagged[fresh] = True
+        self.flagged.view[fresh] = True
         return flag_b
 
-    def _add_min_sum(self, s: int) -> None:
+    def _frequent_shared(self, b: SetBatch, frequent: np.ndarray, nums: np.ndarray, old: np.ndarray,
+                         pb: np.ndarray, pa: np.ndarray) -> np.ndarray:
+        """For each pair (batch set pb, earlier set pa): how many of pb's frequent keys pa holds."""
+        order = np.argsort(b.owner[frequent], kind="stable")
+        fkeys = b.key[frequent][order]                      # frequent keys, grouped by batch set
+        fcount = np.bincount(b.owner[frequent], minlength=b.m)
+        fstart = np.cumsum(fcount) - fcount
+        sets = np.unique(pb)
+        gathered = int(old[fkeys].sum() * len(sets) / max(1, b.m)) + len(self) * len(sets)
+        if PROBE_COST * int(fcount[pb].sum()) <= gathered:  # few pairs, long postings: search per (key, set)
+            per = fcount[pb]
+            which = fkeys[_spans(fstart[pb], per)]
+            found = self._postings.contains(nums[which], np.repeat(pa, per))
+            return np.bincount(np.repeat(np.arange(len(pb)), per), weights=found, minlength=len(pb)).astype(np.int64)
+        out = np.zeros(len(pb), dtype=np.int64)
+        for s in sets.tolist():  # gather each batch set's frequent postings once
+            mine = fkeys[fstart[s]:fstart[s] + fcount[s]]
+            counts = np.bincount(self._gather(nums[mine]), minlength=len(self))
+            at = pb == s
+            out[at] = counts[pa[at]]
+        return out
+
+    def _note_common(self, b: SetBatch, nums: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Keys reaching _COMMON_DF holders, in the order the set-at-a-time index met them: by the set that
+        made the count, then by that set's iteration order as a Python set (ties in most_common keep it)."""
+        reached = np.flatnonzero((old < _COMMON_DF) & (new >= _COMMON_DF))
+        if not len(reached):
+            return
+        first_entry = np.cumsum(b.count) - b.count
+        by = b.owner[first_entry[reached] + (_COMMON_DF - 1 - old[reached])]
+        rank = np.zeros(len(reached), dtype=np.int64)
+        sets, counts = np.unique(by, return_counts=True)
+        for s in sets[counts > 1].tolist():
+            at = np.flatnonzero(by == s)
+            met = np.fromiter(set(b.raw(s).tolist()), dtype=np.int64)  # the order a Python set iterates in
+            by_key = np.argsort(met)
+            rank[at] = by_key[np.searchsorted(met, b.keys[reached[at]], sorter=by_key)]
+        order = np.lexsort((rank, by))
+        self._common.extend(b.keys[reached[order]])
+        self._common_nums.extend(nums[reached[order]])
+
+    def _add_min_sum(self, s: int, held: int) -> None:
         if s >= len(self._size_count):
             grown = np.zeros(2 * s + 1, dtype=np.int64)
             grown[: len(self._size_count)] = self._size_count
             self._size_count = grown
         below = self._size_count[:s]
-        self.min_sum += int(np.dot(np.arange(s), below)) + s * (len(self) - int(below.sum()))
+        self.min_sum += int(np.dot(np.arange(s), below)) + s * (held - int(below.sum()))
         self._size_count[s] += 1
 
     @property
@@ -189,66 +470,45 @@ class OverlapIndex:
         return self.n_flagged / len(self) if len(self) else 0.0
 
     def df(self, key: Any) -> int:
-        p = self._route[hash(key) % _SLOTS].get(key)
-        return 0 if p is None else len(_view(p))
+        code = _codes([key], dict(self._foreign))
+        at = int(self._table.find(code)[0])
+        return 0 if at < 0 else int(self._df.view[at])
 
     def most_common(self, k: int) -> list[tuple[Any, int]]:
-        """The k keys held by the most sets (among those held by _COMMON_DF or more), with their df."""
-        return heapq.nlargest(k, ((key, self.df(key)) for key in self._common), key=lambda kv: kv[1])
+        """The k keys held by the most sets (among those held by _COMMON_DF or more), with their df; ties in
+        the order the keys reached _COMMON_DF (as heapq.nlargest over that order would give)."""
+        dfs = self._df.view[self._common_nums.view]
+        top = np.argsort(-dfs, kind="stable")[:k]
+        names = {code: key for key, code in self._foreign.items()}
+        return [(names.get(key, key), int(df)) for key, df in
+                zip(self._common.view[top].tolist(), dfs[top].tolist(), strict=True)]
 
 
 class BatchOverlap:
-    """OverlapIndex's figures (distinct, shared, min_sum, n_flagged) for one small batch of sets, computed
-    at once: a batch x n-gram 0/1 matrix times its transpose gives every |A∩B| in one BLAS call, instead
-    of a Python-level insert per n-gram. Same numbers as OverlapIndex (tested); for batches, not datasets:
-    the matrix is len(sets) x distinct n-grams."""
+    """OverlapIndex's figures (distinct, shared, min_sum, n_flagged) for one batch of sets, from SetBatch
+    alone (no index). Same numbers as OverlapIndex (tested); for batches, not datasets: within() is m x m."""
 
     def __init__(self, threshold: float = NN_THRESHOLD):
-        frac = Fraction(threshold).limit_denominator(10_000)
-        self._num, self._den = frac.numerator, frac.denominator
+        self._num, self._den = _ratio(threshold)
         self._sets: list[np.ndarray] = []
-        self._figures: tuple[int, int, int, int] | None = None
+        self._batch: SetBatch | None = None
 
     def __len__(self) -> int:
-        return len(self._sets)
+        return len(self._sets) if self._batch is None else self._batch.m
 
     def add(self, keys: Iterable[Any]) -> None:
-        self._sets.append(np.unique(np.fromiter(keys, dtype=np.int64)))
-        self._figures = None
+        self._sets.append(np.fromiter(keys, dtype=np.int64))
+        self._batch = None
+
+    def use(self, batch: SetBatch) -> None:
+        self._batch = batch
 
     def figures(self) -> tuple[int, int, int, int]:
         """(distinct, shared, min_sum, n_flagged), as OverlapIndex would hold them after the same adds."""
-        if self._figures is None:
-            self._figures = self._compute()
-        return self._figures
-
-    def _compute(self) -> tuple[int, int, int, int]:
-        m = len(self._sets)
-        sizes = np.array([len(x) for x in self._sets], dtype=np.int64)
-        if m == 0 or not sizes.any():
-            return 0, 0, 0, 0
-        keys = np.concatenate(self._sets)
-        owner = np.repeat(np.arange(m), sizes)
-        distinct, column, df = np.unique(keys, return_inverse=True, return_counts=True)
-        shared = int((df * (df - 1) // 2).sum())
-        ordered = np.sort(sizes)
-        min_sum = int((ordered * np.arange(m - 1, -1, -1)).sum())  # pairs (k, j > k): min is ordered[k]
-        # |A∩B| for every pair, over the n-grams held by 2+ sets: each set's row as a bitmap of those
-        # columns, AND-ed with every other row and popcounted (BLAS would do it as a matrix product, but
-        # OpenBLAS's spinning threads cost more CPU than the product on a busy machine)
-        keep = df[column] > 1
-        width = int(np.count_nonzero(df > 1))
-        rank = np.cumsum(df > 1) - 1
-        bits = np.zeros((m, (width + 63) // 64 * 64), dtype=np.bool_)
-        bits[owner[keep], rank[column[keep]]] = True
-        rows = np.packbits(bits, axis=1).view(np.uint64)
-        best = np.zeros(m, dtype=np.int64)
-        for a in range(m):
-            inter = _popcount(rows & rows[a]).sum(axis=1)
-            inter[a] = 0
-            best[a] = inter.max()
-        n_flagged = int((best * self._den > self._num * sizes).sum())
-        return len(distinct), shared, min_sum, n_flagged
+        if self._batch is None:
+            self._batch = SetBatch.of(self._sets)
+        b = self._batch
+        return len(b.keys), b.shared(), b.min_sum(), int(b.flags(self._num, self._den).sum())
 
     @property
     def distinct(self) -> int:
@@ -264,47 +524,20 @@ class BatchOverlap:
         return self.figures()[3] / len(self) if len(self) else 0.0
 
 
-_BYTE_BITS = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
-
-
 def _popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits per element of a uint64 array (numpy >= 2 has it built in)."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(words)
-    return _BYTE_BITS[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.int64)
-
-
-def _view(p: int | np.ndarray) -> np.ndarray:
-    """The ids of a posting."""
-    # type(p) is int: cheaper than isinstance on this hot path, but mypy does not narrow on it
-    return np.array([p]) if type(p) is int else p[1 : int(p[0]) + 1]  # type: ignore[index]
-
-
-def _count_in(postings: list[np.ndarray], cands: np.ndarray, n: int) -> np.ndarray:
-    """For each candidate id, in how many of the (sorted) postings it appears."""
-    total = sum(len(p) for p in postings)
-    if total < 8 * len(postings) * len(cands):  # a full gather is cheaper than the binary searches
-        return np.bincount(np.concatenate(postings), minlength=n)[cands]
-    counts = np.zeros(len(cands), dtype=np.int64)
-    for p in postings:
-        at = np.minimum(np.searchsorted(p, cands), len(p) - 1)
-        counts += p[at] == cands
-    return counts
+    """Set bits per element of a uint64 array."""
+    return np.bitwise_count(words)
 
 
 def pooled_overlap(sets: Sequence[Iterable[Any]]) -> float:
     """sum over pairs |A∩B| / sum over pairs min(|A|,|B|), in time linear in the total set sizes."""
     index = OverlapIndex()
-    for s in sets:
-        index.add(s)
+    index.add_sets(sets)
     return index.pooled_overlap
 
 
 def share_nn_over(sets: Sequence[Iterable[Any]], threshold: float = NN_THRESHOLD) -> float:
     """Share of sets A whose nearest other set B has |A∩B| / |A| > threshold (empty sets: never)."""
     index = OverlapIndex(threshold)
-    for s in sets:
-        index.add(s)
+    index.add_sets(sets)
     return index.share_flagged
-
-

@@ -286,7 +286,9 @@ def loads(blob: bytes, modules: Sequence[str]) -> Any:
 
 def same_shape(loaded: Any, fresh: Any, _seen: set[int] | None = None) -> bool:
     """True if `loaded` has the classes, attribute names, attribute types and array dtypes of `fresh` (a
-    newly built instance), down through its objects: a decoded state is checked before it is trusted."""
+    newly built instance), down through its objects: a decoded state is checked before it is trusted. An
+    attribute named `layout` must also have fresh's value: a class bumps it when the meaning of its
+    attributes changes (a state of another layout is rebuilt by the caller, never misread)."""
     seen = _seen if _seen is not None else set()
     if type(loaded) is not type(fresh):
         return False
@@ -295,6 +297,8 @@ def same_shape(loaded: Any, fresh: Any, _seen: set[int] | None = None) -> bool:
     seen.add(id(loaded))
     va, vf = vars(loaded), vars(fresh)
     if va.keys() != vf.keys():
+        return False
+    if "layout" in vf and va["layout"] != vf["layout"]:
         return False
     for name, f in vf.items():
         x = va[name]

@@ -50,21 +50,33 @@ def mattr(tokens: Sequence[str], window: int = 50) -> float:
 
 
 def _mattr_ids(ids: Sequence[int], window: int = 50) -> float:
-    """mattr() on token ids, vectorised: token i adds one type to every window that holds it but not
-    its previous occurrence, so the sum over windows is a sum of interval lengths (equal to mattr(),
-    tested)."""
+    """mattr() on token ids (equal to mattr(), tested)."""
+    return mattr_segments(np.asarray(ids, dtype=np.int64), np.array([len(ids)]), window)[0]
+
+
+def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> list[float]:
+    """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them:
+    token i adds one type to every window of its segment that holds it but not its previous occurrence,
+    so the sum over windows is a sum of interval lengths. Segments no longer than a window: their TTR."""
     n = len(ids)
-    if n <= window:
-        return len(set(ids)) / n if n else 0.0
-    a = np.asarray(ids)
-    order = np.argsort(a, kind="stable")
-    prev = np.full(n, -1)
-    same = a[order[1:]] == a[order[:-1]]
+    lengths = np.asarray(lengths, dtype=np.int64)
+    seg = np.repeat(np.arange(len(lengths)), lengths)
+    start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    key = seg * (int(ids.max(initial=0)) + 1) + ids
+    order = np.argsort(key, kind="stable")  # by segment and id, then position
+    prev = np.full(n, -1, dtype=np.int64)
+    same = key[order[1:]] == key[order[:-1]]
     prev[order[1:][same]] = order[:-1][same]
-    pos = np.arange(n)
+    pos = np.arange(n) - start
+    prev = np.where(prev >= 0, prev - start, -1)
+    size = np.repeat(lengths, lengths)
     first = np.maximum(prev + 1, pos - window + 1)  # window starts that count token i as new
-    last = np.minimum(pos, n - window)
-    return int(np.clip(last - first + 1, 0, None).sum()) / ((n - window + 1) * window)
+    last = np.minimum(pos, size - window)
+    spans = np.clip(last - first + 1, 0, None)
+    totals = np.bincount(seg, weights=spans, minlength=len(lengths)).astype(np.int64).tolist()
+    types = np.bincount(seg[prev < 0], minlength=len(lengths)).tolist()
+    return [t / ((k - window + 1) * window) if k > window else (d / k if k else 0.0)
+            for t, d, k in zip(totals, types, lengths.tolist(), strict=True)]
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -95,15 +107,30 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 def pos_tags(text: str) -> list[tuple[str, str]]:
     """Penn tags from TextBlob's PatternTagger lexicon and rules. We split sentences and words ourselves
-    and call its parser's find_tags: the same tags on our hand-labelled set at half the time of
-    PatternTagger.tag(), whose own tokenizer and string round trip dominate."""
-    find_tags = _parser().find_tags
+    (half the time of PatternTagger.tag(), whose own tokenizer and string round trip dominate), and tag
+    word by word through a cache: TextBlob's English parser applies no contextual rules (no context,
+    morphology or entity files; it passes only the lexicon), so a token's tag depends on the token alone
+    and on whether it opens its sentence (the lexicon is asked for its lower-case form there). Each
+    distinct token is tagged once by the parser's own find_tags; tests/test_fast_paths.py checks the
+    tags equal find_tags on whole sentences."""
     tagged: list[tuple[str, str]] = []
     for sentence in _SENTENCE_END.split(text.replace("’", "'")):
         tokens = _TAG_TOKEN.findall(sentence)
         if tokens:
-            tagged += [(word, tag) for word, tag in find_tags(tokens)]
+            tagged.append((tokens[0], _first_tag(tokens[0])))
+            tagged += zip(tokens[1:], map(_tag, tokens[1:]), strict=True)
     return tagged
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _tag(token: str) -> str:
+    """The parser's tag for a token that does not open its sentence (its tag there, after a full stop)."""
+    return str(_parser().find_tags([".", token])[1][1])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _first_tag(token: str) -> str:
+    return str(_parser().find_tags([token])[0][1])
 
 
 @functools.lru_cache(maxsize=65536)
@@ -126,20 +153,31 @@ _OBJECT_RIGHT = frozenset({"DT", "PRP$", "PRP"})                    # what opens
 NOT_VERBS = frozenset({"please"})  # PatternTagger tags the request word "Please" VB
 
 
-def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
-    """VB* tags, plus three repairs of PatternTagger, whose unknown-word rule tags verbs as nouns
-    ("She deploys" -> NNS, "I use" -> NN): a noun-tagged word with a verb reading in lemminflect's
-    dictionary is a verb after a subject pronoun or modal, or when a determiner follows it and none
-    precedes it ("and monitors the logs"), or when the dictionary knows it only as a verb and nothing
-    nominal precedes it."""
-    word, tag = tagged[i]
+_OTHER, _VERB, _MAYBE = 0, 1, 2
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _reading(word: str, tag: str) -> tuple[int, str | None, str | None, bool]:
+    """What verbs_and_topics() makes of a tagged token before looking at its neighbours, cached per
+    (word, tag): (kind, verb, noun, verb_only). kind _VERB: a verb (VB* tag); _MAYBE: a noun-tagged word
+    with a verb reading, a verb or not by its neighbours (_verb_by_context); _OTHER: not a verb. verb: its
+    lemma as a counted verb (None for be/have/do and "please"); noun: its word in a noun run (None: it
+    closes the run); verb_only: lemminflect knows it only as a verb."""
+    w = word.lower()
+    noun = (_lemma(w, "NOUN") if tag in ("NN", "NNS") else w) if tag.startswith("NN") and _TOPIC_WORD.fullmatch(w) else None
+    if not w.replace("-", "").isalpha():
+        return _OTHER, None, noun, False
+    lemma = _lemma(w, "VERB")
+    verb = lemma if lemma not in AUXILIARIES and w not in NOT_VERBS else None
     if tag.startswith("VB"):
-        return True
+        return _VERB, verb, noun, False
     if tag not in ("NN", "NNS"):
-        return False
-    has_verb, verb_only = _verb_forms(word.lower())
-    if not has_verb:
-        return False
+        return _OTHER, None, noun, False
+    has_verb, verb_only = _verb_forms(w)
+    return (_MAYBE if has_verb else _OTHER), verb, noun, verb_only
+
+
+def _verb_by_context(tagged: list[tuple[str, str]], i: int, verb_only: bool) -> bool:
     prev_word, prev_tag = tagged[i - 1] if i else ("", "")
     next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else ""
     if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
@@ -147,30 +185,36 @@ def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
     return prev_tag not in _NOMINAL_LEFT and (next_tag in _OBJECT_RIGHT or verb_only)
 
 
+def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
+    """VB* tags, plus three repairs of PatternTagger, whose unknown-word rule tags verbs as nouns
+    ("She deploys" -> NNS, "I use" -> NN): a noun-tagged word with a verb reading in lemminflect's
+    dictionary is a verb after a subject pronoun or modal, or when a determiner follows it and none
+    precedes it ("and monitors the logs"), or when the dictionary knows it only as a verb and nothing
+    nominal precedes it. (Words with a non-letter other than "-" are never verbs.)"""
+    kind, _, _, verb_only = _reading(*tagged[i])
+    return kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only))
+
+
 def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
     """Both sets from one tagging pass (see verbs() and topics())."""
     found_verbs: set[str] = set()
     found_topics: set[str] = set()
     run: list[str] = []
-
-    def close_run() -> None:
-        if run:
-            found_topics.add(" ".join(run[-3:]))
-            run.clear()
-
     tagged = pos_tags(text)
-    for i, (word, tag) in enumerate(tagged):
-        w = word.lower()
-        if w.replace("-", "").isalpha() and _is_verb(tagged, i):
-            close_run()
-            lemma = _lemma(w, "VERB")
-            if lemma not in AUXILIARIES and w not in NOT_VERBS:
-                found_verbs.add(lemma)
-        elif tag.startswith("NN") and _TOPIC_WORD.fullmatch(w):
-            run.append(_lemma(w, "NOUN") if tag in ("NN", "NNS") else w)
-        else:
-            close_run()
-    close_run()
+    for i, (kind, verb, noun, verb_only) in enumerate(map(_reading, *zip(*tagged, strict=True)) if tagged else ()):
+        if kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only)):
+            if run:
+                found_topics.add(" ".join(run[-3:]))
+                run = []
+            if verb is not None:
+                found_verbs.add(verb)
+        elif noun is not None:
+            run.append(noun)
+        elif run:
+            found_topics.add(" ".join(run[-3:]))
+            run = []
+    if run:
+        found_topics.add(" ".join(run[-3:]))
     return found_verbs, found_topics
 
 
