@@ -81,18 +81,7 @@ class KeyTable:
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """The number of each key, -1 where absent."""
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        out = np.full(len(keys), -1, dtype=np.int64)
-        slot, todo, size = self._start(keys), np.arange(len(keys)), len(self.keys)
-        while len(todo):
-            s = slot[todo]
-            held = self.keys[s]
-            hit = held == keys[todo]
-            out[todo[hit]] = self.nums[s[hit]]
-            on = ~hit & (held != _EMPTY)  # a free slot ends the probe: absent
-            slot[todo[on]] = (s[on] + 1) % size
-            todo = todo[on]
-        return out
+        return self._place(np.ascontiguousarray(keys, dtype=np.int64), None, insert=False)
 
     def add(self, keys: np.ndarray) -> np.ndarray:
         """Numbers for distinct keys, inserting those not held yet (numbered from len(self) on)."""
@@ -101,9 +90,10 @@ class KeyTable:
             self._resize(2 * (self.n + len(keys)))
         return self._place(keys, None)
 
-    def _place(self, keys: np.ndarray, nums: np.ndarray | None) -> np.ndarray:
+    def _place(self, keys: np.ndarray, nums: np.ndarray | None, insert: bool = True) -> np.ndarray:
         """Probe for every key at once; free slots are claimed by one key each (numpy keeps one of several
-        writes to a slot) and the others probe on. nums given: the keys are known to be absent (a resize)."""
+        writes to a slot) and the others probe on. nums given: the keys are known to be absent (a resize).
+        insert=False: only look up (a free slot ends a key's probe: absent, -1)."""
         out = np.full(len(keys), -1, dtype=np.int64)
         slot, todo, size = self._start(keys), np.arange(len(keys)), len(self.keys)
         while len(todo):
@@ -112,6 +102,11 @@ class KeyTable:
             hit = held == keys[todo]
             out[todo[hit]] = self.nums[s[hit]]
             free = held == _EMPTY
+            if not insert:
+                on = ~hit & ~free
+                slot[todo[on]] = (s[on] + 1) % size
+                todo = todo[on]
+                continue
             fs, fi = s[free], todo[free]
             self.keys[fs] = keys[fi]
             won = self.keys[fs] == keys[fi]
