@@ -140,7 +140,10 @@ fi
 say "server at $URL serves: $(curl -s "$URL/models" | tr -d '\n' | head -c 300)"
 
 say "datagen estimate"
-"$DATAGEN" estimate --plan "$PLAN" --provider openai --model "$ALIAS" | tee "$RUN-estimate.txt" || true
+# the same server and prices as the run, and no earlier run (generate below restarts): a local server's speed,
+# the whole plan. Without --base-url the estimate was a hosted model's (~1.5 min for a 10 min run).
+"$DATAGEN" estimate --plan "$PLAN" --provider openai --model "$ALIAS" --base-url "$URL" \
+  --prices scripts/real-prices.yaml --outputs "$(mktemp -d)" | tee "$RUN-estimate.txt" || true
 
 say "datagen generate (at most $GEN_TIMEOUT s)"
 start=$(date +%s)
