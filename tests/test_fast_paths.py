@@ -354,3 +354,38 @@ def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
     assert postings.contains(probe_keys, probe_ids).tolist() == [i in plain[k] for k, i in
                                                                   zip(probe_keys.tolist(), probe_ids.tolist(), strict=True)]
     assert compactions > 0
+
+
+def test_formats_by_lines_equal_the_full_parse():
+    """formats_found's line walk (no parse) gives the parse's answer wherever it answers, on the simulated
+    replies and on fuzz built from the lines CommonMark reads differently (lazy continuation, indented
+    items, setext underlines, tables after paragraphs, fences inside items, "2." after a paragraph), and
+    it answers for most simulated replies (the parse is the exception)."""
+    from agent.audit import labels
+
+    rng = random.Random(19)
+    lines = ["Some text.", "more words here", "- item", "* item", "+ item", "-item", "- ", "-", "1. one", "2. two",
+             "10) ten", "1) one", "3.5 GB", "  - nested", "   continued", "    code", "\tcode", "", "", " ", "---",
+             "***", "- - -", "===", "# Title", "#tag", "## Sub", "> quote", "> - quoted", "<div>", "</div>",
+             "[a]: /url", "| a | b |", "|---|---|", "|:-|-:|", "| 1 | 2 |", "|---|", "a | b", "--|--", "| x",
+             "```", "```json", "```py", "```a`b", "````", "~~~", "~~~ json", "   ```", "    ```", "{\"a\": 1}",
+             "[1, 2]", "\"s\"", "null", "}", "- **bold** item", "- `code`", "- > q", "- # h", "- 1. n",
+             "\u00a0- x", "\f- x", "- x\r", "1.\tx", "-\tx", "* * *", "_ _ _", "2. a | b", "- | c |", "| \\| |"]
+    fuzz = ["\n".join(rng.choice(lines) for _ in range(rng.randint(1, 9))) for _ in range(8000)]
+    # and texts made only of lines the walk reads itself, to drive its states (paragraph, item, gap) deep
+    plain = ["Some text.", "more words", "- a", "* b", "+ c", "1. one", "2. two", "1) one", "3) three", "3.5 GB", "",
+             "", "# Title", "```", "```json", "~~~", "{\"a\": 1}", "[1]", "| a | b |", "|---|---|", "| 1 | 2 |"]
+    fuzz += ["\n".join(rng.choice(plain) for _ in range(rng.randint(1, 12))) for _ in range(6000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    answered = 0
+    for text in texts:
+        by_lines = labels._formats_by_lines(text)
+        if by_lines is not None:
+            answered += 1
+            assert by_lines == plain_formats_found(text), repr(text)
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+    replies = [t for t in simulated_texts() if labels._FORMAT_HINT.search(t)]
+    assert sum(labels._formats_by_lines(t) is not None for t in replies) > 0.9 * len(replies)
+    assert answered > 5000
+    assert {tuple(plain_formats_found(t)) for t in fuzz if labels._formats_by_lines(t) is not None} >= {
+        ("list",), ("table",), ("json",), ()}

@@ -175,7 +175,119 @@ def formats_found(text: str) -> list[str]:
     """Which of json / table / list the text holds, in FORMAT_ORDER."""
     if not _FORMAT_HINT.search(text):
         return []
-    return formats_in(_parse(text))
+    found = _formats_by_lines(text)
+    return formats_in(_parse(text)) if found is None else found
+
+
+# --- formats without a parse ---------------------------------------------------------------------------
+# markdown-it's block parse costs ~1 ms a reply; most replies are paragraphs, flat lists, pipe tables and
+# fences, whose block structure a walk over the lines gives exactly. _formats_by_lines answers for texts
+# made only of such lines and returns None (parse to know) at the first line that could be anything else:
+# an indented line (code, or an item's continuation), a blockquote, HTML, a link definition, a setext or
+# thematic break, an empty list item, a "|" outside a table that starts after a blank line, a tab, \r or NUL.
+# Equal to the parse on the simulated corpus and on fuzz (tests/test_fast_paths.py).
+_ORDERED = re.compile(r"(\d{1,9})([.)])(?:[ \t]|$)")        # an ordered list marker opening a line
+_HEADING = re.compile(r"#{1,6}(?: |$)")                    # an ATX heading (tabs send the text to the parse)
+_DELIMITER_CELL = re.compile(r":?-+:?")
+_NOT_PARAGRAPH_START = frozenset(" \t#>-*+_=`~<[|")        # what may open anything but a paragraph line
+
+
+def _paragraph_start(line: str) -> bool:
+    """The line surely starts (or lazily continues) a paragraph: nothing else can begin with its first character."""
+    return line[0] not in _NOT_PARAGRAPH_START and not (line[0].isdigit() and _ORDERED.match(line))
+
+
+def _table_columns(header: str, delimiter: str) -> bool:
+    """markdown-it's table rule for a header and delimiter row, both opening with "|" at column 0; False: not
+    a table or not sure (escapes, control or non-ASCII characters the parse trims differently)."""
+    if not header.isascii() or "\\" in header or any(c < " " for c in header + delimiter) or set(delimiter) - set("|-: "):
+        return False
+    cells = [c.strip(" ") for c in delimiter.split("|")]
+    if any(not c and 0 < i < len(cells) - 1 for i, c in enumerate(cells)):
+        return False
+    aligns = [c for c in cells if c]
+    if not all(_DELIMITER_CELL.fullmatch(c) for c in aligns):
+        return False
+    columns = header.strip(" ").split("|")
+    columns = columns[1:] if columns and not columns[0] else columns
+    columns = columns[:-1] if columns and not columns[-1] else columns
+    return 0 < len(columns) == len(aligns)
+
+
+def _formats_by_lines(text: str) -> list[str] | None:
+    if "\r" in text or "\0" in text:
+        return None
+    lines = text.split("\n")
+    if len(lines) > 2000:     # a table row count that could reach markdown-it's autocompleted-cell limit
+        return None
+    found: set[str] = set()
+    state = "none"            # none (after a blank or a block) | para | item (its paragraph open) | gap (blank in a list)
+    kind = ""                 # the open list's marker char: "-", "*", "+", "." or ")"
+    items = 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip(" \t"):
+            state = "gap" if state in ("item", "gap") else "none"
+            continue
+        if "\t" in line:
+            return None
+        if line.startswith(("```", "~~~")):
+            mark = line[0] * (len(line) - len(line.lstrip(line[0])))
+            info = line[len(mark):]
+            if mark[0] == "`" and "`" in info:
+                return None
+            closing = re.compile(rf" {{0,3}}{re.escape(mark)}{re.escape(mark[0])}*[ \t]*")
+            start = i
+            while i < len(lines) and not closing.fullmatch(lines[i]):
+                i += 1
+            if _parses_as_json("\n".join(lines[start:i]), info):
+                found.add("json")
+            i += 1            # past the closing line (or the end)
+            state, items = "none", 0
+            continue
+        if line[0] == "#":
+            if not _HEADING.match(line):
+                return None
+            state, items = "none", 0
+            continue
+        if line[0] == "|":
+            if state != "none" or i >= len(lines) or not lines[i].startswith("|") or not _table_columns(line, lines[i]):
+                return None
+            found.add("table")
+            i += 1
+            while i < len(lines) and lines[i].startswith("|"):    # body rows run to a blank line
+                if "\t" in lines[i]:
+                    return None
+                i += 1
+            if i < len(lines) and lines[i].strip(" \t"):
+                return None
+            state, items = "none", 0
+            continue
+        ordered = _ORDERED.match(line) if line[0].isdigit() else None
+        if ordered or line[0] in "-*+":
+            marker_end = ordered.end(2) if ordered else 1
+            content = line[marker_end + 1:]
+            if line[marker_end:marker_end + 1] != " " or not content or not _paragraph_start(content):
+                return None   # an empty item, wide or tab spacing, a thematic break, a nested block: parse
+            if ordered and state == "para" and int(ordered.group(1)) != 1:
+                continue      # only "1." may interrupt a paragraph: the line continues it
+            marker = ordered.group(2) if ordered else line[0]
+            if state in ("item", "gap") and marker == kind:
+                items += 1
+            else:
+                kind, items = marker, 1
+            if items >= 2:
+                found.add("list")
+            state = "item"
+            continue
+        if not _paragraph_start(line):
+            return None
+        if state == "gap":
+            items = 0
+        state = "item" if state == "item" else "para"   # lazy continuation of an item's paragraph
+    return [f for f in FORMAT_ORDER if f in found]
 
 
 def formats_in(tokens: Sequence[Any]) -> list[str]:
