@@ -169,6 +169,69 @@ def test_pii_prefilters_change_nothing():
     assert hits >= 4
 
 
+def plain_reply_issues(replies: list[tuple[str, str]], behaviour: str | None) -> list:
+    """checks.reply_issues as first written: every regex over every reply, no literal prefilter."""
+    from agent.audit import checks as C
+
+    def refusal(text: str) -> bool:
+        return any(not C.HEDGE.match(text, m.end()) for m in C.REFUSAL.finditer(text))
+
+    def redirect(text: str) -> bool:
+        text, parts, pos = C.CODE.sub(" ", text), [], 0
+        for m in C.REFUSAL.finditer(text):
+            if m.start() < pos:
+                continue
+            parts.append(text[pos:m.start()])
+            end = C.CLAUSE_END.search(text, m.end())
+            pos = end.start() if end else len(text)
+        parts.append(text[pos:])
+        return bool(C.REDIRECT.search(" ".join(parts)))
+
+    issues = [C.Issue("as_an_ai", f"{w} uses an 'As an AI ...' phrase") for w, t in replies if C.AS_AN_AI.search(t)]
+    if behaviour == "negative":
+        declining = [(w, t) for w, t in replies if C.REFUSAL.search(t) or C.DONT_KNOW.search(t)]
+        if not declining:
+            return issues + ([C.Issue("negative_not_declined", "a negative example must decline or say it doesn't "
+                                      "know; no reply does")] if replies else [])
+        where, text = declining[-1]
+        if not C.REASON.search(text):
+            issues.append(C.Issue("negative_no_reason", f"{where} declines without a reason (because, out of scope, "
+                                                        "policy, ...)"))
+        if not redirect(text):
+            issues.append(C.Issue("negative_no_redirect", f"{where} declines without redirecting to legitimate help"))
+    else:
+        issues += [C.Issue("refusal_without_help", f"{w} refuses without offering help, an alternative or a question")
+                   for w, t in replies if refusal(t) and not redirect(t)]
+    if behaviour == "ambiguous" and replies and not any("?" in C.CODE.sub("", t) for _, t in replies):
+        issues.append(C.Issue("ambiguous_no_clarification",
+                              "the request is ambiguous but no reply asks a clarifying question"))
+    return issues
+
+
+def test_reply_rules_prefilters_change_nothing():
+    """The lower-cased literal prefilters before AS_AN_AI and REFUSAL give the regexes' answers, in any case,
+    with either apostrophe, and on non-ASCII texts (where re.I matches "ſ" as "s": the prefilter stands aside)."""
+    from agent.audit import checks
+
+    rng = random.Random(23)
+    pieces = ["I", "i", "We", "we", " ", "  ", "\n", ". ", "cannot", "CAN'T", "can’t", "cant", "can not", "won't",
+              "WON’T", "will not", "am unable to", "'m not able to", "’re unable to", "help", "stress", "guarantee",
+              "As an AI", "as a language model", "AS AN LLM", "aſ an AI", "as a large language model", "wıll not",
+              "because", "policy", "?", "`x?`", "```\ncan't\n```", "but", "instead", "support", "unfortunately",
+              "I don't know", "I'm not sure", "the", "price", "é"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 16))) for _ in range(5000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    flagged = 0
+    for i, text in enumerate(texts):
+        replies = [("assistant turn 1", text)] + ([("assistant turn 2", texts[i - 1])] if i % 3 == 0 else [])
+        for behaviour in (None, "negative", "ambiguous"):
+            got = checks.reply_issues(replies, behaviour)
+            assert got == plain_reply_issues(replies, behaviour), repr(text)
+            flagged += bool(got)
+    assert flagged > 3000
+    assert sum(checks._may_refuse(t) for t in simulated_texts()) < len(simulated_texts())   # the skip is taken
+
+
 # ---- the diversity tracker: the same figures as the example-at-a-time definitions ------------------------
 
 def test_pos_tags_equal_the_parser_on_whole_sentences():
