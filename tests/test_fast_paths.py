@@ -447,8 +447,35 @@ def test_formats_by_lines_equal_the_full_parse():
             answered += 1
             assert by_lines == plain_formats_found(text), repr(text)
         assert labels.formats_found(text) == plain_formats_found(text), repr(text)
-    replies = [t for t in simulated_texts() if labels._FORMAT_HINT.search(t)]
+    replies = [t for t in simulated_texts() if labels._format_hint(t)]
     assert sum(labels._formats_by_lines(t) is not None for t in replies) > 0.9 * len(replies)
     assert answered > 5000
     assert {tuple(plain_formats_found(t)) for t in fuzz if labels._formats_by_lines(t) is not None} >= {
         ("list",), ("table",), ("json",), ()}
+
+
+def test_substring_hints_equal_the_regexes_they_replace():
+    """The hints before the Markdown walk and the worked-example regex, written as substring tests, say what
+    the regexes said (as necessary conditions: a False is never a text the regex would have matched)."""
+    import re
+
+    from agent.audit import labels
+
+    format_hint = re.compile(r"[>|\r{\[]|json|^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M | re.I)
+    code_block_hint = re.compile(r"```|~~~|\t| {4}")
+    rng = random.Random(29)
+    pieces = ["json", "JSON", "jſon", "Json", "{", "[", "|", ">", "\r", "- ", "1. ", "  * ", "x", " ", "    ", "\t",
+              "\n", "```", "~~~", "For Example, ", "for instance: ", "E.G. ", "e.g.", "fOr eXample", "for ex`a`ample ",
+              "for exampl", "'x'", "3", "`y`", "ſ", "K", "é"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 10))) for _ in range(6000)]
+    differ = 0
+    for text in simulated_texts() + HAND_WRITTEN + ["```jſon\n1\n```", "```JſON\n\"s\"\n```"] + fuzz:
+        if labels._format_hint(text) != bool(format_hint.search(text)):   # re.I reads "ſ" as "s"; lower() doesn't
+            differ += 1
+            assert not labels._format_hint(text) and plain_formats_found(text) == [], repr(text)
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+        assert labels._code_block_hint(text) == bool(code_block_hint.search(text)), repr(text)
+        if labels.WORKED_EXAMPLE.search(labels.CODE_SPANS.sub("`", text)):
+            assert labels._may_name_example(text), repr(text)
+    assert sum(not labels._may_name_example(t) for t in simulated_texts()) > 200   # the skip is taken
+    assert differ > 10      # "jſon" texts: the regex parsed them, for nothing
