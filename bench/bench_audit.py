@@ -81,9 +81,13 @@ def labels_child(code: Path, records_file: Path, reps: int) -> None:
     for _ in range(reps):
         for record, requested in records:
             check_record(record, "chat", plan.quality, requested)
+    checks = time.process_time() - t
+    t = time.process_time()
+    for _ in range(reps):
+        for record, requested in records:
             measure(record, plan, requested)
-    per = (time.process_time() - t) / (reps * len(records))
-    print(f"{per * 1e3:.4f}")
+    labels = time.process_time() - t
+    print(" ".join(f"{x / (reps * len(records)) * 1e3:.4f}" for x in (checks, labels)))
 
 
 def labels_bench(other: Path | None, rounds: int) -> None:
@@ -96,16 +100,19 @@ def labels_bench(other: Path | None, rounds: int) -> None:
         f = Path(tmp) / "records.pickle"
         f.write_bytes(pickle.dumps(records))
         codes = [ROOT] + ([other] if other else [])
-        got: dict[Path, list[float]] = {c: [] for c in codes}
+        got: dict[Path, list[tuple[float, float]]] = {c: [] for c in codes}
         for r in range(rounds):
             for code in codes if r % 2 == 0 else codes[::-1]:     # alternate which goes first
                 # a fresh process per round and per checkout: caches start cold the same way for both
                 out = subprocess.run([sys.executable, __file__, "--labels-child", str(code), str(f)],
                                      capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(code)})
-                got[code].append(float(out.stdout.split()[-1]))
-        for code, ms in got.items():
-            print(f"{code}: check_record + measure {min(ms):.3f} ms/record best, {sorted(ms)[len(ms) // 2]:.3f} median "
-                  f"of {len(ms)} rounds (one pass over 1,000 records each)")
+                checks, labels = map(float, out.stdout.split()[-2:])
+                got[code].append((checks, labels))
+        for code, runs in got.items():
+            def fig(ms: list[float]) -> str:
+                return f"{min(ms):.3f} best / {sorted(ms)[len(ms) // 2]:.3f} median"
+            print(f"{code}: ms per record over {len(runs)} rounds (one pass over 1,000 records each): check_record "
+                  f"{fig([c for c, _ in runs])}, measure {fig([m for _, m in runs])}, both {fig([c + m for c, m in runs])}")
         print(f"load average {os.getloadavg()[0]:.2f}")
 
 
