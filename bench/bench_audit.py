@@ -1,11 +1,17 @@
 """Audit overhead per batch: 100 new examples audited and committed on a ledger that already holds N.
 
     .venv/bin/python bench/bench_audit.py [--examples 50000]
+    .venv/bin/python bench/bench_audit.py --labels [--rounds 6] [--code /path/to/other/checkout]
 
 Per example: checks, measured labels, near-duplicate check against all N kept, room; then the call's
 ledger transaction (20 calls of 5); then the batch audit (diversity update, summary, snapshot). Target:
 under 1 s per batch of 100 at N = 50k. The first batch audit after a resume also restores the diversity
 state (reported separately: it happens once per run).
+
+`--labels`: the CPU (time.process_time, in-process) of admit's per-record checks and measured labels alone
+(checks.check_record + labels.measure) over 1,000 simulated records of plans/example.yaml, as the auditor
+calls them, in alternating rounds of this checkout's agent/ and `--code`'s (e.g. main's): before/after on
+the same records, the same machine load.
 """
 
 from __future__ import annotations
@@ -21,10 +27,109 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+def labels_records(n: int) -> list[tuple[dict, dict[str, str]]]:
+    """n (record, requested labels) pairs as the auditor sees them: specs drawn by the engine for
+    plans/example.yaml, written by the simulated provider, parsed, turned into records."""
+    from agent.audit.auditor import to_record
+    from agent.generate import Engine
+    from agent.ledger import Ledger
+    from agent.limits import Limiter
+    from agent.plan import load_plan
+    from agent.prompts import build_request
+    from agent.providers import create
+    from agent.providers.simulated import SimulatedProvider
+    from agent.reply import parse_reply
+    from agent.tokens import load_prices
+
+    plan = load_plan(ROOT / "plans" / "example.yaml")
+    out: list[tuple[dict, dict[str, str]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger.open(Path(tmp), plan, simulated=True)
+        engine = Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices())
+        writer = SimulatedProvider(seed=5, drift=False)
+        while len(out) < n:
+            calls = engine.draw_batch()
+            if not calls:
+                raise RuntimeError("the plan ran out of specs to draw")
+            for specs in calls:
+                for s in specs:     # nothing is admitted: hand the reservations back, as the audit would
+                    for dname, c in s.labels.items():
+                        engine.reserved[dname][c] -= 1
+                parsed = parse_reply(writer.reply(build_request(plan, specs)), "chat", [s.id for s in specs])
+                out += [(to_record(parsed.items[s.id], s, "chat"), s.labels) for s in specs if s.id in parsed.items]
+        ledger.close()
+    return out[:n]
+
+
+def labels_child(code: Path, records_file: Path, reps: int) -> None:
+    """One round: time check_record + measure from `code`'s agent/ over the pickled records."""
+    import pickle
+
+    sys.path.insert(0, str(code))
+    from agent.audit.checks import check_record
+    from agent.audit.labels import measure
+    from agent.plan import load_plan
+
+    plan = load_plan(ROOT / "plans" / "example.yaml")
+    records = pickle.loads(records_file.read_bytes())
+    import agent
+    print(f"agent from {Path(agent.__file__).parent}", file=sys.stderr)
+    for record, requested in records[:50]:     # warm: the dictionary and the parsers load once per run
+        check_record(record, "chat", plan.quality, requested)
+        measure(record, plan, requested)
+    t = time.process_time()
+    for _ in range(reps):
+        for record, requested in records:
+            check_record(record, "chat", plan.quality, requested)
+    checks = time.process_time() - t
+    t = time.process_time()
+    for _ in range(reps):
+        for record, requested in records:
+            measure(record, plan, requested)
+    labels = time.process_time() - t
+    print(" ".join(f"{x / (reps * len(records)) * 1e3:.4f}" for x in (checks, labels)))
+
+
+def labels_bench(other: Path | None, rounds: int) -> None:
+    import os
+    import pickle
+    import subprocess
+
+    records = labels_records(1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "records.pickle"
+        f.write_bytes(pickle.dumps(records))
+        codes = [ROOT] + ([other] if other else [])
+        got: dict[Path, list[tuple[float, float]]] = {c: [] for c in codes}
+        for r in range(rounds):
+            for code in codes if r % 2 == 0 else codes[::-1]:     # alternate which goes first
+                # a fresh process per round and per checkout: caches start cold the same way for both
+                out = subprocess.run([sys.executable, __file__, "--labels-child", str(code), str(f)],
+                                     capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(code)})
+                checks, labels = map(float, out.stdout.split()[-2:])
+                got[code].append((checks, labels))
+        for code, runs in got.items():
+            def fig(ms: list[float]) -> str:
+                return f"{min(ms):.3f} best / {sorted(ms)[len(ms) // 2]:.3f} median"
+            print(f"{code}: ms per record over {len(runs)} rounds (one pass over 1,000 records each): check_record "
+                  f"{fig([c for c, _ in runs])}, measure {fig([m for _, m in runs])}, both {fig([c + m for c, m in runs])}")
+        print(f"load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=50_000)
+    ap.add_argument("--labels", action="store_true", help="time check_record + measure alone (see above)")
+    ap.add_argument("--code", type=Path, help="with --labels: another checkout to compare, round by round")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--labels-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.labels_child:
+        labels_child(args.labels_child[0], args.labels_child[1], 1)
+        return
+    if args.labels:
+        labels_bench(args.code, args.rounds)
+        return
     import bench_resume
 
     from agent.generate import Engine

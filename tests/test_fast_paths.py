@@ -169,6 +169,69 @@ def test_pii_prefilters_change_nothing():
     assert hits >= 4
 
 
+def plain_reply_issues(replies: list[tuple[str, str]], behaviour: str | None) -> list:
+    """checks.reply_issues as first written: every regex over every reply, no literal prefilter."""
+    from agent.audit import checks as C
+
+    def refusal(text: str) -> bool:
+        return any(not C.HEDGE.match(text, m.end()) for m in C.REFUSAL.finditer(text))
+
+    def redirect(text: str) -> bool:
+        text, parts, pos = C.CODE.sub(" ", text), [], 0
+        for m in C.REFUSAL.finditer(text):
+            if m.start() < pos:
+                continue
+            parts.append(text[pos:m.start()])
+            end = C.CLAUSE_END.search(text, m.end())
+            pos = end.start() if end else len(text)
+        parts.append(text[pos:])
+        return bool(C.REDIRECT.search(" ".join(parts)))
+
+    issues = [C.Issue("as_an_ai", f"{w} uses an 'As an AI ...' phrase") for w, t in replies if C.AS_AN_AI.search(t)]
+    if behaviour == "negative":
+        declining = [(w, t) for w, t in replies if C.REFUSAL.search(t) or C.DONT_KNOW.search(t)]
+        if not declining:
+            return issues + ([C.Issue("negative_not_declined", "a negative example must decline or say it doesn't "
+                                      "know; no reply does")] if replies else [])
+        where, text = declining[-1]
+        if not C.REASON.search(text):
+            issues.append(C.Issue("negative_no_reason", f"{where} declines without a reason (because, out of scope, "
+                                                        "policy, ...)"))
+        if not redirect(text):
+            issues.append(C.Issue("negative_no_redirect", f"{where} declines without redirecting to legitimate help"))
+    else:
+        issues += [C.Issue("refusal_without_help", f"{w} refuses without offering help, an alternative or a question")
+                   for w, t in replies if refusal(t) and not redirect(t)]
+    if behaviour == "ambiguous" and replies and not any("?" in C.CODE.sub("", t) for _, t in replies):
+        issues.append(C.Issue("ambiguous_no_clarification",
+                              "the request is ambiguous but no reply asks a clarifying question"))
+    return issues
+
+
+def test_reply_rules_prefilters_change_nothing():
+    """The lower-cased literal prefilters before AS_AN_AI and REFUSAL give the regexes' answers, in any case,
+    with either apostrophe, and on non-ASCII texts (where re.I matches "ſ" as "s": the prefilter stands aside)."""
+    from agent.audit import checks
+
+    rng = random.Random(23)
+    pieces = ["I", "i", "We", "we", " ", "  ", "\n", ". ", "cannot", "CAN'T", "can’t", "cant", "can not", "won't",
+              "WON’T", "will not", "am unable to", "'m not able to", "’re unable to", "help", "stress", "guarantee",
+              "As an AI", "as a language model", "AS AN LLM", "aſ an AI", "as a large language model", "wıll not",
+              "because", "policy", "?", "`x?`", "```\ncan't\n```", "but", "instead", "support", "unfortunately",
+              "I don't know", "I'm not sure", "the", "price", "é"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 16))) for _ in range(5000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    flagged = 0
+    for i, text in enumerate(texts):
+        replies = [("assistant turn 1", text)] + ([("assistant turn 2", texts[i - 1])] if i % 3 == 0 else [])
+        for behaviour in (None, "negative", "ambiguous"):
+            got = checks.reply_issues(replies, behaviour)
+            assert got == plain_reply_issues(replies, behaviour), repr(text)
+            flagged += bool(got)
+    assert flagged > 3000
+    assert sum(checks._may_refuse(t) for t in simulated_texts()) < len(simulated_texts())   # the skip is taken
+
+
 # ---- the diversity tracker: the same figures as the example-at-a-time definitions ------------------------
 
 def test_pos_tags_equal_the_parser_on_whole_sentences():
@@ -354,3 +417,65 @@ def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
     assert postings.contains(probe_keys, probe_ids).tolist() == [i in plain[k] for k, i in
                                                                   zip(probe_keys.tolist(), probe_ids.tolist(), strict=True)]
     assert compactions > 0
+
+
+def test_formats_by_lines_equal_the_full_parse():
+    """formats_found's line walk (no parse) gives the parse's answer wherever it answers, on the simulated
+    replies and on fuzz built from the lines CommonMark reads differently (lazy continuation, indented
+    items, setext underlines, tables after paragraphs, fences inside items, "2." after a paragraph), and
+    it answers for most simulated replies (the parse is the exception)."""
+    from agent.audit import labels
+
+    rng = random.Random(19)
+    lines = ["Some text.", "more words here", "- item", "* item", "+ item", "-item", "- ", "-", "1. one", "2. two",
+             "10) ten", "1) one", "3.5 GB", "  - nested", "   continued", "    code", "\tcode", "", "", " ", "---",
+             "***", "- - -", "===", "# Title", "#tag", "## Sub", "> quote", "> - quoted", "<div>", "</div>",
+             "[a]: /url", "| a | b |", "|---|---|", "|:-|-:|", "| 1 | 2 |", "|---|", "a | b", "--|--", "| x",
+             "```", "```json", "```py", "```a`b", "````", "~~~", "~~~ json", "   ```", "    ```", "{\"a\": 1}",
+             "[1, 2]", "\"s\"", "null", "}", "- **bold** item", "- `code`", "- > q", "- # h", "- 1. n",
+             "\u00a0- x", "\f- x", "- x\r", "1.\tx", "-\tx", "* * *", "_ _ _", "2. a | b", "- | c |", "| \\| |"]
+    fuzz = ["\n".join(rng.choice(lines) for _ in range(rng.randint(1, 9))) for _ in range(8000)]
+    # and texts made only of lines the walk reads itself, to drive its states (paragraph, item, gap) deep
+    plain = ["Some text.", "more words", "- a", "* b", "+ c", "1. one", "2. two", "1) one", "3) three", "3.5 GB", "",
+             "", "# Title", "```", "```json", "~~~", "{\"a\": 1}", "[1]", "| a | b |", "|---|---|", "| 1 | 2 |"]
+    fuzz += ["\n".join(rng.choice(plain) for _ in range(rng.randint(1, 12))) for _ in range(6000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    answered = 0
+    for text in texts:
+        by_lines = labels._formats_by_lines(text)
+        if by_lines is not None:
+            answered += 1
+            assert by_lines == plain_formats_found(text), repr(text)
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+    replies = [t for t in simulated_texts() if labels._format_hint(t)]
+    assert sum(labels._formats_by_lines(t) is not None for t in replies) > 0.9 * len(replies)
+    assert answered > 5000
+    assert {tuple(plain_formats_found(t)) for t in fuzz if labels._formats_by_lines(t) is not None} >= {
+        ("list",), ("table",), ("json",), ()}
+
+
+def test_substring_hints_equal_the_regexes_they_replace():
+    """The hints before the Markdown walk and the worked-example regex, written as substring tests, say what
+    the regexes said (as necessary conditions: a False is never a text the regex would have matched)."""
+    import re
+
+    from agent.audit import labels
+
+    format_hint = re.compile(r"[>|\r{\[]|json|^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M | re.I)
+    code_block_hint = re.compile(r"```|~~~|\t| {4}")
+    rng = random.Random(29)
+    pieces = ["json", "JSON", "jſon", "Json", "{", "[", "|", ">", "\r", "- ", "1. ", "  * ", "x", " ", "    ", "\t",
+              "\n", "```", "~~~", "For Example, ", "for instance: ", "E.G. ", "e.g.", "fOr eXample", "for ex`a`ample ",
+              "for exampl", "'x'", "3", "`y`", "ſ", "K", "é"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 10))) for _ in range(6000)]
+    differ = 0
+    for text in simulated_texts() + HAND_WRITTEN + ["```jſon\n1\n```", "```JſON\n\"s\"\n```"] + fuzz:
+        if labels._format_hint(text) != bool(format_hint.search(text)):   # re.I reads "ſ" as "s"; lower() doesn't
+            differ += 1
+            assert not labels._format_hint(text) and plain_formats_found(text) == [], repr(text)
+        assert labels.formats_found(text) == plain_formats_found(text), repr(text)
+        assert labels._code_block_hint(text) == bool(code_block_hint.search(text)), repr(text)
+        if labels.WORKED_EXAMPLE.search(labels.CODE_SPANS.sub("`", text)):
+            assert labels._may_name_example(text), repr(text)
+    assert sum(not labels._may_name_example(t) for t in simulated_texts()) > 200   # the skip is taken
+    assert differ > 10      # "jſon" texts: the regex parsed them, for nothing

@@ -174,8 +174,10 @@ def _chat(record: dict[str, Any], quality: Quality) -> tuple[list[Issue], Texts 
                 issues.append(Issue("empty_turn", "the system message is empty"))
             continue
         issues += length_issues(where, content, quality)
+        if role != "user":      # only user turns are compared: a reply's (long) key is not built
+            continue
         key = " ".join(content.split()).casefold()
-        if role == "user" and key:
+        if key:
             if key in seen:
                 issues.append(Issue("duplicate_user_turn", f"{where} repeats user turn {seen[key]}"))
             seen.setdefault(key, count["user"])
@@ -237,10 +239,29 @@ def length_issues(where: str, text: str, quality: Quality) -> list[Issue]:
     return []
 
 
+# Literal parts every match of AS_AN_AI / REFUSAL holds, looked for in the lower-cased text first (a C-level
+# substring search instead of a case-insensitive regex tried at every position). Only for ASCII texts: under
+# re.I a few non-ASCII letters match ASCII ones ("ſ" is "s", "ı" is "i"), so other texts take the regex.
+_AS_AN_AI_CORE = re.compile(r"as an? (?:ai|artificial intelligence|(?:large )?language model|llm)\b")
+_REFUSAL_VERBS = ("cannot", "cant", "can't", "can’t", "can not", "won't", "won’t", "will not", "unable to",
+                  "not able to")
+
+
+def _may_say_as_an_ai(text: str) -> bool:
+    return not text.isascii() or bool(_AS_AN_AI_CORE.search(text.lower()))
+
+
+def _may_refuse(text: str) -> bool:
+    if not text.isascii():
+        return True
+    low = text.lower()
+    return any(verb in low for verb in _REFUSAL_VERBS)
+
+
 def reply_issues(replies: Texts, behaviour: str | None) -> list[Issue]:
     """Tone and behaviour rules over the replies a trainer imitates."""
     issues = [Issue("as_an_ai", f"{where} uses an 'As an AI ...' phrase") for where, text in replies
-              if AS_AN_AI.search(text)]
+              if _may_say_as_an_ai(text) and AS_AN_AI.search(text)]
     if behaviour == "negative":
         issues += _negative(replies)
     else:
@@ -267,11 +288,11 @@ def _negative(replies: Texts) -> list[Issue]:
 
 def is_refusal(text: str) -> bool:
     """A refusal phrase that is neither an idiom nor a hedge ("I can't guarantee ...")."""
-    return any(not HEDGE.match(text, m.end()) for m in REFUSAL.finditer(text))
+    return _may_refuse(text) and any(not HEDGE.match(text, m.end()) for m in REFUSAL.finditer(text))
 
 
 def is_decline(text: str) -> bool:
-    return bool(REFUSAL.search(text) or DONT_KNOW.search(text))
+    return bool((_may_refuse(text) and REFUSAL.search(text)) or DONT_KNOW.search(text))
 
 
 def has_redirect(text: str) -> bool:
@@ -280,6 +301,8 @@ def has_redirect(text: str) -> bool:
 
 
 def _without_refused_clauses(text: str) -> str:
+    if not _may_refuse(text):
+        return text
     parts, pos = [], 0
     for m in REFUSAL.finditer(text):
         if m.start() < pos:

@@ -120,7 +120,8 @@ def _parse(text: str) -> tuple:
 
 # A fence opens with 3+ backticks or tildes; an indented code block needs 4 columns of spaces or a tab past its
 # container's content column (a list item's or a blockquote's): with none of these, no code token can exist.
-_CODE_BLOCK_HINT = re.compile(r"```|~~~|\t| {4}")
+def _code_block_hint(text: str) -> bool:
+    return "```" in text or "~~~" in text or "\t" in text or "    " in text
 
 
 _FENCE_MARK = re.compile(r"```|~~~")
@@ -153,7 +154,7 @@ def _fenced_for_sure(text: str) -> bool:
 def has_example(text: str) -> bool:
     if _fenced_for_sure(text):
         return True
-    if _CODE_BLOCK_HINT.search(text) and any(tok.type in ("fence", "code_block") and tok.content.strip()
+    if _code_block_hint(text) and any(tok.type in ("fence", "code_block") and tok.content.strip()
                                              for tok in _parse(text)):
         return True
     if "`" in text:  # an inline code span needs a backtick: only then parse the inline content too
@@ -161,21 +162,153 @@ def has_example(text: str) -> bool:
             for child in tok.children or []:
                 if child.type == "code_inline" and (len(child.content.split()) >= 2 or re.search(r"\w\(|=", child.content)):
                     return True
-    return bool(WORKED_EXAMPLE.search(CODE_SPANS.sub("`", text)))
+    return _may_name_example(text) and bool(WORKED_EXAMPLE.search(CODE_SPANS.sub("`", text)))
+
+
+_EXAMPLE_WORDS = ("for example", "for instance", "e.g.")
+
+
+def _may_name_example(text: str) -> bool:
+    """WORKED_EXAMPLE's words, looked for in the lower-cased text first (a substring search instead of a
+    case-insensitive regex at every position). Only for ASCII texts: under re.I "ſ" matches "s", "K" (Kelvin)
+    "k"; other texts take the regex. Cutting out code spans cannot create the words (it leaves a backtick)."""
+    if not text.isascii():
+        return True
+    low = text.lower()
+    return any(w in low for w in _EXAMPLE_WORDS)
 
 
 # What a list, a table or a JSON fence needs beyond _MARKDOWN_HINT: a list marker opening a line (or a ">" for
 # one in a blockquote; "\r" as markdown-it reads it as a line break), a "|" (a table's header row holds one),
 # and for JSON a "{" or "[" opening the fence's content or "json" in its info string. A reply that hints only
 # at code (a fence of shell commands, inline code, indentation) holds none and is not parsed for its format.
-_FORMAT_HINT = re.compile(r"[>|\r{\[]|json|^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M | re.I)
+# (Substring tests and a letter-free regex: a third of the cost of one case-insensitive regex. "json" is looked
+# for in str.lower(), as _parses_as_json reads the info string, so no text that could hold it is skipped.)
+_LIST_LINE = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M)
+
+
+def _format_hint(text: str) -> bool:
+    return ("|" in text or ">" in text or "{" in text or "[" in text or "\r" in text or "json" in text.lower()
+            or _LIST_LINE.search(text) is not None)
 
 
 def formats_found(text: str) -> list[str]:
     """Which of json / table / list the text holds, in FORMAT_ORDER."""
-    if not _FORMAT_HINT.search(text):
+    if not _format_hint(text):
         return []
-    return formats_in(_parse(text))
+    found = _formats_by_lines(text)
+    return formats_in(_parse(text)) if found is None else found
+
+
+# --- formats without a parse ---------------------------------------------------------------------------
+# markdown-it's block parse costs ~1 ms a reply; most replies are paragraphs, flat lists, pipe tables and
+# fences, whose block structure a walk over the lines gives exactly. _formats_by_lines answers for texts
+# made only of such lines and returns None (parse to know) at the first line that could be anything else:
+# an indented line (code, or an item's continuation), a blockquote, HTML, a link definition, a setext or
+# thematic break, an empty list item, a "|" outside a table that starts after a blank line, a tab, \r or NUL.
+# Equal to the parse on the simulated corpus and on fuzz (tests/test_fast_paths.py).
+_ORDERED = re.compile(r"(\d{1,9})([.)])(?:[ \t]|$)")        # an ordered list marker opening a line
+_HEADING = re.compile(r"#{1,6}(?: |$)")                    # an ATX heading (tabs send the text to the parse)
+_DELIMITER_CELL = re.compile(r":?-+:?")
+_NOT_PARAGRAPH_START = frozenset(" \t#>-*+_=`~<[|")        # what may open anything but a paragraph line
+
+
+def _paragraph_start(line: str) -> bool:
+    """The line surely starts (or lazily continues) a paragraph: nothing else can begin with its first character."""
+    return line[0] not in _NOT_PARAGRAPH_START and not (line[0].isdigit() and _ORDERED.match(line))
+
+
+def _table_columns(header: str, delimiter: str) -> bool:
+    """markdown-it's table rule for a header and delimiter row, both opening with "|" at column 0; False: not
+    a table or not sure (escapes, control or non-ASCII characters the parse trims differently)."""
+    if not header.isascii() or "\\" in header or any(c < " " for c in header + delimiter) or set(delimiter) - set("|-: "):
+        return False
+    cells = [c.strip(" ") for c in delimiter.split("|")]
+    if any(not c and 0 < i < len(cells) - 1 for i, c in enumerate(cells)):
+        return False
+    aligns = [c for c in cells if c]
+    if not all(_DELIMITER_CELL.fullmatch(c) for c in aligns):
+        return False
+    columns = header.strip(" ").split("|")
+    columns = columns[1:] if columns and not columns[0] else columns
+    columns = columns[:-1] if columns and not columns[-1] else columns
+    return 0 < len(columns) == len(aligns)
+
+
+def _formats_by_lines(text: str) -> list[str] | None:
+    if "\r" in text or "\0" in text:
+        return None
+    lines = text.split("\n")
+    if len(lines) > 2000:     # a table row count that could reach markdown-it's autocompleted-cell limit
+        return None
+    found: set[str] = set()
+    state = "none"            # none (after a blank or a block) | para | item (its paragraph open) | gap (blank in a list)
+    kind = ""                 # the open list's marker char: "-", "*", "+", "." or ")"
+    items = 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip(" \t"):
+            state = "gap" if state in ("item", "gap") else "none"
+            continue
+        if "\t" in line:
+            return None
+        if line.startswith(("```", "~~~")):
+            mark = line[0] * (len(line) - len(line.lstrip(line[0])))
+            info = line[len(mark):]
+            if mark[0] == "`" and "`" in info:
+                return None
+            closing = re.compile(rf" {{0,3}}{re.escape(mark)}{re.escape(mark[0])}*[ \t]*")
+            start = i
+            while i < len(lines) and not closing.fullmatch(lines[i]):
+                i += 1
+            if _parses_as_json("\n".join(lines[start:i]), info):
+                found.add("json")
+            i += 1            # past the closing line (or the end)
+            state, items = "none", 0
+            continue
+        if line[0] == "#":
+            if not _HEADING.match(line):
+                return None
+            state, items = "none", 0
+            continue
+        if line[0] == "|":
+            if state != "none" or i >= len(lines) or not lines[i].startswith("|") or not _table_columns(line, lines[i]):
+                return None
+            found.add("table")
+            i += 1
+            while i < len(lines) and lines[i].startswith("|"):    # body rows run to a blank line
+                if "\t" in lines[i]:
+                    return None
+                i += 1
+            if i < len(lines) and lines[i].strip(" \t"):
+                return None
+            state, items = "none", 0
+            continue
+        ordered = _ORDERED.match(line) if line[0].isdigit() else None
+        if ordered or line[0] in "-*+":
+            marker_end = ordered.end(2) if ordered else 1
+            content = line[marker_end + 1:]
+            if line[marker_end:marker_end + 1] != " " or not content or not _paragraph_start(content):
+                return None   # an empty item, wide or tab spacing, a thematic break, a nested block: parse
+            if ordered and state == "para" and int(ordered.group(1)) != 1:
+                continue      # only "1." may interrupt a paragraph: the line continues it
+            marker = ordered.group(2) if ordered else line[0]
+            if state in ("item", "gap") and marker == kind:
+                items += 1
+            else:
+                kind, items = marker, 1
+            if items >= 2:
+                found.add("list")
+            state = "item"
+            continue
+        if not _paragraph_start(line):
+            return None
+        if state == "gap":
+            items = 0
+        state = "item" if state == "item" else "para"   # lazy continuation of an item's paragraph
+    return [f for f in FORMAT_ORDER if f in found]
 
 
 def formats_in(tokens: Sequence[Any]) -> list[str]:
@@ -243,7 +376,6 @@ ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "approx", "incl", "min", "
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.S)
 URLS = re.compile(r"\b(?:https?://|www\.)\S+|\S+@\S+")
 REPEATED_PUNCT = re.compile(r"[?!]{2,}")
-SENTENCE_BREAK = re.compile(r"(\S+)[.!?]\s+(?=(\S+))")
 TECHNICAL = re.compile(r"[\d_/\\.:@=<>$#~|{}\[\]()*+&%^]|^-|.[A-Z]")
 STRIP = ".,;:!?()[]{}\"'“”‘’«»*"
 APOSTROPHE_SUFFIXES = ("'s", "'t", "'re", "'ll", "'ve", "'d", "'m")
@@ -291,16 +423,24 @@ def known_word(word: str) -> bool:
 
 def typo_signals(text: str) -> TypoSignals:
     sig = TypoSignals()
-    prose = URLS.sub(" ", CODE_SPANS.sub(" ", text))
-    sig.informal += REPEATED_PUNCT.findall(prose)
-    for raw in prose.split():
+    # each pattern needs a character a substring test rules out: a code span "`", a URL "://" or "www.", an
+    # address "@", repeated punctuation "?" or "!" (URLS' "\S+@\S+" backtracks over every token otherwise)
+    prose = CODE_SPANS.sub(" ", text) if "`" in text else text
+    if "@" in prose or "://" in prose or "www." in prose:
+        prose = URLS.sub(" ", prose)
+    if "?" in prose or "!" in prose:
+        sig.informal += REPEATED_PUNCT.findall(prose)
+    tokens = prose.split()
+    for raw in tokens:
         informal, unknown = _token_signals(raw)
         if informal:
             sig.informal.append(informal)
         elif unknown:
             sig.unknown += unknown
-    starts = [prose.lstrip().split(maxsplit=1)[0]] if prose.strip() else []
-    starts += [m.group(2) for m in SENTENCE_BREAK.finditer(prose) if _ends_sentence(m.group(1))]
+    # sentence starts: the first token, and each token after one ending in . ! or ? (SENTENCE_BREAK's
+    # matches, read off the same tokens: a token of 2+ characters ending so, followed by another token)
+    starts = tokens[:1] + [tokens[i + 1] for i in range(len(tokens) - 1)
+                           if tokens[i][-1] in ".!?" and len(tokens[i]) > 1 and _ends_sentence(tokens[i][:-1])]
     sig.lowercase_starts = sum(1 for w in starts if _lowercase_dictionary_word(w.strip(STRIP)))
     return sig
 
