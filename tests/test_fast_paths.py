@@ -173,7 +173,7 @@ def test_pii_prefilters_change_nothing():
 
 def test_pos_tags_equal_the_parser_on_whole_sentences():
     """Tagging token by token through the cache gives what TextBlob's parser gives on each whole sentence."""
-    from textblob.en import parser   # the library's own tagger, with its own lexicon load
+    from textblob.en import parser  # the library's own tagger, with its own lexicon load
 
     from agent.audit import text_stats
 

@@ -25,7 +25,7 @@ def absent_words(keys: list[str], seed: int) -> list[str]:
 
 
 def test_lexicon_has_the_entries_textblob_loads():
-    from textblob.en import lexicon   # textblob's own Lexicon, loaded the library's way
+    from textblob.en import lexicon  # textblob's own Lexicon, loaded the library's way
 
     full = dict(lexicon.items())
     lazy = ts._lexicon()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import bisect
 import functools
 import gzip
+import importlib.util
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -106,20 +108,20 @@ def _textblob_text():
     __init__, which imports NLTK (0.4 s CPU per process) for classes the tagger does not use. _text.py
     itself imports only the standard library. tests/test_fast_paths.py checks the tags equal those of
     textblob.en's own parser, and tests/test_loads.py that a tagging run leaves NLTK unimported."""
-    import importlib.util
-    import sys
-
-    package = importlib.util.find_spec("textblob")   # finds the package without running its __init__
-    if package is None or package.origin is None:
-        raise ImportError("textblob is not installed")
-    folder = Path(package.origin).parent
-    spec = importlib.util.spec_from_file_location("agent._textblob_text", folder / "_text.py")
+    spec = importlib.util.spec_from_file_location("agent._textblob_text", _textblob_folder() / "_text.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    module.LEXICON_PATH = str(folder / "en" / "en-lexicon.txt")
     return module
+
+
+@functools.cache
+def _textblob_folder() -> Path:
+    package = importlib.util.find_spec("textblob")   # finds the package without running its __init__
+    if package is None or package.origin is None:
+        raise ImportError("textblob is not installed")
+    return Path(package.origin).parent
 
 
 def find_tags(tokens: list[str]) -> list[list[str]]:
@@ -170,7 +172,7 @@ class LazyLexicon:
 
 @functools.cache
 def _lexicon() -> LazyLexicon:
-    return LazyLexicon(_textblob_text().LEXICON_PATH)
+    return LazyLexicon(str(_textblob_folder() / "en" / "en-lexicon.txt"))
 
 
 class LazyLemmaTable:
