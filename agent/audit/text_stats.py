@@ -156,8 +156,9 @@ class SortedLines:
 class LazyLexicon:
     """TextBlob's English lexicon (word -> Penn tag) as its Lexicon.load() reads it (stripped lines, ";;;"
     comments skipped, the first two space-separated fields), each entry parsed when first asked for. The
-    parser's find_tags() only ever calls lexicon.get(); tests/test_fast_paths.py checks every entry and
-    absent words against the library's own dict."""
+    parser's find_tags() only ever calls lexicon.get(). Its keys are unique, so the file order of repeated
+    keys (the last one wins in load()) never matters; tests/test_loads.py checks every entry and absent
+    words against the library's own dict."""
 
     def __init__(self, path: str) -> None:
         with open(path, encoding="utf-8") as f:
@@ -178,7 +179,7 @@ def _lexicon() -> LazyLexicon:
 class LazyLemmaTable:
     """lemminflect's lemma table (word -> {upos: lemma spellings}) as LemmaLUCodec.load() builds it, each
     word's entry parsed when first asked for. lemminflect's Lemmatizer only ever calls .get(word, {}) on it
-    (and deep-copies the result); tests/test_fast_paths.py checks every entry against the library's load."""
+    (and deep-copies the result); tests/test_loads.py checks every entry against the library's load."""
 
     def __init__(self, path: str) -> None:
         with gzip.open(path, "rb") as f:
