@@ -8,10 +8,11 @@ questions (whole earlier questions) -> cues (a few content words of each) -> off
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,19 @@ def cue(question: str) -> str:
 
 
 def is_copy(shown: list[str], text: str) -> bool:
-    """Is this example question a copy of an entry of the avoid list a call was shown?"""
-    low = text.lower()
-    return bool(text) and any(fuzz.ratio(low, s.lower()) >= COPY_RATIO for s in shown)
+    """Is this example question a copy of an entry of the avoid list a call was shown? (Some entry's
+    fuzz.ratio with it, both lower-cased, is at least COPY_RATIO.)"""
+    if not text or not shown:
+        return False
+    found = process.extractOne(text.lower(), _lowered(tuple(shown)), scorer=fuzz.ratio, processor=None,
+                                score_cutoff=COPY_RATIO)
+    return found is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _lowered(shown: tuple[str, ...]) -> list[str]:
+    """A call's list, lower-cased once for all its examples (the same list is asked about per example)."""
+    return [s.lower() for s in shown]
 
 
 class AvoidList:

@@ -236,6 +236,8 @@ def test_reply_rules_prefilters_change_nothing():
 
 def test_pos_tags_equal_the_parser_on_whole_sentences():
     """Tagging token by token through the cache gives what TextBlob's parser gives on each whole sentence."""
+    from textblob.en import parser  # the library's own tagger, with its own lexicon load
+
     from agent.audit import text_stats
 
     def plain(text: str) -> list[tuple[str, str]]:
@@ -243,7 +245,7 @@ def test_pos_tags_equal_the_parser_on_whole_sentences():
         for sentence in text_stats._SENTENCE_END.split(text.replace("’", "'")):
             tokens = text_stats._TAG_TOKEN.findall(sentence)
             if tokens:
-                tagged += [(w, t) for w, t in text_stats._parser().find_tags(tokens)]
+                tagged += [(w, t) for w, t in parser.find_tags(tokens)]
         return tagged
 
     rng = random.Random(5)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
+import gzip
+import importlib.util
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
-from lemminflect import getAllLemmas, getLemma
 
 WORD = re.compile(r"\w+(?:['’]\w+)*")
 AUXILIARIES = frozenset({"be", "have", "do"})
@@ -94,11 +98,114 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     return len(seen) / total if total else 0.0
 
 
-@functools.cache
-def _parser():
-    from textblob.en import parser  # PatternTagger's parser: a bundled lexicon, no corpus download
+_TEXTBLOB_DEFAULT = ("NN", "NNP", "CD")   # textblob.en's Parser(default=...): unknown, capitalised, number
 
-    return parser
+
+@functools.cache
+def _textblob_text():
+    """TextBlob's PatternTagger code (textblob/_text.py: find_tags, its suffix rules; a bundled lexicon, no
+    corpus download), loaded as a module of its own: importing it as textblob._text runs the package's
+    __init__, which imports NLTK (0.4 s CPU per process) for classes the tagger does not use. _text.py
+    itself imports only the standard library. tests/test_fast_paths.py checks the tags equal those of
+    textblob.en's own parser, and tests/test_loads.py that a tagging run leaves NLTK unimported."""
+    spec = importlib.util.spec_from_file_location("agent._textblob_text", _textblob_folder() / "_text.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _textblob_folder() -> Path:
+    package = importlib.util.find_spec("textblob")   # finds the package without running its __init__
+    if package is None or package.origin is None:
+        raise ImportError("textblob is not installed")
+    return Path(package.origin).parent
+
+
+def find_tags(tokens: list[str]) -> list[list[str]]:
+    """textblob.en's parser.find_tags(tokens) (Penn tags): textblob.en passes find_tags only the language,
+    its lexicon and its defaults (no morphology, context or entity rules), and so do we."""
+    return _textblob_text().find_tags(tokens, language="en", lexicon=_lexicon(), default=_TEXTBLOB_DEFAULT)
+
+
+class SortedLines:
+    """The lines of a word list whose lines open with a word and a separator ("word tag", "word,pos,lemma"),
+    found by word on demand. A run looks up a few thousand words; building the libraries' own dicts parses
+    all ~90k lines (0.1-0.2 s per process). Sorted whole lines put every line that opens with a given
+    prefix in one block starting where the prefix would sort, so a lookup is a bisect; both bundled files
+    are already sorted, which makes sorted() a linear pass here."""
+
+    def __init__(self, lines: Iterable[str], sep: str) -> None:
+        self._lines = sorted(lines)
+        self._sep = sep
+
+    def rows(self, word: str) -> list[str]:
+        """The lines that open with word + separator, in sorted order."""
+        prefix = word + self._sep
+        lines = self._lines
+        i = bisect.bisect_left(lines, prefix)
+        found = []
+        while i < len(lines) and lines[i].startswith(prefix):
+            found.append(lines[i])
+            i += 1
+        return found
+
+
+class LazyLexicon:
+    """TextBlob's English lexicon (word -> Penn tag) as its Lexicon.load() reads it (stripped lines, ";;;"
+    comments skipped, the first two space-separated fields), each entry parsed when first asked for. The
+    parser's find_tags() only ever calls lexicon.get(). Its keys are unique, so the file order of repeated
+    keys (the last one wins in load()) never matters; tests/test_loads.py checks every entry and absent
+    words against the library's own dict."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, encoding="utf-8") as f:
+            self._table = SortedLines((line.strip() for line in f.read().split("\n")), " ")
+
+    def get(self, word: str, default: str | None = None) -> str | None:
+        if not word or " " in word or word.startswith(";;;"):
+            return default   # never a key: keys are the first fields of non-comment lines
+        rows = self._table.rows(word)
+        return rows[-1].split(" ")[:2][1] if rows else default
+
+
+@functools.cache
+def _lexicon() -> LazyLexicon:
+    return LazyLexicon(str(_textblob_folder() / "en" / "en-lexicon.txt"))
+
+
+class LazyLemmaTable:
+    """lemminflect's lemma table (word -> {upos: lemma spellings}) as LemmaLUCodec.load() builds it, each
+    word's entry parsed when first asked for. lemminflect's Lemmatizer only ever calls .get(word, {}) on it
+    (and deep-copies the result); tests/test_loads.py checks every entry against the library's load."""
+
+    def __init__(self, path: str) -> None:
+        with gzip.open(path, "rb") as f:
+            self._table = SortedLines(f.read().decode().split("\n"), ",")
+
+    def get(self, word: str, default: dict | None = None) -> dict | None:
+        entry: dict[str, tuple[str, ...]] = {}
+        if word and "," not in word:
+            for row in self._table.rows(word):
+                _, category, forms = row.strip().split(",")
+                upos = category.upper()
+                entry[upos if upos != "MODAL" else "AUX"] = tuple(forms.split("/"))  # lemminflect's categoryToUPos
+        return entry or default
+
+
+@functools.cache
+def _lemmatizer():
+    """lemminflect's Lemmatizer (a process-wide singleton) with its lemma table read lazily: it loads the
+    table on first use unless the instance already holds one (the `lemma_dict` attribute)."""
+    from lemminflect import config
+    from lemminflect.core.Lemmatizer import Lemmatizer
+
+    lemmatizer = Lemmatizer()
+    if not hasattr(lemmatizer, "lemma_dict"):
+        lemmatizer.lemma_dict = LazyLemmaTable(config.lemma_lu_fn)
+    return lemmatizer
 
 
 _TAG_TOKEN = re.compile(r"\w+(?=n't)|n't|\w+(?:[-.]\w+)*|'\w+|[^\w\s]")  # Penn style: do|n't, what|'s
@@ -125,24 +232,24 @@ def pos_tags(text: str) -> list[tuple[str, str]]:
 @functools.lru_cache(maxsize=1 << 17)
 def _tag(token: str) -> str:
     """The parser's tag for a token that does not open its sentence (its tag there, after a full stop)."""
-    return str(_parser().find_tags([".", token])[1][1])
+    return str(find_tags([".", token])[1][1])
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _first_tag(token: str) -> str:
-    return str(_parser().find_tags([token])[0][1])
+    return str(find_tags([token])[0][1])
 
 
 @functools.lru_cache(maxsize=65536)
 def _verb_forms(word: str) -> tuple[bool, bool]:
     """(lemminflect knows a verb reading, it knows ONLY a verb reading)."""
-    forms = getAllLemmas(word)
+    forms = _lemmatizer().getAllLemmas(word)
     return "VERB" in forms, "VERB" in forms and not forms.keys() & {"NOUN", "PROPN", "ADJ"}
 
 
 @functools.lru_cache(maxsize=65536)
 def _lemma(word: str, upos: str) -> str:
-    found = getLemma(word, upos=upos)
+    found = _lemmatizer().getLemma(word, upos)
     return found[0] if found else word
 
 
