@@ -16,6 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from agent.audit.auditor import Auditor, to_record
+from agent.audit.dedup import AUTO_SWITCH
 from agent.avoid import AvoidList, is_copy
 from agent.draw import draw
 from agent.errors import BudgetExceeded, NoProgress, ProviderError
@@ -109,6 +110,8 @@ class Engine:
         # this run's cache of it, written back through record_call and record_batch
         state = ledger.run_state(plan)
         self.auditor = Auditor(plan, ledger, state, references)
+        # the auditor's index stays exact up to AUTO_SWITCH kept texts: an export can then trust this run's finds
+        ledger.note_dedup(plan.quality.dedup_threshold, exact=plan.total <= AUTO_SWITCH)
         self.run_no = ledger.next_run_number()
         self.rng = random.Random(plan.generation.seed * 1_000_003 + self.run_no)
         self.batch_no = state.last_batch
@@ -316,7 +319,7 @@ class Engine:
             self.keep_replies(out, calls)
         faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
         self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending,
-                                state=self.auditor.category_state())
+                                state=self.auditor.category_state(), dedup_checked=True)
         self.tally(out, calls, rows, accepted)
         self.open_calls[out.batch] -= 1
         if self.open_calls[out.batch] == 0:

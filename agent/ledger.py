@@ -255,6 +255,34 @@ class Ledger:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    # -- the near-duplicate proof ------------------------------------------------------------------
+    # Every accepted example was found (Auditor.admit) against every earlier accepted one, with the plan's
+    # threshold. While that search is exact, no two accepted first user messages are near-duplicates at the
+    # highest threshold any run used, and an export at that threshold or above need not search them again.
+    DEDUP_PROOF = "dedup_proof"
+
+    def note_dedup(self, threshold: float, exact: bool) -> None:
+        """Before a run accepts anything: the threshold it checks at, and whether its search stays exact (an
+        index that may switch to its approximate mode, past dedup.AUTO_SWITCH texts, is not). Pessimistic
+        and written before the run's first acceptance, so a crash never leaves a proof it did not earn.
+        Examples accepted before this record existed (an older datagen) are unproven."""
+        old = self.dedup_proof()
+        if old is None and self.accepted_count():
+            old = {"threshold": threshold, "exact": False}
+        merged = {"threshold": max(threshold, old["threshold"]) if old else threshold,
+                  "exact": exact and (old["exact"] if old else True)}
+        with self.db:
+            self.set_meta(self.DEDUP_PROOF, json.dumps(merged))
+
+    def dedup_proof(self) -> dict[str, Any] | None:
+        raw = self.meta(self.DEDUP_PROOF)
+        return json.loads(raw) if raw else None
+
+    def proves_unique(self, threshold: float) -> bool:
+        """No two accepted first user messages are near-duplicates at `threshold` (see note_dedup)."""
+        proof = self.dedup_proof()
+        return bool(proof and proof["exact"] and proof["threshold"] <= threshold)
+
     def state(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -285,9 +313,12 @@ class Ledger:
 
     def record_call(self, calls: list[CallRow], examples: list[ExampleRow],
                     faults: Sequence[tuple[str, str, float]] = (), simulated: bool = False,
-                    settles: int | None = None, state: dict[str, bytes] | None = None) -> int | None:
+                    settles: int | None = None, state: dict[str, bytes] | None = None,
+                    dedup_checked: bool = False) -> int | None:
         """One transaction: a call (and its re-ask), its faults, and all its examples with their labels.
         `settles`: the pending row (add_pending) this call replaces; `state`: run state the call changed.
+        `dedup_checked`: every accepted example was found against all earlier ones (Auditor.admit); accepted
+        rows written without it void the near-duplicate proof (note_dedup), in the same transaction.
         Returns the last call's id (None when `calls` is empty)."""
         now = time.time()
         with self.db:
@@ -328,6 +359,10 @@ class Ledger:
                     )
             for key, value in (state or {}).items():
                 self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+            if not dedup_checked and any(ex.status == "accepted" for ex in examples):
+                proof = self.dedup_proof()
+                if proof is not None and proof["exact"]:
+                    self.set_meta(self.DEDUP_PROOF, json.dumps({**proof, "exact": False}))
         return call_id
 
     def last_accepted_id(self) -> int:

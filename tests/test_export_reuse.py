@@ -5,7 +5,9 @@ written files when the split proved no two examples are near-duplicates (Split.u
 count of each line when the writer counted it with the same tokenizer. Each test compares the export's
 own reports with a full `validate_file` of the same files (what `datagen validate` does), and shows the
 work is not repeated; the cases that must not skip (a pair in the ledger, LSH mode, a trainer's own
-tokenizer, a written text that differs from the split's) run the full check.
+tokenizer, a written text that differs from the split's) run the full check. The split's own search is
+skipped when the ledger proves no pair exists (Ledger.proves_unique: the run's exact finds at a threshold at
+or below the export's, and no accepted row written without them).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def test_a_run_without_near_duplicates_is_checked_once_with_the_same_reports(run
     plan, ledger, folder = copy_run(runs, "chat", tmp_path)
     finds = counting(monkeypatch, NearDupIndex, "find")
     counted = counting(monkeypatch, validate_module, "example_tokens")   # validate's own counting only
+    ledger.set_meta(ledger.DEDUP_PROOF, json.dumps({**ledger.dedup_proof(), "exact": False}))  # split must search
     result = export(plan, ledger, folder, val_split=0.25)
     n = result.stats.total
     assert result.split.unique and result.split.n_val > 0 and result.stats.same_user_texts
@@ -66,6 +69,23 @@ def test_a_run_without_near_duplicates_is_checked_once_with_the_same_reports(run
     assert counted[0] == 0      # every line's tokens came from the writer
     assert figures(result.reports) == figures(full_reports(result, plan))
     assert sum(r.tokens_total for r in result.reports.values()) == sum(result.stats.example_tokens.values())
+
+
+def test_a_run_whose_ledger_proves_no_near_duplicates_is_not_searched_at_all(runs, tmp_path, monkeypatch):  # noqa: F811 - the imported fixture
+    # the run's own exact finds (Ledger.note_dedup, at this threshold) already prove the split's search empty
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    assert ledger.proves_unique(plan.quality.dedup_threshold)
+    finds = counting(monkeypatch, NearDupIndex, "find")
+    result = export(plan, ledger, folder, val_split=0.25)
+    assert finds[0] == 0 and result.split.unique and result.split.n_val > 0
+    assert figures(result.reports) == figures(full_reports(result, plan))   # what a full search finds: nothing
+    # the same files as an export that searches (the proof voided)
+    ledger.set_meta(ledger.DEDUP_PROOF, json.dumps({**ledger.dedup_proof(), "exact": False}))
+    finds[0] = 0   # (full_reports above searched)
+    again = export(plan, ledger, tmp_path / "searched", val_split=0.25)
+    assert finds[0] == again.stats.total   # the split searched every text
+    for name in (TRAIN, VAL):
+        assert (result.out_dir / name).read_bytes() == (again.out_dir / name).read_bytes()
 
 
 def test_a_ledger_with_near_duplicates_gets_the_full_check(runs, tmp_path, monkeypatch):  # noqa: F811 - the imported fixture
@@ -107,7 +127,9 @@ def test_a_written_text_that_differs_from_the_splits_gets_the_full_check(runs, t
     finds = counting(monkeypatch, NearDupIndex, "find")
     result = export(plan, ledger, folder, val_split=0.25)
     assert result.split.unique and not result.stats.same_user_texts
-    assert finds[0] == 2 * result.stats.total
+    # the split's search is proven empty by the run (Ledger.proves_unique); the written files, which differ
+    # from what the run checked, are searched in full
+    assert finds[0] == result.stats.total
 
 
 def test_split_proves_uniqueness_only_from_exact_checks_that_found_nothing(monkeypatch):
@@ -131,3 +153,36 @@ def test_other_formats_reuse_too_and_match_a_full_validate(runs, tmp_path, fmt):
     assert figures(result.reports) == figures(full_reports(result, plan))
     assert all(user_text(formats.to_canonical(json.loads(line), fmt))
                for line in (folder / TRAIN).read_text(encoding="utf-8").splitlines())
+
+
+def test_the_ledgers_near_duplicate_proof_is_earned_before_it_is_trusted(tmp_path):
+    from agent.ledger import Ledger
+
+    def accept(ledger, n, checked):
+        ledger.record_call([CallRow(batch=1, purpose="generate", provider="simulated", model="m", status="ok")],
+                           [ExampleRow(spec_id=f"s{n}", status="accepted", requested={}, audited={},
+                                       record={"messages": []}, user_text=f"q{n}")], dedup_checked=checked)
+
+    ledger = Ledger(tmp_path / "a.sqlite")
+    assert not ledger.proves_unique(0.85)                       # nothing noted: nothing proven
+    ledger.note_dedup(0.85, exact=True)
+    accept(ledger, 1, checked=True)
+    assert ledger.proves_unique(0.85) and ledger.proves_unique(0.9) and not ledger.proves_unique(0.8)
+    ledger.note_dedup(0.9, exact=True)                           # a resume at a looser threshold
+    assert not ledger.proves_unique(0.85) and ledger.proves_unique(0.9)
+    ledger.note_dedup(0.85, exact=False)                         # a run whose index may go approximate
+    ledger.note_dedup(0.85, exact=True)
+    assert not ledger.proves_unique(0.95)                        # once unproven, for good
+    ledger.close()
+
+    voided = Ledger(tmp_path / "b.sqlite")
+    voided.note_dedup(0.85, exact=True)
+    accept(voided, 1, checked=False)                             # accepted rows no search vouched for
+    assert not voided.proves_unique(0.85)
+    voided.close()
+
+    older = Ledger(tmp_path / "c.sqlite")
+    accept(older, 1, checked=True)                               # examples from before the proof existed
+    older.note_dedup(0.85, exact=True)
+    assert not older.proves_unique(0.85)
+    older.close()

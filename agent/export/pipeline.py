@@ -99,7 +99,8 @@ def export(plan: Plan, ledger: Ledger, out_dir: Path, fmt: str | None = None, va
 
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     try:
-        parts = split.split(items(), share, plan.quality.dedup_threshold, seed=plan.generation.seed, by=by)
+        parts = split.split(items(), share, plan.quality.dedup_threshold, seed=plan.generation.seed, by=by,
+                            known_unique=ledger.proves_unique(plan.quality.dedup_threshold))
         stats = _write(plan, ledger, staging, fmt, parts.validation)
         names = [TRAIN] + ([VAL] if parts.n_val else [])
         if stats.left_out:

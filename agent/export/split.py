@@ -88,26 +88,30 @@ class _Groups:
 
 
 def split(items: Iterable[Item], share: float, threshold: float, seed: int = 0,
-          by: tuple[str, ...] = STRATA) -> Split:
-    """Assign every item to training or validation (see the module docstring)."""
+          by: tuple[str, ...] = STRATA, known_unique: bool = False) -> Split:
+    """Assign every item to training or validation (see the module docstring). known_unique: the caller
+    has proof that no two texts are near-duplicates at `threshold` (Ledger.proves_unique: the run's own exact
+    finds), so the search here could find nothing and is skipped."""
     ids: list[int] = []
     strata: list[tuple[str, ...]] = []
     texts: list[str] = []
     groups = _Groups()
-    index = NearDupIndex(threshold)
+    index = None if known_unique else NearDupIndex(threshold)
     hits = 0
     for item in items:
         i = groups.add()
         ids.append(item.id)
         strata.append(item.stratum)
         texts.append(item.text)
+        if index is None:
+            continue
         hit = index.find(item.text)
         if hit is not None:
             hits += 1
             groups.union(i, hit[0])  # type: ignore[arg-type]  # the ids added above are ints
         index.add(i, item.text)
     # exact finds over ALL earlier texts that never matched: no pair of these texts is over the threshold
-    unique = hits == 0 and not index.fast
+    unique = known_unique or (hits == 0 and index is not None and not index.fast)
     del index
     n = len(ids)
     members: dict[int, list[int]] = defaultdict(list)
