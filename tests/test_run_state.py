@@ -148,19 +148,26 @@ def test_a_planted_pickle_in_the_ledger_is_never_run(tmp_path, run_cli, monkeypa
         ledger.close()
 
 
-def test_a_snapshot_that_disagrees_with_the_ledger_is_rebuilt(tmp_path, run_cli):
+def resumed_with_snapshot(tmp_path, run_cli, snapshot: bytes) -> tuple[Path, str]:
+    """A 40-example run whose stored diversity snapshot is replaced by `snapshot`, then resumed to 60: the
+    ledger's path and the run log."""
     plan = plan_at(tmp_path, 40)
     outputs = tmp_path / "outputs"
     assert run_cli("generate", "--plan", str(plan), "--outputs", str(outputs), "--quiet", "--no-export").code == 0
     db = outputs / "example" / "ledger.sqlite"
     con = sqlite3.connect(db)
-    con.execute("UPDATE state SET value = ? WHERE key = 'diversity'",
-                (state.dumps(tracker_with(10), STATE_MODULES),))    # a valid state of some other run
+    con.execute("UPDATE state SET value = ? WHERE key = 'diversity'", (snapshot,))
     con.commit()
     con.close()
     plan_at(tmp_path, 60)
     assert run_cli("generate", "--plan", str(plan), "--outputs", str(outputs), "--quiet", "--no-export").code == 0
-    assert "it holds 10 examples, the ledger has 40" in (outputs / "example" / "run.log").read_text()
+    return db, (outputs / "example" / "run.log").read_text()
+
+
+def test_a_snapshot_that_disagrees_with_the_ledger_is_rebuilt(tmp_path, run_cli):
+    # a valid state of some other run
+    db, log = resumed_with_snapshot(tmp_path, run_cli, state.dumps(tracker_with(10), STATE_MODULES))
+    assert "it holds 10 examples, the ledger has 40" in log
     ledger = Ledger(db)
     try:
         assert ledger.batches()[-1].diversity.cumulative["examples"] == 60
@@ -375,17 +382,8 @@ def test_a_state_of_another_layout_number_fails_the_shape_check():
 def test_a_layout_1_state_in_the_ledger_is_rebuilt_from_the_examples(tmp_path, run_cli):
     import gzip
 
-    plan = plan_at(tmp_path, 40)
-    outputs = tmp_path / "outputs"
-    assert run_cli("generate", "--plan", str(plan), "--outputs", str(outputs), "--quiet", "--no-export").code == 0
-    db = outputs / "example" / "ledger.sqlite"
-    con = sqlite3.connect(db)
-    con.execute("UPDATE state SET value = ? WHERE key = 'diversity'", (gzip.decompress(LAYOUT_1.read_bytes()),))
-    con.commit()
-    con.close()
-    plan_at(tmp_path, 60)
-    assert run_cli("generate", "--plan", str(plan), "--outputs", str(outputs), "--quiet", "--no-export").code == 0
-    assert "its layout differs from this version's" in (outputs / "example" / "run.log").read_text()
+    db, log = resumed_with_snapshot(tmp_path, run_cli, gzip.decompress(LAYOUT_1.read_bytes()))
+    assert "its layout differs from this version's" in log
     ledger = Ledger(db)
     try:
         assert ledger.batches()[-1].diversity.cumulative["examples"] == 60
