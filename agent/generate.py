@@ -139,11 +139,12 @@ class Engine:
         self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
         self.accepted_this_run = 0
-        self.recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)   # (accepted, cost) per completed call
-        # (accepted, specs asked) per completed call over the yield brake's span: a stray accept every few calls
-        # resets no_progress_calls, so a run re-asking specs whose answers come back as near-duplicates (a model
-        # out of new questions) spent on at a fraction of an example per call, never stopping by itself
-        self.yields: deque[tuple[int, int]] = deque(maxlen=YIELD_SPAN * plan.generation.max_calls_without_progress)
+        # (accepted, specs asked, cost) per completed call, as far back as the brakes look: the rate test over the
+        # last RATE_WINDOW, the yield test over the last YIELD_SPAN x max_calls_without_progress (a stray accept
+        # every few calls resets no_progress_calls, so a run re-asking specs whose answers come back as
+        # near-duplicates, a model out of new questions, spent on at a fraction of an example per call)
+        self.yield_calls = YIELD_SPAN * plan.generation.max_calls_without_progress
+        self.recent: deque[tuple[int, int, float]] = deque(maxlen=max(RATE_WINDOW, self.yield_calls))
         self.reasons: Counter[str] = Counter()      # rejections this run, by reason
         self.last_unusable: str | None = None        # the last unusable reply (shortened, redacted)
         self.modes: Counter[str] = Counter()
@@ -409,8 +410,7 @@ class Engine:
         if out.error is None and not (surplus and not accepted and surplus == len(rows)):
             # a completed call: the brake counts it (one whose examples all came too late, as tail surplus,
             # is neither progress nor its lack)
-            self.recent.append((accepted, cost))
-            self.yields.append((accepted, len(rows) - surplus))
+            self.recent.append((accepted, len(rows) - surplus, cost))
             self.no_progress_calls = 0 if accepted else self.no_progress_calls + 1
         self.avoid_list.note(*out.avoid, [r.user_text for r in rows if r.user_text])
         self.avoid = ([r.user_text for r in rows if r.status == "accepted"] + self.avoid)[: self.steer.avoid_size]
@@ -429,23 +429,25 @@ class Engine:
             return f"{self.no_progress_calls} calls in a row accepted no example (generation.max_calls_without_progress: {n})"
         # a trickle is no progress either: over the last YIELD_SPAN*n calls, under MIN_YIELD of the specs they asked
         # for were accepted (stray accepts kept resetting the count above; each accept took 20+ specs)
-        if len(self.yields) == self.yields.maxlen:
-            accepted, asked = sum(a for a, _ in self.yields), sum(k for _, k in self.yields)
+        if len(self.recent) >= self.yield_calls:
+            span = list(self.recent)[-self.yield_calls:]
+            accepted, asked = sum(a for a, _, _ in span), sum(k for _, k, _ in span)
             if asked and accepted < MIN_YIELD * asked:
-                return (f"the last {len(self.yields)} calls accepted {accepted} of the {asked} examples they asked for, "
+                return (f"the last {len(span)} calls accepted {accepted} of the {asked} examples they asked for, "
                         f"under {MIN_YIELD:.0%}")
         # the rate test guards the default budget (derived from the estimate); a budget the user chose is theirs
         # to spend, and the budget stop (exit 3) ends it
         if self.max_cost is None or not self.budget_source.startswith("default") or len(self.recent) < RATE_WINDOW:
             return None
-        accepted = sum(a for a, _ in self.recent)
-        cost = sum(c for _, c in self.recent)
+        window = list(self.recent)[-RATE_WINDOW:]
+        accepted = sum(a for a, _, _ in window)
+        cost = sum(c for _, _, c in window)
         left = self.plan.total - self.auditor.n_accepted
         if accepted == 0 or cost <= 0 or left <= 0:
             return None
         needed = left / accepted * cost   # at the acceptance rate and cost of the last calls
         if self.spent + needed > self.max_cost:
-            return (f"at the last {len(self.recent)} calls' rate ({accepted} accepted for ${cost:.4f}) the {left:,} "
+            return (f"at the last {len(window)} calls' rate ({accepted} accepted for ${cost:.4f}) the {left:,} "
                     f"examples left need ~${needed:.2f}, beyond the ${self.max_cost:.2f} budget ({self.budget_source})")
         return None
 

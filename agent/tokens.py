@@ -69,9 +69,7 @@ def count_lines(text: str) -> int:
     return sum(_line_count(line) for line in _LINE_CUT.split(text))
 
 
-@functools.lru_cache(maxsize=8192)
-def _line_count(line: str) -> int:
-    return len(encoding().encode_ordinary(line))
+_line_count = functools.lru_cache(maxsize=8192)(count)   # count() of one line, cached per process
 
 
 def count_messages(messages: list[dict]) -> int:
