@@ -65,11 +65,18 @@ CREATE TABLE IF NOT EXISTS examples (
                                      -- ledger has it after record: only grounded runs read it)
     record TEXT
 );
-CREATE INDEX IF NOT EXISTS examples_status ON examples (status, topic);
+-- Indexes cost every call: each one is another b-tree whose pages a call's commit rewrites, and one keyed
+-- by topic or by category takes new entries all over it (at 10k examples the two datagen had before cost
+-- 0.45 ms of CPU per call, half the ledger's work). Only reads at start, resume and export used them, and
+-- those scan the tables in id order instead (tens of ms at 10k examples, once each): dropped here, also
+-- from ledgers made before (an older datagen recreates them: same rows, only the access path differs).
+-- Rejections are few, and the export's and status's counts by reason read them: a partial index.
+DROP INDEX IF EXISTS examples_status;
+CREATE INDEX IF NOT EXISTS examples_rejected ON examples (reason) WHERE status = 'rejected';
 CREATE TABLE IF NOT EXISTS labels (
     example_id INTEGER NOT NULL, dimension TEXT NOT NULL, category TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS labels_dim ON labels (dimension, category);
+DROP INDEX IF EXISTS labels_dim;
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
 -- run state: "diversity" in agent/audit/state.py's data format (never pickle), "diversity_upto" the last
 -- accepted example id it holds, "categories" the misses and unfillable categories (records.CategoryState)
@@ -111,6 +118,21 @@ SURPLUS = "surplus:"
 
 def is_surplus(reason: str | None) -> bool:
     return (reason or "").startswith(SURPLUS)
+
+
+# json.dumps builds a new encoder for every call with a keyword argument: one each, made once (same output)
+_dumps = json.JSONEncoder().encode                      # json.dumps(value)
+_dumps_text = json.JSONEncoder(ensure_ascii=False).encode   # json.dumps(value, ensure_ascii=False)
+
+
+def _labels_json(ex: ExampleRow) -> tuple[str, str | None]:
+    """The requested and audited columns; audited labels are usually the requested ones, in the same order
+    (so the same text): encoded once."""
+    requested = _dumps(ex.requested)
+    if ex.audited is None:
+        return requested, None
+    same = ex.audited == ex.requested and list(ex.audited) == list(ex.requested)
+    return requested, requested if same else _dumps(ex.audited)
 
 
 def _new_id(cur: sqlite3.Cursor) -> int:
@@ -321,44 +343,42 @@ class Ledger:
         rows written without it void the near-duplicate proof (note_dedup), in the same transaction.
         Returns the last call's id (None when `calls` is empty)."""
         now = time.time()
+        batch = calls[0].batch if calls else None
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             if settles is not None:
                 self.db.execute("DELETE FROM calls WHERE id = ? AND status = 'pending'", (settles,))
-            call_ids = []
-            for call in calls:
-                cur = self.db.execute(
-                    "INSERT INTO calls (batch, purpose, provider, model, status, kind, attempts, input_tokens,"
-                    " output_tokens, cached_tokens, cost, latency, mode, error, created_at, reply)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (call.batch, call.purpose, call.provider, call.model, call.status, call.kind, call.attempts,
-                     call.input_tokens, call.output_tokens, call.cached_tokens, call.cost, call.latency,
-                     call.mode, call.error, now, call.reply),
-                )
-                call_ids.append(cur.lastrowid)
+            call_ids = [_new_id(self.db.execute(
+                "INSERT INTO calls (batch, purpose, provider, model, status, kind, attempts, input_tokens,"
+                " output_tokens, cached_tokens, cost, latency, mode, error, created_at, reply)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (call.batch, call.purpose, call.provider, call.model, call.status, call.kind, call.attempts,
+                 call.input_tokens, call.output_tokens, call.cached_tokens, call.cost, call.latency,
+                 call.mode, call.error, now, call.reply))) for call in calls]
             call_id = call_ids[-1] if call_ids else None
-            self.db.executemany(
-                "INSERT INTO faults (call_id, kind, message, latency, created_at) VALUES (?, ?, ?, ?, ?)",
-                [(call_ids[0] if call_ids else None, kind, (msg or "")[:500], lat, now) for kind, msg, lat in faults],
-            )
-            for ex in examples:
-                cur = self.db.execute(
-                    "INSERT INTO examples (spec_id, call_id, batch, status, reason, detail, topic, requested,"
-                    " audited, record, user_text, simulated, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ex.spec_id, call_id, calls[0].batch if calls else None, ex.status, ex.reason, ex.detail,
-                     ex.topic, json.dumps(ex.requested), json.dumps(ex.audited) if ex.audited is not None else None,
-                     json.dumps(ex.record, ensure_ascii=False) if ex.record is not None else None,
-                     ex.user_text, int(simulated), now),
-                )
-                if ex.passage:
-                    self.db.execute("UPDATE examples SET passage = ? WHERE id = ?", (ex.passage, cur.lastrowid))
-                if ex.status == "accepted":
-                    self.db.executemany(
-                        "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
-                        [(cur.lastrowid, d, c) for d, c in (ex.audited or {}).items()],
-                    )
-            for key, value in (state or {}).items():
-                self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+            if faults:
+                self.db.executemany(
+                    "INSERT INTO faults (call_id, kind, message, latency, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [(call_ids[0] if call_ids else None, kind, (msg or "")[:500], lat, now) for kind, msg, lat in faults])
+            if examples:
+                # One statement for all the rows, so their ids are given, not read back one by one: the ids
+                # SQLite would give (an INTEGER PRIMARY KEY without AUTOINCREMENT takes the largest id + 1),
+                # read inside this write transaction, where no other writer can take one.
+                first = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM examples").fetchone()[0]
+                self.db.executemany(
+                    "INSERT INTO examples (id, spec_id, call_id, batch, status, reason, detail, topic, requested,"
+                    " audited, record, user_text, simulated, created_at, passage)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(first + i, ex.spec_id, call_id, batch, ex.status, ex.reason, ex.detail, ex.topic,
+                      *_labels_json(ex), _dumps_text(ex.record) if ex.record is not None else None, ex.user_text,
+                      int(simulated), now, ex.passage or None)
+                     for i, ex in enumerate(examples)])
+                self.db.executemany(
+                    "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
+                    [(first + i, d, c) for i, ex in enumerate(examples) if ex.status == "accepted"
+                     for d, c in (ex.audited or {}).items()])
+            if state:
+                self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
             if not dedup_checked and any(ex.status == "accepted" for ex in examples):
                 proof = self.dedup_proof()
                 if proof is not None and proof["exact"]:

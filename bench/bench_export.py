@@ -3,10 +3,15 @@
     .venv/bin/python bench/bench_export.py                       # 10k and 100k export, 1 GB validate
     .venv/bin/python bench/bench_export.py --sizes 10000 --validate-gb 0.1 --write
     .venv/bin/python bench/bench_export.py --cpu outputs/example      # export() CPU on a copy of a run folder
+    .venv/bin/python bench/bench_export.py --ledger outputs/example   # the ledger's CPU per call, replaying a run
 
 `--cpu RUN_FOLDER`: the CPU (process_time, in-process; the cores are shared) of export() on a copy of a
 finished run (its ledger and stored plan), after a warm-up, and what the checks found. `--code TREE` runs
 another checkout's agent package instead (`git archive REV | tar -x -C /tmp/old`) to compare commits.
+`--ledger RUN_FOLDER`: the run's calls replayed into a new ledger in-process, as the engine writes them
+(add_pending, then record_call with the call's examples, its category state and settles=, record_batch
+when a batch's last call is in); the CPU (process_time) of those ledger calls per call, without the
+diversity snapshot (the auditor's O(examples) blob, written at most once a minute), which is timed apart.
 
 Each measurement runs in a fresh child process (`--child ...`), so ru_maxrss is that job's peak alone (Linux
 carries ru_maxrss across fork+exec, so the parent does no heavy work itself: building ledgers and the big
@@ -190,6 +195,72 @@ def export_cpu(run_folder: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def ledger_cpu(run_folder: Path) -> None:
+    """The ledger's own CPU per call (see the module docstring), replaying run_folder's ledger."""
+    import sqlite3
+
+    from agent.ledger import CallRow, ExampleRow, Ledger
+    from agent.records import BatchSummary
+
+    src = sqlite3.connect(f"file:{run_folder / 'ledger.sqlite'}?mode=ro", uri=True)
+    plan_json = src.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]
+    categories = (src.execute("SELECT value FROM state WHERE key = 'categories'").fetchone() or [b""])[0]
+    snapshot = (src.execute("SELECT value FROM state WHERE key = 'diversity'").fetchone() or [b""])[0]
+    examples: dict[int, list[ExampleRow]] = {}
+    for (call_id, spec_id, status, reason, detail, topic, requested, audited, record, user_text,
+         passage) in src.execute("SELECT call_id, spec_id, status, reason, detail, topic, requested, audited, record,"
+                                 " user_text, passage FROM examples ORDER BY id"):
+        examples.setdefault(call_id, []).append(ExampleRow(
+            spec_id=spec_id, status=status, requested=json.loads(requested),
+            audited=json.loads(audited) if audited else None, record=json.loads(record) if record else None,
+            reason=reason, detail=detail, topic=topic or "", user_text=user_text or "", passage=passage or ""))
+    groups: list[list[CallRow]] = []   # one record_call each: a call and its re-ask
+    for (batch, purpose, provider, model, status, kind, attempts, tin, tout, cached, cost, latency, mode, error,
+         reply, call_id) in src.execute(
+            "SELECT batch, purpose, provider, model, status, kind, attempts, input_tokens, output_tokens,"
+            " cached_tokens, cost, latency, mode, error, reply, id FROM calls WHERE status != 'pending' ORDER BY id"):
+        row = CallRow(batch=batch, purpose=purpose, provider=provider, model=model, status=status, kind=kind,
+                      attempts=attempts, input_tokens=tin, output_tokens=tout, cached_tokens=cached, cost=cost,
+                      latency=latency, mode=mode, error=error, reply=reply)
+        row.id = call_id  # type: ignore[attr-defined]  # where its examples are
+        if purpose == "reask" and groups:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    summaries = {json.loads(s)["batch"]: BatchSummary.loads(s) for (s,) in src.execute("SELECT summary FROM batches")}
+    last_of = {g[0].batch: i for i, g in enumerate(groups)}
+    work = Path(tempfile.mkdtemp(prefix="bench-ledger-cpu-"))
+    try:
+        from agent.plan import Plan
+
+        ledger = Ledger.open(work, Plan.model_validate_json(plan_json), simulated=True)
+        ledger.note_dedup(0.85, exact=True)
+        cpu = 0.0
+        for i, calls in enumerate(groups):
+            rows = examples.get(calls[-1].id, [])  # type: ignore[attr-defined]
+            c0 = time.process_time()
+            pending = ledger.add_pending(calls[0].batch, calls[0].provider, calls[0].model, 0.01)
+            ledger.record_call(calls, rows, simulated=True, settles=pending, state={"categories": categories},
+                               dedup_checked=True)
+            if last_of.get(calls[0].batch) == i and calls[0].batch in summaries:
+                ledger.record_batch(summaries[calls[0].batch])
+            cpu += time.process_time() - c0
+        c0 = time.process_time()
+        ledger.save_state({"diversity": snapshot, "diversity_upto": b"1"})
+        snap = time.process_time() - c0
+        n_examples = sum(len(v) for v in examples.values())
+        import agent
+
+        print(json.dumps({"code": str(Path(agent.__file__).parent.parent), "calls": len(groups),
+                          "examples": n_examples, "cpu_s": round(cpu, 3),
+                          "ms_per_call": round(cpu / max(1, len(groups)) * 1000, 3),
+                          "snapshot_mb": round(len(snapshot) / 1e6, 1), "snapshot_ms": round(snap * 1000, 1),
+                          "load": os.getloadavg()[0]}))
+        ledger.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -202,12 +273,15 @@ def main() -> None:
     p.add_argument("--write", action="store_true", help="write bench/notes/export.md")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--cpu", type=Path, metavar="RUN_FOLDER", help="only export()'s CPU on a copy of this run")
-    p.add_argument("--code", type=Path, metavar="TREE", help="with --cpu: import agent from this checkout")
+    p.add_argument("--ledger", type=Path, metavar="RUN_FOLDER", help="only the ledger's CPU per call, replaying this run")
+    p.add_argument("--code", type=Path, metavar="TREE", help="with --cpu/--ledger: import agent from this checkout")
     a = p.parse_args()
+    if a.code:
+        sys.path.insert(0, str(a.code.resolve()))
     if a.cpu:
-        if a.code:
-            sys.path.insert(0, str(a.code.resolve()))
         return export_cpu(a.cpu)
+    if a.ledger:
+        return ledger_cpu(a.ledger)
     if a.child:
         kind, target = a.child[0], Path(a.child[1])
         result = {"build": lambda: build_ledger(int(target.name.split("-")[-1]), target) or {},
