@@ -118,7 +118,8 @@ def build_ledger(n: int, folder: Path) -> None:
 
 
 def child_export(folder: Path, write_only: bool) -> dict:
-    from agent.export.pipeline import _write, export
+    from agent.export import split
+    from agent.export.pipeline import ALL, _place, _scan, export
     from agent.ledger import Ledger
 
     n = int(folder.name.split("-")[-1])
@@ -126,8 +127,8 @@ def child_export(folder: Path, write_only: bool) -> dict:
     ledger = Ledger(folder / "ledger.sqlite")
     base = warm_up()
     started = time.perf_counter()
-    if write_only:   # the streaming pass alone: convert, write, gather statistics
-        stats = _write(plan, ledger, folder, "openai", set())
+    if write_only:   # the streaming passes alone: convert, write, gather statistics
+        stats = _place(_scan(plan, ledger, folder / ALL, "openai", split.strata_dims(plan)), folder, set())
         written = stats.total
     else:
         result = export(plan, ledger, folder)

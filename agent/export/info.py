@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import time
 from array import array
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent import tokens
 from agent.coverage import lines as coverage_lines
+from agent.export.validate import example_tokens
 from agent.plan import Plan
 from agent.records import BatchSummary, ExportContext, user_turns
 
@@ -33,7 +35,7 @@ def bin_label(i: int) -> str:
 
 
 def bin_of(n: int) -> int:
-    return max(i for i, lo in enumerate(TOKEN_BINS) if n >= lo)
+    return max(0, bisect_right(TOKEN_BINS, n) - 1)   # the last bin whose lower bound n reaches
 
 
 @dataclass
@@ -64,26 +66,27 @@ class Stats:
     def total(self) -> int:
         return sum(self.files.values())
 
-    def add(self, file: str, record: dict[str, Any], labels: dict[str, str], n_tokens: int, system: str) -> None:
-        """One written example: `record` is the canonical form of the written line, `system` the original's."""
-        self.files[file] = self.files.get(file, 0) + 1
-        self.example_tokens[file] = self.example_tokens.get(file, 0) + n_tokens
-        self.line_tokens.setdefault(file, array("q")).append(n_tokens)   # 8 bytes a line: validate reuses them
+    def describe(self, record: dict[str, Any], labels: dict[str, str], system: str) -> int:
+        """One written example, whichever file it lands in (place() says which): `record` is the canonical
+        form of the written line, `system` the original's. Returns the line's tokens, validate.example_tokens
+        with the default tokenizer: a chat's messages are counted once here for both figures."""
         if "messages" in record:
-            users = [m["content"] for m in record["messages"] if m["role"] == "user"]
-            replies = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+            msgs = record["messages"]
+            counts = [tokens.count(str(m.get("content", ""))) for m in msgs]   # count_messages' own terms
+            n_tokens = 3 + sum(3 + c for c in counts)
+            users = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "user"]
+            replies = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "assistant"]
         else:
-            users = [record["prompt"]]
-            replies = [record.get("chosen", record.get("completion", ""))]
+            n_tokens = example_tokens(record)
+            users = [tokens.count(record["prompt"])]
+            replies = [tokens.count(record.get("chosen", record.get("completion", "")))]
             if "rejected" in record:
                 self.rejected_tokens += tokens.count(record["rejected"])
-        for text in users:
-            n = tokens.count(text)
+        for n in users:
             self.user_msgs += 1
             self.user_tokens += n
             self.query_hist[bin_of(n)] += 1
-        for text in replies:
-            n = tokens.count(text)
+        for n in replies:
             self.reply_msgs += 1
             self.reply_tokens += n
             self.reply_hist[bin_of(n)] += 1
@@ -96,7 +99,17 @@ class Stats:
         else:
             self.no_system += 1
         for dim, cat in labels.items():
-            self.labels.setdefault(dim, Counter())[cat] += 1
+            per_category = self.labels.get(dim)
+            if per_category is None:
+                per_category = self.labels[dim] = Counter()
+            per_category[cat] += 1
+        return n_tokens
+
+    def place(self, file: str, n_tokens: int) -> None:
+        """The next line of `file` (described before) holds n_tokens."""
+        self.files[file] = self.files.get(file, 0) + 1
+        self.example_tokens[file] = self.example_tokens.get(file, 0) + n_tokens
+        self.line_tokens.setdefault(file, array("q")).append(n_tokens)   # 8 bytes a line: validate reuses them
 
 
 @dataclass

@@ -1,14 +1,17 @@
 """What report.html shows of the examples themselves: samples per category, rejected examples with their
 reasons, the closest rejected near-duplicate pairs, and word counts per category against its target range.
 
-Reads the ledger's tables directly (read-only SQL) so the page can pick a few rows per category without
-loading the dataset: samples are ordered by a fixed multiplicative hash of the id (Knuth's 2654435761),
-so the same export shows the same examples and a category's samples are spread over the whole run.
+Samples are ordered by a fixed multiplicative hash of the id (Knuth's 2654435761), so the same export shows
+the same examples and a category's samples are spread over the whole run. What needs every accepted example
+(the samples per category and the word counts) is gathered by Tally during the export's one pass over them
+(pipeline._scan); the rejected rows are read with SQL. Memory: the word counts (a few bytes per example)
+and PER_CATEGORY ids per category.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,11 @@ NEAR_PAIRS = 10
 EXCERPT = 1500          # characters of one message shown on the page
 RATIO = re.compile(r"ratio ([0-9.]+) with accepted example (\S+)")
 _ORDER = "(e.id * 2654435761) % 4294967296"
+
+
+def order_key(example_id: int) -> int:
+    """_ORDER in Python. An odd multiplier is one-to-one modulo 2**32: no two ids below it share a key."""
+    return (example_id * 2654435761) % 4294967296
 
 
 @dataclass
@@ -75,18 +83,6 @@ def turns_of(record: dict[str, Any] | None) -> list[Turn]:
     return out
 
 
-def examples_by_category(plan: Plan, ledger: Ledger, per: int = PER_CATEGORY) -> dict[str, dict[str, list[Sample]]]:
-    out: dict[str, dict[str, list[Sample]]] = {}
-    for dim, d in plan.dimensions.items():
-        for cat in d.categories:
-            rows = ledger.db.execute(
-                f"SELECT e.id, e.spec_id, e.topic, e.record FROM labels l JOIN examples e ON e.id = l.example_id "
-                f"WHERE l.dimension = ? AND l.category = ? AND e.status = 'accepted' ORDER BY {_ORDER} LIMIT ?",
-                (dim, cat.name, per)).fetchall()
-            out.setdefault(dim, {})[cat.name] = [Sample(i, s, t or "", turns_of(json.loads(r))) for i, s, t, r in rows]
-    return out
-
-
 def rejected_examples(ledger: Ledger, per: int = PER_REASON, cap: int = MAX_REJECTED) -> list[Sample]:
     reasons = [r for (r,) in ledger.db.execute(
         "SELECT reason FROM examples WHERE status = 'rejected' GROUP BY reason ORDER BY COUNT(*) DESC")]
@@ -111,35 +107,85 @@ def near_duplicate_pairs(ledger: Ledger, n: int = NEAR_PAIRS) -> list[tuple[floa
         if m:
             found.append((float(m.group(1)), i, s, m.group(2), r, text))
     found.sort(key=lambda f: (-f[0], f[1]))
+    top = found[:n]
+    kept: dict[str, tuple] = {}   # spec id -> its accepted row (the first, should a spec have two)
+    others = sorted({f[3] for f in top})
+    if others:   # one scan for all of them (spec_id has no index: a lookup each would scan the table each)
+        for row in ledger.db.execute(f"SELECT id, spec_id, topic, record FROM examples WHERE status = 'accepted' "
+                                     f"AND spec_id IN ({', '.join('?' * len(others))}) ORDER BY id", others):
+            kept.setdefault(row[1], row)
     out = []
-    for ratio, i, s, other, r, text in found[:n]:
-        row = ledger.db.execute("SELECT id, spec_id, topic, record FROM examples WHERE spec_id = ? "
-                                "AND status = 'accepted' LIMIT 1", (other,)).fetchone()
+    for ratio, i, s, other, r, text in top:
+        row = kept.get(other)
         rec = json.loads(r) if r else None
         rejected = Sample(i, s, "", [Turn("user", user_text(rec) if rec else text or "")])
-        kept = Sample(row[0], row[1], row[2] or "", [Turn("user", user_text(json.loads(row[3])))]) if row else \
+        shown = Sample(row[0], row[1], row[2] or "", [Turn("user", user_text(json.loads(row[3])))]) if row else \
             Sample(0, other, "", [Turn("user", "(not in the ledger)")])
-        out.append((ratio, rejected, kept))
+        out.append((ratio, rejected, shown))
     return out
 
 
-def lengths(plan: Plan, ledger: Ledger) -> list[LengthRow]:
-    """Words per accepted example for each category of a measured-length dimension, with its target range."""
-    measured = {d: dim for d, dim in plan.dimensions.items() if dim.measure in ("response_words", "input_words")}
-    rows = {(d, c.name): LengthRow(d, c.name, c.min_words, c.max_words)
-            for d, dim in measured.items() for c in dim.categories}
-    if not rows:
-        return []
-    for r in ledger.iter_accepted():
-        labels = r["audited"] or r["requested"]
-        for d, dim in measured.items():
-            row = rows.get((d, labels.get(d, "")))
-            if row is not None:
-                text = response_text(r["record"]) if dim.measure == "response_words" else user_text(r["record"])
-                row.words.append(word_count(text))
-    return list(rows.values())
+class Tally:
+    """The samples per category and the word counts per category, from the accepted rows as they stream by
+    (Ledger.iter_accepted's rows, each once): what examples_by_category and lengths read from the ledger."""
+
+    def __init__(self, plan: Plan, per: int = PER_CATEGORY):
+        self.plan, self.per = plan, per
+        self.measured = {d: dim.measure for d, dim in plan.dimensions.items()
+                         if dim.measure in ("response_words", "input_words")}
+        self.rows = {(d, c.name): LengthRow(d, c.name, c.min_words, c.max_words)
+                     for d in self.measured for c in plan.dimensions[d].categories}
+        # dimension -> category -> the `per` smallest (order key, id) so far, ascending (the plan's categories)
+        self.picks: dict[str, dict[str, list[tuple[int, int]]]] = {
+            d: {c.name: [] for c in dim.categories} for d, dim in plan.dimensions.items()}
+        # dimension -> category -> the key a row needs to be picked: below the largest picked once `per` are
+        self.bound: dict[str, dict[str, float]] = {d: dict.fromkeys(cats, math.inf) for d, cats in self.picks.items()}
+
+    def add(self, row: dict[str, Any]) -> None:
+        record = row["record"]
+        if self.rows:
+            labels = row["audited"] or row["requested"]
+            for d, measure in self.measured.items():
+                length = self.rows.get((d, labels.get(d, "")))
+                if length is not None:
+                    length.words.append(word_count(response_text(record) if measure == "response_words"
+                                                   else user_text(record)))
+        # the labels table holds an accepted row's audited labels (Ledger.record_call): the same pairs
+        key = order_key(row["id"])
+        for d, c in (row["audited"] or {}).items():
+            if key < self.bound.get(d, {}).get(c, -1):
+                picked = self.picks[d][c]
+                picked.append((key, row["id"]))
+                picked.sort()
+                del picked[self.per:]
+                if len(picked) == self.per:
+                    self.bound[d][c] = picked[-1][0]
+
+    def examples(self, ledger: Ledger) -> dict[str, dict[str, list[Sample]]]:
+        """examples_by_category's answer: the picked rows, read by id."""
+        wanted = sorted({i for cats in self.picks.values() for picked in cats.values() for _, i in picked})
+        found = {}
+        for start in range(0, len(wanted), 500):   # SQLite's bound-parameter limit
+            chunk = wanted[start:start + 500]
+            found.update({r[0]: r for r in ledger.db.execute(
+                f"SELECT id, spec_id, topic, record FROM examples WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk)})
+        out: dict[str, dict[str, list[Sample]]] = {}
+        for d, cats in self.picks.items():
+            for c, picked in cats.items():
+                rows = [found[i] for _, i in picked]
+                out.setdefault(d, {})[c] = [Sample(i, s, t or "", turns_of(json.loads(r))) for i, s, t, r in rows]
+        return out
+
+    def lengths(self) -> list[LengthRow]:
+        return list(self.rows.values())
 
 
-def collect(plan: Plan, ledger: Ledger) -> dict[str, Any]:
-    return {"examples": examples_by_category(plan, ledger), "rejected": rejected_examples(ledger),
-            "near_pairs": near_duplicate_pairs(ledger), "lengths": lengths(plan, ledger)}
+def collect(plan: Plan, ledger: Ledger, tally: Tally | None = None) -> dict[str, Any]:
+    """report.html's samples; `tally`: the export's, already fed every accepted row (else read here)."""
+    if tally is None:
+        tally = Tally(plan)
+        for r in ledger.iter_accepted():
+            tally.add(r)
+    return {"examples": tally.examples(ledger), "rejected": rejected_examples(ledger),
+            "near_pairs": near_duplicate_pairs(ledger), "lengths": tally.lengths()}
