@@ -125,6 +125,14 @@ _dumps = json.JSONEncoder().encode                      # json.dumps(value)
 _dumps_text = json.JSONEncoder(ensure_ascii=False).encode   # json.dumps(value, ensure_ascii=False)
 
 
+def _has_json1(db: sqlite3.Connection) -> bool:
+    """SQLite's JSON functions are built in since 3.38; an older library may lack them."""
+    try:
+        return db.execute("""SELECT COUNT(*) FROM json_each('{"a": "b"}')""").fetchone()[0] == 1
+    except sqlite3.OperationalError:
+        return False
+
+
 def _labels_json(ex: ExampleRow) -> tuple[str, str | None]:
     """The requested and audited columns; audited labels are usually the requested ones, in the same order
     (so the same text): encoded once."""
@@ -192,6 +200,7 @@ class Ledger:
                                   f"to {SCHEMA_VERSION}); upgrade datagen to resume or export this run")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process kills
+            self._json1 = _has_json1(self.db)
             self.db.executescript(SCHEMA)
             self._migrate(version)
         except sqlite3.DatabaseError as e:
@@ -365,18 +374,23 @@ class Ledger:
                 # SQLite would give (an INTEGER PRIMARY KEY without AUTOINCREMENT takes the largest id + 1),
                 # read inside this write transaction, where no other writer can take one.
                 first = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM examples").fetchone()[0]
+                rows = [(first + i, ex.spec_id, call_id, batch, ex.status, ex.reason, ex.detail, ex.topic,
+                         *_labels_json(ex), _dumps_text(ex.record) if ex.record is not None else None, ex.user_text,
+                         int(simulated), now, ex.passage or None) for i, ex in enumerate(examples)]
                 self.db.executemany(
                     "INSERT INTO examples (id, spec_id, call_id, batch, status, reason, detail, topic, requested,"
                     " audited, record, user_text, simulated, created_at, passage)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(first + i, ex.spec_id, call_id, batch, ex.status, ex.reason, ex.detail, ex.topic,
-                      *_labels_json(ex), _dumps_text(ex.record) if ex.record is not None else None, ex.user_text,
-                      int(simulated), now, ex.passage or None)
-                     for i, ex in enumerate(examples)])
-                self.db.executemany(
-                    "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
-                    [(first + i, d, c) for i, ex in enumerate(examples) if ex.status == "accepted"
-                     for d, c in (ex.audited or {}).items()])
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                accepted = [(row[0], row[9]) for row, ex in zip(rows, examples, strict=True)
+                            if ex.status == "accepted" and ex.audited is not None]
+                if self._json1:   # the labels from the audited text just encoded: one statement per example
+                    self.db.executemany("INSERT INTO labels (example_id, dimension, category)"
+                                        " SELECT ?, key, value FROM json_each(?)", accepted)
+                else:
+                    self.db.executemany(
+                        "INSERT INTO labels (example_id, dimension, category) VALUES (?, ?, ?)",
+                        [(first + i, d, c) for i, ex in enumerate(examples) if ex.status == "accepted"
+                         for d, c in (ex.audited or {}).items()])
             if state:
                 self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
             if not dedup_checked and any(ex.status == "accepted" for ex in examples):

@@ -198,6 +198,10 @@ def test_one_pass_writes_the_same_files_and_figures_as_three(runs, tmp_path, mon
     assert result.stats == stats and orders(result.stats) == orders(stats)
     assert collected[0]["examples"] == reference_examples_by_category(plan, ledger)
     assert collected[0]["lengths"] == reference_lengths(plan, ledger)
+    tally = samples.Tally(plan)
+    for row in ledger.iter_accepted():
+        tally.add(row)
+    assert (tally.label_counts, tally.accepted) == (ledger.label_counts(), ledger.accepted_count())
     # the staged lines went with the staging folder
     assert not [p for p in os.listdir(folder) if p.startswith(STAGING_PREFIX) or p == ALL]
     if fmt == "alpaca":

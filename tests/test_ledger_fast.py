@@ -13,6 +13,8 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.plan import load_plan
 
@@ -117,12 +119,15 @@ def tables(path) -> dict[str, list[tuple]]:
         con.close()
 
 
-def test_record_call_writes_the_same_rows_as_before(tmp_path, monkeypatch):
+@pytest.mark.parametrize("json1", [True, False], ids=["labels_by_json_each", "labels_by_rows"])
+def test_record_call_writes_the_same_rows_as_before(tmp_path, monkeypatch, json1):
     monkeypatch.setattr(time, "time", lambda: 1_700_000_000.25)   # created_at the same in both
     plan = load_plan(PLAN)
     paths = []
     for name, write in (("new", Ledger.record_call), ("old", reference_record_call)):
         ledger = Ledger.open(tmp_path / name, plan, simulated=True)
+        assert ledger._json1   # this SQLite has them; the other branch is what an older one runs
+        ledger._json1 = json1
         ledger.note_dedup(0.85, exact=True)
         ids = []
         for args in writes():

@@ -290,17 +290,18 @@ def _check(plan: Plan, result: ExportResult, max_tokens: int, tokenizer: tokens.
     result.checks = info.checklist(plan, result.stats, result.reports, targets)
 
 
-def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float,
-             tally: samples.Tally | None = None) -> ExportContext:
+def _context(plan: Plan, ledger: Ledger, result: ExportResult, share: float, tally: samples.Tally) -> ExportContext:
+    """What dataset_info.txt, report.html and the card are written from; the counts of accepted examples and
+    their labels are the scan's (tally: every accepted row, so the ledger's counts), not another read."""
     batches = ledger.batches()
     return ExportContext(
         plan=plan, stats=result.stats, split=result.split, usage=ledger.usage(), share=share,
         format=result.format, format_note=FORMAT_NOTES.get(result.format) or trainers.DESCRIBE[result.format],
         train_name=TRAIN, val_name=VAL, simulated=result.simulated,
-        targets=info.target_rows(plan, ledger.label_counts(), result.stats),
+        targets=info.target_rows(plan, tally.label_counts, result.stats),
         rejections=ledger.rejection_counts(), lost=ledger.lost_counts(), surplus=ledger.surplus_counts(),
         batches=batches,
-        diversity=info.diversity_rows(batches, ledger.accepted_count(), plan.total),
+        diversity=info.diversity_rows(batches, tally.accepted, plan.total),
         checks=result.checks, reports=result.reports,
         plan_hash=ledger.meta("plan_hash"), created_at=ledger.meta("created_at"), exported_at=time.time(),
         samples=samples.collect(plan, ledger, tally),  # report.html's examples, rejections, near-dups, lengths

@@ -140,6 +140,8 @@ class Tally:
             d: {c.name: [] for c in dim.categories} for d, dim in plan.dimensions.items()}
         # dimension -> category -> the key a row needs to be picked: below the largest picked once `per` are
         self.bound: dict[str, dict[str, float]] = {d: dict.fromkeys(cats, math.inf) for d, cats in self.picks.items()}
+        self.accepted = 0                                         # Ledger.accepted_count()
+        self.label_counts: dict[str, dict[str, int]] = {}         # Ledger.label_counts(): the same rows counted
 
     def add(self, row: dict[str, Any]) -> None:
         record = row["record"]
@@ -151,8 +153,13 @@ class Tally:
                     length.words.append(word_count(response_text(record) if measure == "response_words"
                                                    else user_text(record)))
         # the labels table holds an accepted row's audited labels (Ledger.record_call): the same pairs
+        self.accepted += 1
         key = order_key(row["id"])
         for d, c in (row["audited"] or {}).items():
+            counts = self.label_counts.get(d)
+            if counts is None:
+                counts = self.label_counts[d] = {}
+            counts[c] = counts.get(c, 0) + 1
             if key < self.bound.get(d, {}).get(c, -1):
                 picked = self.picks[d][c]
                 picked.append((key, row["id"]))
