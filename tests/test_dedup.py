@@ -490,3 +490,27 @@ def test_exact_and_fast_modes_on_6000_generated_questions():
     reference = reference_dedupe(texts, prefilter=True)
     assert dedupe(texts, mode="exact") == reference
     _check_fast(texts, reference, dedupe(texts, mode="fast"))
+
+
+@pytest.mark.parametrize("merge", [1, 7, 10_000])
+def test_find_is_the_same_whether_rows_are_sorted_in_or_still_recent(merge, monkeypatch):
+    """The window is a slice of the by-length copy plus a mask over rows added since: any split gives the rule."""
+    monkeypatch.setattr(dedup, "_MERGE", merge)
+    texts = _simulated_questions(300, 35) + _fuzzed_texts(150, 36)
+    expected = reference_dedupe(texts, prefilter=True)
+    assert len(expected) >= 20
+    assert _keep_first_with_the_index(texts) == expected
+
+
+def test_counts_over_the_storage_cap_keep_the_bound_an_upper_bound(monkeypatch):
+    """Stored counts are capped (uint16 in use); the query's excess over the cap is added back. With a cap of 3
+    nearly every count is over it, and find still gives the rule's answers, including ones the cap would hide."""
+    monkeypatch.setattr(dedup, "_CAP", 3)
+    monkeypatch.setattr(dedup, "_COUNT", dedup.np.uint8)
+    texts = _simulated_questions(200, 37)
+    expected = reference_dedupe(texts, prefilter=True)
+    assert len(expected) >= 10
+    assert _keep_first_with_the_index(texts) == expected
+    index = NearDupIndex(mode="exact")
+    index.add("a", "e" * 90 + " eee")
+    assert index.find("e" * 92) == ("a", similarity("e" * 92, "e" * 90 + " eee"))
