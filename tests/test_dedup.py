@@ -239,11 +239,16 @@ def test_cydifflib_gives_difflibs_numbers():
         assert dedup._ratio(new, old) == similarity(new, old) == similarity(old, new)
 
 
+def projection_bound(a: str, b: str) -> int:
+    """The class-projection bound: the LCS of each class's projections, and the space's smaller count."""
+    parts = zip(dedup._projections(a), dedup._projections(b), strict=True)
+    return sum(LCSseq.similarity(x, y) for x, y in parts) + min(a.count(" "), b.count(" "))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="abc ,A", max_size=40), st.text(alphabet="abc ,A", max_size=40))
 def test_rapidfuzz_and_projection_bounds_are_never_below_difflib(a, b):
-    lcs = LCSseq.similarity(a, b)
-    assert sum(LCSseq.similarity(x, y) for x, y in zip(dedup._projections(a), dedup._projections(b), strict=True)) >= lcs
+    assert projection_bound(a, b) >= LCSseq.similarity(a, b)
     # rapidfuzz's ratio is symmetric and bounds SequenceMatcher's in both orders, so it prefilters the
     # two-order rule exactly
     assert fuzz.ratio(a, b) == fuzz.ratio(b, a)
@@ -253,9 +258,7 @@ def test_rapidfuzz_and_projection_bounds_are_never_below_difflib(a, b):
 
 def test_bounds_hold_on_generated_pairs():
     for new, old in _pairs(40, 4):
-        lcs = LCSseq.similarity(new, old)
-        parts = zip(dedup._projections(new), dedup._projections(old), strict=True)
-        assert sum(LCSseq.similarity(x, y) for x, y in parts) >= lcs
+        assert projection_bound(new, old) >= LCSseq.similarity(new, old)
         assert fuzz.ratio(new, old) / 100 >= similarity(new, old) - 1e-12
 
 
@@ -433,8 +436,9 @@ def test_find_equals_the_seed_walk(texts):
 def test_character_counts_bound_the_lcs_class_by_class(a, b):
     counts = dedup._char_counts([a, b]) if a or b else dedup._char_counts(["", ""])
     assert counts.sum(axis=1).tolist() == [len(a), len(b)]
-    per_class = dedup.np.minimum(counts[0], counts[1]).reshape(8, -1).sum(axis=1).tolist()   # a class's bins
-    for bound, x, y in zip(per_class, dedup._projections(a), dedup._projections(b), strict=True):
+    per_class = dedup._class_sums(dedup.np.minimum(counts[0], counts[1])).tolist()
+    assert per_class[-1] == min(a.count(" "), b.count(" "))   # the space: a class whose LCS is its count
+    for bound, x, y in zip(per_class[:-1], dedup._projections(a), dedup._projections(b), strict=True):
         assert bound >= LCSseq.similarity(x, y)
     assert sum(per_class) >= LCSseq.similarity(a, b)
 

@@ -57,24 +57,29 @@ SHINGLE = 5
 LSH_BANDS, LSH_ROWS = 120, 5
 MODES = ("auto", "exact", "fast")
 
-# Letters by English frequency, dealt round-robin into 7 classes; class 8 takes everything else (digits,
-# punctuation, non-Latin). Any partition keeps the bound exact; a balanced one keeps it tight.
-_FREQ = " etaoinsrhldcumfpgwybvkxjqz"
-_N_CLASSES = 8
-_GROUPS = ["".join(sorted({c for ch in _FREQ[g::_N_CLASSES - 1] for c in (ch, ch.upper())}))
-           for g in range(_N_CLASSES - 1)]
-_DELETE_LETTERS = str.maketrans("", "", "".join(_GROUPS))             # leaves class 8
-_KEEP_GROUP = [str.maketrans("", "", "".join(c for c in "".join(_GROUPS) if c not in g)) for g in _GROUPS]
-# Character-count bins, 4 per projection class (a bin's characters all belong to one class): each letter (both
-# cases) and the space its own bin (classes 1-7 hold 3-4 of them, padded to 4), everything else (class 8) shared
-# out over 4 bins by code point. Merging characters into a bin only loosens the bound, never breaks it; merging
-# the cases costs almost no pruning (capitals are rare) and halves the bins each find reads.
-_PER_CLASS = 4
-_N_BINS = _PER_CLASS * _N_CLASSES
-_BIN_OF = np.array([_N_BINS - _PER_CLASS + cp % _PER_CLASS for cp in range(128)], dtype=np.uint8)
+# Letters by English frequency, dealt round-robin into 5 classes; a sixth takes everything else but the space
+# (digits, punctuation, non-Latin), and the space is a class of its own. Any partition keeps the bound exact; a
+# balanced one keeps it tight. The space's projection is one character repeated, whose LCS is the smaller count:
+# it needs no LCS run, and the letter classes' projections are shorter without it (an LCS run's time grows with
+# the square of the length): on the simulated provider's questions ~30% less time than 7 letter classes with
+# the space in one of them, for the same candidates (bench/notes/dedup.md).
+_LETTERS = "etaoinsrhldcumfpgwybvkxjqz"
+_N_LCS = 6                      # classes whose projections get an LCS run: the 5 letter classes and the rest
+_N_CLASSES = _N_LCS + 1         # and the space
+_GROUPS = ["".join(sorted(g + g.upper())) for g in (_LETTERS[k::5] for k in range(5))]
+_DELETE_LETTERS = str.maketrans("", "", "".join(_GROUPS) + " ")             # leaves the rest
+_KEEP_GROUP = [str.maketrans("", "", "".join(c for c in "".join(_GROUPS) + " " if c not in g)) for g in _GROUPS]
+# Character-count bins, in class order (a bin's characters all belong to one class): each letter (both cases) its
+# own bin, the rest shared out over 4 bins by code point, the space last. Merging characters into a bin only
+# loosens the bound, never breaks it; merging the cases costs almost no pruning (capitals are rare).
+_CLASS_START = np.cumsum([0, *(len(g) // 2 for g in _GROUPS), 4])    # first bin of each class (the space: the last)
+_REST = int(_CLASS_START[-2])                                          # the rest's 4 bins start here
+_N_BINS = _REST + 5
+_BIN_OF = np.array([_REST + cp % 4 for cp in range(128)], dtype=np.uint8)
 for _g, _chars in enumerate(_GROUPS):
-    for _k, _ch in enumerate(sorted({c.lower() for c in _chars})):
-        _BIN_OF[[ord(_ch), ord(_ch.upper())]] = _PER_CLASS * _g + _k
+    for _k, _ch in enumerate(sorted(set(_chars.lower()))):
+        _BIN_OF[[ord(_ch), ord(_ch.upper())]] = _CLASS_START[_g] + _k
+_BIN_OF[ord(" ")] = _N_BINS - 1
 _COUNT = np.uint16   # stored character counts; larger ones are capped (_LengthTable.candidates keeps it exact)
 _CAP = int(np.iinfo(_COUNT).max)
 _MERGE = 256         # rows added since the last sort by length are found by a mask; this many, and they are sorted in
@@ -112,25 +117,31 @@ def _may_match(lcs_bound: np.ndarray, total: np.ndarray, threshold: float) -> np
 
 
 def _projections(text: str) -> tuple[str, ...]:
-    """The text's characters of each class, in order (str.translate: ~3x faster than a regex sub per class)."""
+    """The text's characters of each class but the space, in order (str.translate: ~3x faster than a regex sub
+    per class)."""
     others = text.translate(_DELETE_LETTERS)
     letters = text.translate(dict.fromkeys(map(ord, set(others)))) if others else text
     return (*(letters.translate(t) for t in _KEEP_GROUP), others)
 
 
 def _char_counts(texts: Sequence[str]) -> np.ndarray:
-    """(len(texts) x _N_BINS) character counts, bins as _BIN_OF says (non-ASCII: code point mod 4 in class 8)."""
+    """(len(texts) x _N_BINS) character counts, bins as _BIN_OF says (non-ASCII: code point mod 4 in the rest)."""
     if len(texts) == 1 and texts[0].isascii():   # one ASCII text (nearly every find): bytes, ~3x faster
         codes = _BIN_OF[np.frombuffer(texts[0].encode("ascii"), dtype=np.uint8)]
         return np.bincount(codes, minlength=_N_BINS).astype(np.int32)[None, :]
     codes32 = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    bins = np.where(codes32 < 128, _BIN_OF[np.minimum(codes32, 127)], _N_BINS - _PER_CLASS + codes32 % _PER_CLASS)
+    bins = np.where(codes32 < 128, _BIN_OF[np.minimum(codes32, 127)], _REST + codes32 % 4)
     bins = bins.astype(np.int64)
     if len(texts) == 1:
         return np.bincount(bins, minlength=_N_BINS).astype(np.int32)[None, :]
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     flat = np.repeat(np.arange(len(texts), dtype=np.int64) * _N_BINS, lens) + bins
     return np.bincount(flat, minlength=len(texts) * _N_BINS).reshape(len(texts), _N_BINS).astype(np.int32)
+
+
+def _class_sums(counts: np.ndarray) -> np.ndarray:
+    """Per-class totals of bin counts (the last axis: a class's bins are contiguous)."""
+    return np.add.reduceat(counts, _CLASS_START, axis=-1, dtype=np.int64)
 
 
 def _minhash(text: str) -> RMinHash:
@@ -175,7 +186,7 @@ class _LengthTable:
         # by row (order of adding): lengths, counts (row x bin, capped at _CAP), projections (class x row)
         self._lens = np.zeros(64, dtype=np.int64)
         self._counts = np.zeros((cap, _N_BINS), dtype=_COUNT)
-        self._proj = np.empty((_N_CLASSES, cap), dtype=object)    # object arrays gather in C
+        self._proj = np.empty((_N_LCS, cap), dtype=object)    # object arrays gather in C
         # rows 0 .. _n_sorted - 1 again, sorted by (length, row): their lengths, row numbers and counts (bin x row:
         # the window's counts are 32 contiguous runs)
         self._n_sorted = 0
@@ -191,7 +202,7 @@ class _LengthTable:
             if not self.short_only:
                 more = cap - len(self._counts)
                 self._counts = np.concatenate([self._counts, np.zeros((more, _N_BINS), dtype=_COUNT)])
-                self._proj = np.concatenate([self._proj, np.empty((_N_CLASSES, more), dtype=object)], axis=1)
+                self._proj = np.concatenate([self._proj, np.empty((_N_LCS, more), dtype=object)], axis=1)
 
     def _features(self, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
         if self._last is not None and self._last[0] is text:
@@ -255,7 +266,7 @@ class _LengthTable:
             self._last = (text, counts, proj)
             # A stored count above _CAP was capped: min(q, r) <= min(q, cap(r)) + max(0, q - _CAP) for every
             # count q of the query, so adding the query's excess over the cap keeps each bound an upper bound.
-            excess = np.maximum(counts - _CAP, 0).reshape(_N_CLASSES, _PER_CLASS).sum(axis=1)
+            excess = _class_sums(np.maximum(counts - _CAP, 0))
             q = np.minimum(counts, _CAP).astype(_COUNT)
             # the sum of the mins is <= n, so it fits in _COUNT unless the query itself is longer than _CAP
             acc = _COUNT if n <= _CAP else np.int64
@@ -267,14 +278,13 @@ class _LengthTable:
             rows.sort()
             if len(rows):
                 total = n + self._lens[rows]
-                # (classes x rows) parts of the count bound: a class's bins are contiguous in a row
-                parts = np.minimum(self._counts[rows], q).reshape(-1, _N_CLASSES, _PER_CLASS).sum(axis=2).T
-                parts = parts.astype(np.int64) + excess[:, None]
+                # (classes x rows) parts of the count bound
+                parts = _class_sums(np.minimum(self._counts[rows], q)).T + excess[:, None]
                 bound = parts.sum(axis=0)
                 live = _may_match(bound, total, self.threshold)
                 if not live.all():
                     rows, total, bound, parts = rows[live], total[live], bound[live], parts[:, live]
-                for c in range(_N_CLASSES):
+                for c in range(_N_LCS):   # the space's part is its LCS already
                     lcs = process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity, dtype=np.int64)[0]
                     bound += lcs - parts[c]
                     live = _may_match(bound, total, self.threshold)
@@ -456,7 +466,8 @@ def _pair_candidates(texts: Sequence[str], threshold: float) -> list[list[int]]:
         else:
             if columns is None:   # projections only from the first block that needs them
                 columns = [list(c) for c in zip(*map(_projections, ordered), strict=True)]
-            bound = np.zeros((e - s, hi - s), dtype=np.int32)
+                spaces = np.array([t.count(" ") for t in ordered], dtype=np.int32)
+            bound = np.minimum(spaces[s:e, None], spaces[None, s:hi])   # the space's LCS
             for column in columns:
                 bound += process.cdist(column[s:e], column[s:hi], scorer=LCSseq.similarity, dtype=np.int32,
                                        workers=-1)
