@@ -257,39 +257,46 @@ class _LengthTable:
         n = len(text)
         lo, hi = length_window(n, self.threshold)
         a, b = np.searchsorted(self._sorted_lens, [lo, hi + 1]).tolist()   # the sorted rows in the window
-        tail = np.arange(self._n_sorted, self._n)                           # and the rows added since
-        tail = tail[(self._lens[tail] >= lo) & (self._lens[tail] <= hi)]
-        if n <= _DIRECT or a == b and not len(tail):
-            rows = np.sort(np.concatenate([self._sorted_rows[a:b], tail]))
+        rows = self._sorted_rows[a:b]
+        if self._n > self._n_sorted:                                        # and the rows added since
+            tail = np.arange(self._n_sorted, self._n)
+            tail = tail[(self._lens[tail] >= lo) & (self._lens[tail] <= hi)]
+        else:
+            tail = rows[:0]
+        if n <= _DIRECT or not len(rows) and not len(tail):
+            rows = np.sort(np.concatenate([rows, tail]))
         else:
             counts, proj = self._features(text)
             self._last = (text, counts, proj)
-            # A stored count above _CAP was capped: min(q, r) <= min(q, cap(r)) + max(0, q - _CAP) for every
-            # count q of the query, so adding the query's excess over the cap keeps each bound an upper bound.
-            excess = _class_sums(np.maximum(counts - _CAP, 0))
-            q = np.minimum(counts, _CAP).astype(_COUNT)
-            # the sum of the mins is <= n, so it fits in _COUNT unless the query itself is longer than _CAP
-            acc = _COUNT if n <= _CAP else np.int64
-            window = np.add.reduce(np.minimum(self._sorted_counts[:, a:b], q[:, None]), axis=0, dtype=acc)
-            rows = self._sorted_rows[a:b][_may_match(window + int(excess.sum()), n + self._sorted_lens[a:b],
-                                                     self.threshold)]
+            # the LCS a row needs to match: ratio > t needs LCS > t * (n + m) / 2; the 1e-9 keeps float rounding
+            # on the safe (keeping) side
+            per_char = self.threshold * (1 - 1e-9) / 2
+            if n <= _CAP:   # no count of the query reaches the cap, and the sum of the mins (<= n) fits in _COUNT
+                q, excess = counts.astype(_COUNT), None
+                window = np.add.reduce(np.minimum(self._sorted_counts[:, a:b], q[:, None]), axis=0, dtype=_COUNT)
+            else:
+                # A stored count above _CAP was capped: min(q, r) <= min(q, cap(r)) + max(0, q - _CAP) for every
+                # count q of the query, so adding the query's excess over the cap keeps each bound an upper bound.
+                q, excess = np.minimum(counts, _CAP).astype(_COUNT), _class_sums(np.maximum(counts - _CAP, 0))
+                window = np.minimum(self._sorted_counts[:, a:b], q[:, None]).sum(axis=0) + int(excess.sum())
+            rows = rows[window >= (n + self._sorted_lens[a:b]) * per_char]
             if len(tail):
                 rows = np.concatenate([rows, tail])   # the count bound of these comes with the parts below
             rows.sort()
             if len(rows):
-                total = n + self._lens[rows]
+                need = (n + self._lens[rows]) * per_char
                 # (classes x rows) parts of the count bound
-                parts = _class_sums(np.minimum(self._counts[rows], q)).T + excess[:, None]
+                parts = _class_sums(np.minimum(self._counts[rows], q)).T
+                if excess is not None:
+                    parts += excess[:, None]
                 bound = parts.sum(axis=0)
-                live = _may_match(bound, total, self.threshold)
-                if not live.all():
-                    rows, total, bound, parts = rows[live], total[live], bound[live], parts[:, live]
-                for c in range(_N_LCS):   # the space's part is its LCS already
-                    lcs = process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity, dtype=np.int64)[0]
-                    bound += lcs - parts[c]
-                    live = _may_match(bound, total, self.threshold)
+                for c in range(-1, _N_LCS):   # the space's part is its LCS already
+                    if c >= 0:
+                        bound += process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity,
+                                               dtype=np.int64)[0] - parts[c]
+                    live = bound >= need
                     if not live.all():
-                        rows, total, bound, parts = rows[live], total[live], bound[live], parts[:, live]
+                        rows, need, bound, parts = rows[live], need[live], bound[live], parts[:, live]
                         if not len(rows):
                             break
         keep = rows.tolist()
