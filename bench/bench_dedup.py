@@ -11,7 +11,7 @@
 at 20,000 examples, generated once into --ledger-dir, ~8 min), replayed in one process: every example that
 reached the near-duplicate check, in ledger order, through find(), and add() for the ones the run accepted (the
 auditor's sequence). Reported: CPU (process_time) of find + add per accepted example over the first N accepted,
-and per find with 2,000 / 10,000 / 20,000 kept (the 1,000 finds after that point), alternating rounds with the
+and per find with N kept (the next 1,000 accepted texts; at most 19,000 of a 20,000 run), alternating rounds with the
 dedup.py given by --against; the answers must agree with each other and with the run's own verdicts.
 
 `--find-cpu KEPT`: the CPU (process_time, not wall: the cores are shared) of one exact-mode find() against
@@ -122,8 +122,9 @@ def find_cpu(kept: int, probes: str, against: str | None, rounds: int = 2) -> No
         print(f"  {name}: CPU ms per find by round: {', '.join(f'{x:.3f}' for x in ms)}")
 
 
-def simulated_run(ledger_dir: Path, total: int = 20_000) -> list[tuple[str, bool]]:
-    """(first user message, accepted?) for each example of a simulated run that reached the near-duplicate check."""
+def simulated_run(ledger_dir: Path, total: int = 20_000) -> list[tuple[str, bool, bool]]:
+    """(first user message, accepted?, rejected as a near-duplicate?) for each example of a simulated run that
+    reached the near-duplicate check, in ledger order."""
     import sqlite3
 
     import yaml
@@ -140,15 +141,15 @@ def simulated_run(ledger_dir: Path, total: int = 20_000) -> list[tuple[str, bool
     # the reasons the auditor gives after find() (auditor.admit): the rest never reached the index
     after = "reason = 'near_duplicate' OR reason LIKE 'no_room:%' OR reason LIKE 'surplus:%' OR reason IN " \
             "('copies_real_example', 'ungrounded', 'unfaithful')"
-    return [(t, s == "accepted") for t, s in con.execute(
-        f"SELECT user_text, status FROM examples WHERE status = 'accepted' OR {after} ORDER BY id")]
+    return [(t, s == "accepted", r == "near_duplicate") for t, s, r in con.execute(
+        f"SELECT user_text, status, reason FROM examples WHERE status = 'accepted' OR {after} ORDER BY id")]
 
 
 def replay(sizes: list[int], ledger_dir: Path, against: str | None, rounds: int = 2) -> None:
     modules = _modules(against)
     run = simulated_run(ledger_dir)
-    texts = [t for t, ok in run if ok]
-    accepted_before = list(itertools.accumulate(ok for _, ok in run))   # accepted among the first k + 1
+    texts = [t for t, ok, _ in run if ok]
+    accepted_before = list(itertools.accumulate(ok for _, ok, _ in run))   # accepted among the first k + 1
     print(f"simulated run: {len(run):,} finds, {len(texts):,} accepted; load {os.getloadavg()[0]:.1f}")
     for n in sizes:
         steps = run[:bisect.bisect_left(accepted_before, n) + 1] if n < len(texts) else run
@@ -159,21 +160,20 @@ def replay(sizes: list[int], ledger_dir: Path, against: str | None, rounds: int 
                 index = modules[name].NearDupIndex(THRESHOLD, "exact")   # type: ignore[attr-defined]
                 got = []
                 c0 = time.process_time()
-                for k, (text, ok) in enumerate(steps):
+                for k, (text, ok, _) in enumerate(steps):
                     got.append(index.find(text))
                     if ok:
                         index.add(k, text)
-                cpu[name].append((time.process_time() - c0) / sum(ok for _, ok in steps) * 1000)
+                cpu[name].append((time.process_time() - c0) / sum(ok for _, ok, _ in steps) * 1000)
                 answers[name] = got
         assert all(a == answers["this tree"] for a in answers.values()), "different answers"
-        assert all((a is None) == ok for a, (_, ok) in zip(answers["this tree"], steps, strict=True)), "not the run's"
+        assert all((a is not None) == dup for a, (_, _, dup) in zip(answers["this tree"], steps, strict=True)), \
+            "not the run's verdicts"
         print(f"find + add over the first {n:,} accepted ({len(steps):,} finds), CPU ms per accepted example, "
               f"by round (load {os.getloadavg()[0]:.1f}):")
         for name, ms in cpu.items():
             print(f"  {name}: {', '.join(f'{x:.3f}' for x in ms)}")
-    for kept in sizes:
-        if kept + 1000 > len(texts):
-            continue
+    for kept in sorted({min(n, len(texts) - 1000) for n in sizes}):   # a run of 20,000: the last point is 19,000
         queries = texts[kept:kept + 1000]
         indexes = {}
         for name, module in modules.items():
