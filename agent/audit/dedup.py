@@ -112,9 +112,8 @@ def length_window(n: int, threshold: float) -> tuple[int, int]:
 
 
 def _may_match(lcs_bound: np.ndarray, total: np.ndarray, threshold: float) -> np.ndarray:
-    # ratio > t needs LCS > t*(a+b)/2; the 1e-9 keeps float rounding on the safe (keeping) side (2.0: a uint16
-    # bound doubles without wrapping)
-    return 2.0 * lcs_bound >= threshold * total * (1 - 1e-9)
+    # ratio > t needs LCS > t*(a+b)/2; the 1e-9 keeps float rounding on the safe (keeping) side
+    return 2 * lcs_bound >= threshold * total * (1 - 1e-9)
 
 
 def _projections(text: str) -> tuple[str, ...]:
@@ -165,7 +164,7 @@ class _LengthTable:
          copy; rows added since the last sort (fewer than _MERGE) are looked up by a mask;
       b. character counts: LCS(a, b) <= sum over characters of min(count in a, count in b) (a common
          subsequence uses each character of either text once); one numpy min and sum over the window's
-         (32 x rows) slice. Unrelated questions pass ~15 % (simulated provider) to ~40 % (generated corpus);
+         (31 x rows) slice. Unrelated questions pass ~15 % (simulated provider) to ~40 % (generated corpus);
       c. class projections (step 2), one class at a time: the bound starts as the sum of the counts' per-class
          parts, and each class's part is replaced by the LCS of that class's projections (never larger: the
          count bound holds for the projections too); rows drop out as soon as they cannot match, most after
@@ -211,7 +210,7 @@ class _LengthTable:
         return _char_counts([text])[0], _projections(text)
 
     def _sort(self) -> None:
-        """Sort every row into the by-length copy (every _MERGE adds: ~1 ms at 20k rows, ~4 us a row)."""
+        """Sort every row into the by-length copy (every _MERGE adds: ~3 ms at 20k rows, ~12 us an add)."""
         self._sorted_rows = np.argsort(self._lens[:self._n], kind="stable")   # stable: rows of one length stay in order
         self._sorted_lens = self._lens[self._sorted_rows]
         if not self.short_only:
@@ -291,7 +290,9 @@ class _LengthTable:
                 if excess is not None:
                     parts += excess[:, None]
                 bound = parts.sum(axis=0)
-                for c in range(-1, _N_LCS):   # the space's part is its LCS already
+                # c = -1: the count bound alone (the recent rows have not been through it); then one LCS class at
+                # a time (the space's part is its LCS already)
+                for c in range(-1, _N_LCS):
                     if c >= 0:
                         bound += process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity,
                                                dtype=np.int64)[0] - parts[c]
