@@ -5,6 +5,15 @@
     git show REV:agent/audit/dedup.py > /tmp/old_dedup.py
     .venv/bin/python bench/bench_dedup.py --find-cpu 2000 --against /tmp/old_dedup.py   # find(): CPU, old vs new
 
+    .venv/bin/python bench/bench_dedup.py --replay 2000 10000 20000 --against /tmp/old_dedup.py   # a run's finds
+
+`--replay N...`: the near-duplicate work of a `datagen generate` run on the simulated provider (plans/example.yaml
+at 20,000 examples, generated once into --ledger-dir, ~8 min), replayed in one process: every example that
+reached the near-duplicate check, in ledger order, through find(), and add() for the ones the run accepted (the
+auditor's sequence). Reported: CPU (process_time) of find + add per accepted example over the first N accepted,
+and per find with N kept (the next 1,000 accepted texts; at most 19,000 of a 20,000 run), alternating rounds with the
+dedup.py given by --against; the answers must agree with each other and with the run's own verdicts.
+
 `--find-cpu KEPT`: the CPU (process_time, not wall: the cores are shared) of one exact-mode find() against
 KEPT kept texts, over 1,000 probes (`--probes fresh`: new questions only, as most of a run's are; `mixed`:
 half of them near-copies), in one process, in alternating rounds with the dedup.py given by --against,
@@ -26,6 +35,8 @@ Precision of every mode is also checked directly: each reported (i, j, ratio) is
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import os
 import random
@@ -38,7 +49,8 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from agent.audit.dedup import NearDupIndex, dedupe, reference_dedupe, similarity  # noqa: E402
 from tests.test_dedup import Vocab, make_corpus, near_copy  # noqa: E402
@@ -87,16 +99,7 @@ def latency_child(mode: str, kept: int, probes: int, out: str) -> None:
 
 
 def find_cpu(kept: int, probes: str, against: str | None, rounds: int = 2) -> None:
-    import importlib.util
-
-    from agent.audit import dedup
-
-    modules = {"this tree": dedup}
-    if against:
-        spec = importlib.util.spec_from_file_location("dedup_against", against)
-        assert spec is not None and spec.loader is not None
-        modules["--against"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(modules["--against"])
+    modules = _modules(against)
     texts = make_corpus(kept + 1000, seed=SEED + 1)
     rng, vocab = random.Random(3), Vocab(3)
     queries = [near_copy(vocab, rng, rng.choice(texts[:kept]), rng.uniform(0, 0.25))
@@ -117,6 +120,90 @@ def find_cpu(kept: int, probes: str, against: str | None, rounds: int = 2) -> No
     print(f"find() against {kept:,} kept, 1,000 {probes} probes ({hits} near-duplicates), load {os.getloadavg()[0]:.1f}")
     for name, ms in cpu.items():
         print(f"  {name}: CPU ms per find by round: {', '.join(f'{x:.3f}' for x in ms)}")
+
+
+def simulated_run(ledger_dir: Path, total: int = 20_000) -> list[tuple[str, bool, bool]]:
+    """(first user message, accepted?, rejected as a near-duplicate?) for each example of a simulated run that
+    reached the near-duplicate check, in ledger order."""
+    import sqlite3
+
+    import yaml
+
+    db = ledger_dir / "example" / "ledger.sqlite"
+    if not db.exists():
+        plan = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+        plan["total"] = total
+        ledger_dir.mkdir(parents=True, exist_ok=True)
+        (ledger_dir / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+        subprocess.run([sys.executable, "-m", "agent", "generate", "--plan", str(ledger_dir / "plan.yaml"),
+                        "--provider", "simulated", "--outputs", str(ledger_dir), "--quiet"], cwd=ROOT, check=True)
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    # the reasons the auditor gives after find() (auditor.admit): the rest never reached the index
+    after = "reason = 'near_duplicate' OR reason LIKE 'no_room:%' OR reason LIKE 'surplus:%' OR reason IN " \
+            "('copies_real_example', 'ungrounded', 'unfaithful')"
+    return [(t, s == "accepted", r == "near_duplicate") for t, s, r in con.execute(
+        f"SELECT user_text, status, reason FROM examples WHERE status = 'accepted' OR {after} ORDER BY id")]
+
+
+def replay(sizes: list[int], ledger_dir: Path, against: str | None, rounds: int = 2) -> None:
+    modules = _modules(against)
+    run = simulated_run(ledger_dir)
+    texts = [t for t, ok, _ in run if ok]
+    accepted_before = list(itertools.accumulate(ok for _, ok, _ in run))   # accepted among the first k + 1
+    print(f"simulated run: {len(run):,} finds, {len(texts):,} accepted; load {os.getloadavg()[0]:.1f}")
+    for n in sizes:
+        steps = run[:bisect.bisect_left(accepted_before, n) + 1] if n < len(texts) else run
+        cpu: dict[str, list[float]] = {name: [] for name in modules}
+        answers: dict[str, list] = {}
+        for r in range(rounds):
+            for name in (list(modules) if r % 2 == 0 else list(reversed(modules))):
+                index = modules[name].NearDupIndex(THRESHOLD, "exact")   # type: ignore[attr-defined]
+                got = []
+                c0 = time.process_time()
+                for k, (text, ok, _) in enumerate(steps):
+                    got.append(index.find(text))
+                    if ok:
+                        index.add(k, text)
+                cpu[name].append((time.process_time() - c0) / sum(ok for _, ok, _ in steps) * 1000)
+                answers[name] = got
+        assert all(a == answers["this tree"] for a in answers.values()), "different answers"
+        assert all((a is not None) == dup for a, (_, _, dup) in zip(answers["this tree"], steps, strict=True)), \
+            "not the run's verdicts"
+        print(f"find + add over the first {n:,} accepted ({len(steps):,} finds), CPU ms per accepted example, "
+              f"by round (load {os.getloadavg()[0]:.1f}):")
+        for name, ms in cpu.items():
+            print(f"  {name}: {', '.join(f'{x:.3f}' for x in ms)}")
+    for kept in sorted({min(n, len(texts) - 1000) for n in sizes}):   # a run of 20,000: the last point is 19,000
+        queries = texts[kept:kept + 1000]
+        indexes = {}
+        for name, module in modules.items():
+            indexes[name] = module.NearDupIndex(THRESHOLD, "exact")   # type: ignore[attr-defined]
+            indexes[name].extend(enumerate(texts[:kept]))
+        per: dict[str, list[float]] = {name: [] for name in modules}
+        for r in range(rounds):
+            for name in (list(modules) if r % 2 == 0 else list(reversed(modules))):
+                c0 = time.process_time()
+                for q in queries:
+                    indexes[name].find(q)
+                per[name].append(time.process_time() - c0)   # s per 1000 finds = ms per find
+        print(f"one find against {kept:,} kept (the next 1,000 accepted texts), CPU ms per find by round "
+              f"(load {os.getloadavg()[0]:.1f}):")
+        for name, ms in per.items():
+            print(f"  {name}: {', '.join(f'{x:.3f}' for x in ms)}")
+
+
+def _modules(against: str | None) -> dict:
+    import importlib.util
+
+    from agent.audit import dedup
+
+    modules = {"this tree": dedup}
+    if against:
+        spec = importlib.util.spec_from_file_location("dedup_against", against)
+        assert spec is not None and spec.loader is not None
+        modules["--against"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules["--against"])
+    return modules
 
 
 def run_child(args: list[str], out: Path) -> dict:
@@ -157,7 +244,10 @@ def main() -> None:
     ap.add_argument("--json", default="")
     ap.add_argument("--find-cpu", type=int, metavar="KEPT", help="only the find() CPU micro-bench (see above)")
     ap.add_argument("--probes", choices=["fresh", "mixed"], default="fresh")
-    ap.add_argument("--against", help="with --find-cpu: another dedup.py to compare with")
+    ap.add_argument("--against", help="with --find-cpu or --replay: another dedup.py to compare with")
+    ap.add_argument("--replay", type=int, nargs="+", metavar="N", help="a simulated run's finds (see above)")
+    ap.add_argument("--ledger-dir", type=Path, default=Path(tempfile.gettempdir()) / "bench_dedup_simulated",
+                    help="with --replay: where the simulated run's ledger is (generated there if missing)")
     # child process entry points
     ap.add_argument("--child")
     ap.add_argument("--latency-child")
@@ -171,6 +261,8 @@ def main() -> None:
         return latency_child(a.latency_child, a.kept, 1000, a.out)
     if a.find_cpu:
         return find_cpu(a.find_cpu, a.probes, a.against)
+    if a.replay:
+        return replay(a.replay, a.ledger_dir, a.against)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),

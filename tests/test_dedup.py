@@ -239,11 +239,16 @@ def test_cydifflib_gives_difflibs_numbers():
         assert dedup._ratio(new, old) == similarity(new, old) == similarity(old, new)
 
 
+def projection_bound(a: str, b: str) -> int:
+    """The class-projection bound: the LCS of each class's projections, and the space's smaller count."""
+    parts = zip(dedup._projections(a), dedup._projections(b), strict=True)
+    return sum(LCSseq.similarity(x, y) for x, y in parts) + min(a.count(" "), b.count(" "))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="abc ,A", max_size=40), st.text(alphabet="abc ,A", max_size=40))
 def test_rapidfuzz_and_projection_bounds_are_never_below_difflib(a, b):
-    lcs = LCSseq.similarity(a, b)
-    assert sum(LCSseq.similarity(x, y) for x, y in zip(dedup._projections(a), dedup._projections(b), strict=True)) >= lcs
+    assert projection_bound(a, b) >= LCSseq.similarity(a, b)
     # rapidfuzz's ratio is symmetric and bounds SequenceMatcher's in both orders, so it prefilters the
     # two-order rule exactly
     assert fuzz.ratio(a, b) == fuzz.ratio(b, a)
@@ -253,9 +258,7 @@ def test_rapidfuzz_and_projection_bounds_are_never_below_difflib(a, b):
 
 def test_bounds_hold_on_generated_pairs():
     for new, old in _pairs(40, 4):
-        lcs = LCSseq.similarity(new, old)
-        parts = zip(dedup._projections(new), dedup._projections(old), strict=True)
-        assert sum(LCSseq.similarity(x, y) for x, y in parts) >= lcs
+        assert projection_bound(new, old) >= LCSseq.similarity(new, old)
         assert fuzz.ratio(new, old) / 100 >= similarity(new, old) - 1e-12
 
 
@@ -433,8 +436,9 @@ def test_find_equals_the_seed_walk(texts):
 def test_character_counts_bound_the_lcs_class_by_class(a, b):
     counts = dedup._char_counts([a, b]) if a or b else dedup._char_counts(["", ""])
     assert counts.sum(axis=1).tolist() == [len(a), len(b)]
-    per_class = dedup.np.minimum(counts[0], counts[1]).reshape(8, 8).sum(axis=1).tolist()   # 8 bins a class
-    for bound, x, y in zip(per_class, dedup._projections(a), dedup._projections(b), strict=True):
+    per_class = dedup._class_sums(dedup.np.minimum(counts[0], counts[1])).tolist()
+    assert per_class[-1] == min(a.count(" "), b.count(" "))   # the space: a class whose LCS is its count
+    for bound, x, y in zip(per_class[:-1], dedup._projections(a), dedup._projections(b), strict=True):
         assert bound >= LCSseq.similarity(x, y)
     assert sum(per_class) >= LCSseq.similarity(a, b)
 
@@ -471,8 +475,8 @@ def test_a_bulk_extend_holds_the_same_counts_as_adding_one_by_one():
     for i, t in enumerate(texts):
         single.add(i, t)
     n = len(texts)
-    assert (bulk._table._counts[:, :n] == dedup._char_counts(texts).T).all()   # type: ignore[union-attr]
-    assert (bulk._table._counts[:, :n] == single._table._counts[:, :n]).all()   # type: ignore[union-attr]
+    assert (bulk._table._counts[:n] == dedup._char_counts(texts)).all()   # type: ignore[union-attr]
+    assert (bulk._table._counts[:n] == single._table._counts[:n]).all()   # type: ignore[union-attr]
     probes = [texts[4150] + "!", "question 4199 about the routerrouterrouterrouter and é6?", "unrelated words"]
     assert [bulk.find(p) for p in probes] == [single.find(p) for p in probes] != [None] * 3
 
@@ -490,3 +494,27 @@ def test_exact_and_fast_modes_on_6000_generated_questions():
     reference = reference_dedupe(texts, prefilter=True)
     assert dedupe(texts, mode="exact") == reference
     _check_fast(texts, reference, dedupe(texts, mode="fast"))
+
+
+@pytest.mark.parametrize("merge", [1, 7, 10_000])
+def test_find_is_the_same_whether_rows_are_sorted_in_or_still_recent(merge, monkeypatch):
+    """The window is a slice of the by-length copy plus a mask over rows added since: any split gives the rule."""
+    monkeypatch.setattr(dedup, "_MERGE", merge)
+    texts = _simulated_questions(300, 35) + _fuzzed_texts(150, 36)
+    expected = reference_dedupe(texts, prefilter=True)
+    assert len(expected) >= 20
+    assert _keep_first_with_the_index(texts) == expected
+
+
+def test_counts_over_the_storage_cap_keep_the_bound_an_upper_bound(monkeypatch):
+    """Stored counts are capped (uint16 in use); the query's excess over the cap is added back. With a cap of 3
+    nearly every count is over it, and find still gives the rule's answers, including ones the cap would hide."""
+    monkeypatch.setattr(dedup, "_CAP", 3)
+    monkeypatch.setattr(dedup, "_COUNT", dedup.np.uint8)
+    texts = _simulated_questions(200, 37)
+    expected = reference_dedupe(texts, prefilter=True)
+    assert len(expected) >= 10
+    assert _keep_first_with_the_index(texts) == expected
+    index = NearDupIndex(mode="exact")
+    index.add("a", "e" * 90 + " eee")
+    assert index.find("e" * 92) == ("a", similarity("e" * 92, "e" * 90 + " eee"))

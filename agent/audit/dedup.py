@@ -13,9 +13,10 @@ How one check avoids comparing against every kept text. Steps 1-3 are exact prun
 real match); step 4 is the rule itself, so a reported duplicate is always a real one.
   1. length window: ratio <= 2*min(a, b)/(a + b), so only kept texts with length in
      [n*t/(2-t), n*(2-t)/t] can match (0.74x to 1.35x at t = 0.85).
-  2. class projections ("exact" mode): split the alphabet into 8 classes; a common subsequence splits
-     into one per class, so LCS(a, b) <= sum over classes of LCS(a|class, b|class). Eight LCS runs on
-     strings 8x shorter cost ~1/5 of one full run and prune nearly as well (unrelated texts: ~0.7 < 0.85).
+  2. class projections ("exact" mode): split the alphabet into 7 classes (5 of letters, the space, the
+     rest); a common subsequence splits into one per class, so LCS(a, b) <= sum over classes of
+     LCS(a|class, b|class). Six LCS runs (the space's LCS is its smaller count) on strings ~6x shorter cost
+     a fraction of one full run and prune nearly as well (unrelated texts: ~0.7 < 0.85).
   3. rapidfuzz fuzz.ratio = 2*LCS/(a + b) >= SequenceMatcher's ratio in both orders (its matching blocks
      form a common subsequence either way, and LCS is symmetric): a C++ check before the slow one.
   Steps 1-3 are symmetric bounds, so they prune the two-order rule exactly as they pruned the one-order one.
@@ -57,21 +58,32 @@ SHINGLE = 5
 LSH_BANDS, LSH_ROWS = 120, 5
 MODES = ("auto", "exact", "fast")
 
-# Letters by English frequency, dealt round-robin into 7 classes; class 8 takes everything else (digits,
-# punctuation, non-Latin). Any partition keeps the bound exact; a balanced one keeps it tight.
-_FREQ = " etaoinsrhldcumfpgwybvkxjqz"
-_N_CLASSES = 8
-_GROUPS = ["".join(sorted({c for ch in _FREQ[g::_N_CLASSES - 1] for c in (ch, ch.upper())}))
-           for g in range(_N_CLASSES - 1)]
-_DELETE_LETTERS = str.maketrans("", "", "".join(_GROUPS))             # leaves class 8
-_KEEP_GROUP = [str.maketrans("", "", "".join(c for c in "".join(_GROUPS) if c not in g)) for g in _GROUPS]
-# Character-count bins, 8 per projection class (a bin's characters all belong to one class): each letter and the
-# space its own bin (classes 1-7 hold 6-8 of them, padded to 8), everything else (class 8) shared out over 8
-# bins by code point. Merging characters into a bin only loosens the bound, never breaks it.
-_N_BINS = 8 * _N_CLASSES
-_BIN_OF = np.array([8 * _N_CLASSES - 8 + cp % 8 for cp in range(128)], dtype=np.int64)
+# Letters by English frequency, dealt round-robin into 5 classes; a sixth takes everything else but the space
+# (digits, punctuation, non-Latin), and the space is a class of its own. Any partition keeps the bound exact; a
+# balanced one keeps it tight. The space's projection is one character repeated, whose LCS is the smaller count:
+# it needs no LCS run, and the letter classes' projections are shorter without it (an LCS run's time grows with
+# the square of the length): on the simulated provider's questions ~30% less time than 7 letter classes with
+# the space in one of them, for the same candidates (bench/notes/dedup.md).
+_LETTERS = "etaoinsrhldcumfpgwybvkxjqz"
+_N_LCS = 6                      # classes whose projections get an LCS run: the 5 letter classes and the rest
+_N_CLASSES = _N_LCS + 1         # and the space
+_GROUPS = ["".join(sorted(g + g.upper())) for g in (_LETTERS[k::5] for k in range(5))]
+_DELETE_LETTERS = str.maketrans("", "", "".join(_GROUPS) + " ")             # leaves the rest
+_KEEP_GROUP = [str.maketrans("", "", "".join(c for c in "".join(_GROUPS) + " " if c not in g)) for g in _GROUPS]
+# Character-count bins, in class order (a bin's characters all belong to one class): each letter (both cases) its
+# own bin, the rest shared out over 4 bins by code point, the space last. Merging characters into a bin only
+# loosens the bound, never breaks it; merging the cases costs almost no pruning (capitals are rare).
+_CLASS_START = np.cumsum([0, *(len(g) // 2 for g in _GROUPS), 4])    # first bin of each class (the space: the last)
+_REST = int(_CLASS_START[-2])                                          # the rest's 4 bins start here
+_N_BINS = _REST + 5
+_BIN_OF = np.array([_REST + cp % 4 for cp in range(128)], dtype=np.uint8)
 for _g, _chars in enumerate(_GROUPS):
-    _BIN_OF[[ord(ch) for ch in _chars]] = 8 * _g + np.arange(len(_chars))
+    for _k, _ch in enumerate(sorted(set(_chars.lower()))):
+        _BIN_OF[[ord(_ch), ord(_ch.upper())]] = _CLASS_START[_g] + _k
+_BIN_OF[ord(" ")] = _N_BINS - 1
+_COUNT = np.uint16   # stored character counts; larger ones are capped (_LengthTable.candidates keeps it exact)
+_CAP = int(np.iinfo(_COUNT).max)
+_MERGE = 256         # rows added since the last sort by length are found by a mask; this many, and they are sorted in
 _NON_WORD = re.compile(r"[\W_]+")
 _DIRECT = 64     # up to 64 characters the full LCS is one machine word per column: no projections needed
 _BLOCK = 256     # rows per rapidfuzz call in the batch scan
@@ -105,21 +117,31 @@ def _may_match(lcs_bound: np.ndarray, total: np.ndarray, threshold: float) -> np
 
 
 def _projections(text: str) -> tuple[str, ...]:
-    """The text's characters of each class, in order (str.translate: ~3x faster than a regex sub per class)."""
+    """The text's characters of each class but the space, in order (str.translate: ~3x faster than a regex sub
+    per class)."""
     others = text.translate(_DELETE_LETTERS)
     letters = text.translate(dict.fromkeys(map(ord, set(others)))) if others else text
     return (*(letters.translate(t) for t in _KEEP_GROUP), others)
 
 
 def _char_counts(texts: Sequence[str]) -> np.ndarray:
-    """(len(texts) x _N_BINS) character counts, bins as _BIN_OF says (non-ASCII: code point mod 8 in class 8)."""
-    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    bins = np.where(codes < 128, _BIN_OF[np.minimum(codes, 127)], _N_BINS - 8 + (codes & 7).astype(np.int64))
+    """(len(texts) x _N_BINS) character counts, bins as _BIN_OF says (non-ASCII: code point mod 4 in the rest)."""
+    if len(texts) == 1 and texts[0].isascii():   # one ASCII text (nearly every find): bytes, ~3x faster
+        codes = _BIN_OF[np.frombuffer(texts[0].encode("ascii"), dtype=np.uint8)]
+        return np.bincount(codes, minlength=_N_BINS).astype(np.int32)[None, :]
+    codes32 = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    bins = np.where(codes32 < 128, _BIN_OF[np.minimum(codes32, 127)], _REST + codes32 % 4)
+    bins = bins.astype(np.int64)
     if len(texts) == 1:
         return np.bincount(bins, minlength=_N_BINS).astype(np.int32)[None, :]
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     flat = np.repeat(np.arange(len(texts), dtype=np.int64) * _N_BINS, lens) + bins
     return np.bincount(flat, minlength=len(texts) * _N_BINS).reshape(len(texts), _N_BINS).astype(np.int32)
+
+
+def _class_sums(counts: np.ndarray) -> np.ndarray:
+    """Per-class totals of bin counts (the last axis: a class's bins are contiguous)."""
+    return np.add.reduceat(counts, _CLASS_START, axis=-1, dtype=np.int64)
 
 
 def _minhash(text: str) -> RMinHash:
@@ -134,15 +156,15 @@ def _minhash(text: str) -> RMinHash:
 class _LengthTable:
     """Kept texts with their lengths, character counts and class projections: the exact candidate scan.
 
-    Rows are in the order of adding (ids ascending), so candidates come out in id order. What a kept text
-    needs (counts, projections) is computed once, when it is added; find() then add() of the same text (the
+    Rows are numbered in the order of adding (ids ascending), and candidates come out in that order. What a kept
+    text needs (counts, projections) is computed once, when it is added; find() then add() of the same text (the
     usual sequence) computes it once for both. One scan, cheapest filter first, each an exact upper bound of
     the LCS (so of both ratios), narrowing the rows the next one looks at:
-      a. length window (step 1): a numpy mask over the lengths;
+      a. length window (step 1). The rows are also held sorted by length, so the window is a slice of that
+         copy; rows added since the last sort (fewer than _MERGE) are looked up by a mask;
       b. character counts: LCS(a, b) <= sum over characters of min(count in a, count in b) (a common
-         subsequence uses each character of either text once); one numpy min over a (64 x rows) matrix.
-         Unrelated questions pass ~40 % (generated corpus) to ~60 % (simulated provider) of the time, for a
-         fraction of the projections' cost;
+         subsequence uses each character of either text once); one numpy min and sum over the window's
+         (31 x rows) slice. Unrelated questions pass ~15 % (simulated provider) to ~40 % (generated corpus);
       c. class projections (step 2), one class at a time: the bound starts as the sum of the counts' per-class
          parts, and each class's part is replaced by the LCS of that class's projections (never larger: the
          count bound holds for the projections too); rows drop out as soon as they cannot match, most after
@@ -161,9 +183,16 @@ class _LengthTable:
         self.texts: list[str] = []
         self._n = 0
         cap = 0 if short_only else 64
+        # by row (order of adding): lengths, counts (row x bin, capped at _CAP), projections (class x row)
         self._lens = np.zeros(64, dtype=np.int64)
-        self._counts = np.zeros((_N_BINS, cap), dtype=np.int32)    # bin x row: a gather reads 64 runs of rows
-        self._proj = np.empty((_N_CLASSES, cap), dtype=object)    # class x row: object arrays gather in C
+        self._counts = np.zeros((cap, _N_BINS), dtype=_COUNT)
+        self._proj = np.empty((_N_LCS, cap), dtype=object)    # object arrays gather in C
+        # rows 0 .. _n_sorted - 1 again, sorted by (length, row): their lengths, row numbers and counts (bin x row:
+        # the window's counts are 32 contiguous runs)
+        self._n_sorted = 0
+        self._sorted_lens = np.zeros(0, dtype=np.int64)
+        self._sorted_rows = np.zeros(0, dtype=np.int64)
+        self._sorted_counts = np.zeros((_N_BINS, 0), dtype=_COUNT)
         self._last: tuple[str, np.ndarray, tuple[str, ...]] | None = None   # the last query's counts, projections
 
     def _grow(self, need: int) -> None:
@@ -171,14 +200,22 @@ class _LengthTable:
             cap = max(need, 2 * len(self._lens))
             self._lens = np.resize(self._lens, cap)
             if not self.short_only:
-                more = cap - self._counts.shape[1]
-                self._counts = np.concatenate([self._counts, np.zeros((_N_BINS, more), dtype=np.int32)], axis=1)
-                self._proj = np.concatenate([self._proj, np.empty((_N_CLASSES, more), dtype=object)], axis=1)
+                more = cap - len(self._counts)
+                self._counts = np.concatenate([self._counts, np.zeros((more, _N_BINS), dtype=_COUNT)])
+                self._proj = np.concatenate([self._proj, np.empty((_N_LCS, more), dtype=object)], axis=1)
 
     def _features(self, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
         if self._last is not None and self._last[0] is text:
             return self._last[1], self._last[2]
         return _char_counts([text])[0], _projections(text)
+
+    def _sort(self) -> None:
+        """Sort every row into the by-length copy (every _MERGE adds: ~3 ms at 20k rows, ~12 us an add)."""
+        self._sorted_rows = np.argsort(self._lens[:self._n], kind="stable")   # stable: rows of one length stay in order
+        self._sorted_lens = self._lens[self._sorted_rows]
+        if not self.short_only:
+            self._sorted_counts = np.ascontiguousarray(self._counts[self._sorted_rows].T)
+        self._n_sorted = self._n
 
     def add(self, ident: int, text: str) -> None:
         if self.max_len is not None and len(text) > self.max_len:
@@ -186,11 +223,14 @@ class _LengthTable:
         self._grow(self._n + 1)
         self._lens[self._n] = len(text)
         if not self.short_only:
-            self._counts[:, self._n], self._proj[:, self._n] = self._features(text)
+            counts, self._proj[:, self._n] = self._features(text)
+            self._counts[self._n] = np.minimum(counts, _CAP)
         self._last = None
         self.ids.append(ident)
         self.texts.append(text)
         self._n += 1
+        if self._n - self._n_sorted >= _MERGE:
+            self._sort()
 
     def add_many(self, idents: Iterable[int], texts: Iterable[str]) -> None:
         """Add texts whose ids are all above those already held (rows stay in id order)."""
@@ -204,34 +244,63 @@ class _LengthTable:
         if not self.short_only:
             for k in range(0, len(new), 4096):   # in blocks: the per-character arrays stay small
                 block = new[k:k + 4096]
-                self._counts[:, start + k:start + k + len(block)] = _char_counts(block).T
+                self._counts[start + k:start + k + len(block)] = np.minimum(_char_counts(block), _CAP)
             for k, parts in enumerate(map(_projections, new), start):
                 self._proj[:, k] = parts
         self.ids.extend(i for i, _ in rows)
         self.texts.extend(new)
         self._n = end
+        self._sort()
 
     def candidates(self, text: str) -> tuple[list[int], list[str]]:
         """Ids (ascending) and texts that pass steps 1-2."""
         n = len(text)
         lo, hi = length_window(n, self.threshold)
-        lens = self._lens[:self._n]
-        rows = np.flatnonzero((lens >= lo) & (lens <= hi))
-        if len(rows) and n > _DIRECT:
+        a, b = np.searchsorted(self._sorted_lens, [lo, hi + 1]).tolist()   # the sorted rows in the window
+        rows = self._sorted_rows[a:b]
+        if self._n > self._n_sorted:                                        # and the rows added since
+            tail = np.arange(self._n_sorted, self._n)
+            tail = tail[(self._lens[tail] >= lo) & (self._lens[tail] <= hi)]
+        else:
+            tail = rows[:0]
+        if n <= _DIRECT or not len(rows) and not len(tail):
+            rows = np.sort(np.concatenate([rows, tail]))
+        else:
             counts, proj = self._features(text)
             self._last = (text, counts, proj)
-            total = n + lens[rows]
-            # (classes x rows) parts: the 8 bins of a class are 8 contiguous rows of the bin-major matrix
-            parts = np.minimum(self._counts.take(rows, axis=1), counts[:, None]).reshape(_N_CLASSES, 8, -1).sum(axis=1)
-            bound = parts.sum(axis=0)
-            for c in range(_N_CLASSES + 1):
-                live = _may_match(bound, total, self.threshold)
-                if not live.all():
-                    rows, total, bound, parts = rows[live], total[live], bound[live], parts[:, live]
-                if c == _N_CLASSES or not len(rows):
-                    break
-                lcs = process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity, dtype=np.int64)[0]
-                bound += lcs - parts[c]
+            # the LCS a row needs to match: ratio > t needs LCS > t * (n + m) / 2; the 1e-9 keeps float rounding
+            # on the safe (keeping) side
+            per_char = self.threshold * (1 - 1e-9) / 2
+            if n <= _CAP:   # no count of the query reaches the cap, and the sum of the mins (<= n) fits in _COUNT
+                q, excess = counts.astype(_COUNT), None
+                window = np.add.reduce(np.minimum(self._sorted_counts[:, a:b], q[:, None]), axis=0, dtype=_COUNT)
+            else:
+                # A stored count above _CAP was capped: min(q, r) <= min(q, cap(r)) + max(0, q - _CAP) for every
+                # count q of the query, so adding the query's excess over the cap keeps each bound an upper bound.
+                q, excess = np.minimum(counts, _CAP).astype(_COUNT), _class_sums(np.maximum(counts - _CAP, 0))
+                window = np.minimum(self._sorted_counts[:, a:b], q[:, None]).sum(axis=0) + int(excess.sum())
+            rows = rows[window >= (n + self._sorted_lens[a:b]) * per_char]
+            if len(tail):
+                rows = np.concatenate([rows, tail])   # the count bound of these comes with the parts below
+            rows.sort()
+            if len(rows):
+                need = (n + self._lens[rows]) * per_char
+                # (classes x rows) parts of the count bound
+                parts = _class_sums(np.minimum(self._counts[rows], q)).T
+                if excess is not None:
+                    parts += excess[:, None]
+                bound = parts.sum(axis=0)
+                # c = -1: the count bound alone (the recent rows have not been through it); then one LCS class at
+                # a time (the space's part is its LCS already)
+                for c in range(-1, _N_LCS):
+                    if c >= 0:
+                        bound += process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity,
+                                               dtype=np.int64)[0] - parts[c]
+                    live = bound >= need
+                    if not live.all():
+                        rows, need, bound, parts = rows[live], need[live], bound[live], parts[:, live]
+                        if not len(rows):
+                            break
         keep = rows.tolist()
         return [self.ids[r] for r in keep], [self.texts[r] for r in keep]
 
@@ -406,7 +475,8 @@ def _pair_candidates(texts: Sequence[str], threshold: float) -> list[list[int]]:
         else:
             if columns is None:   # projections only from the first block that needs them
                 columns = [list(c) for c in zip(*map(_projections, ordered), strict=True)]
-            bound = np.zeros((e - s, hi - s), dtype=np.int32)
+                spaces = np.array([t.count(" ") for t in ordered], dtype=np.int32)
+            bound = np.minimum(spaces[s:e, None], spaces[None, s:hi])   # the space's LCS
             for column in columns:
                 bound += process.cdist(column[s:e], column[s:hi], scorer=LCSseq.similarity, dtype=np.int32,
                                        workers=-1)
