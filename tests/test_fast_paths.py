@@ -156,7 +156,7 @@ def test_pii_prefilters_change_nothing():
 
     def plain(text: str) -> list[tuple[str, str]]:
         found: dict[str, str] = {}
-        for code, value in [*checks._emails(text), *checks._numbers(text, 10**9)]:   # every scan, always
+        for code, value in [*checks._emails(text), *checks._numbers(text)]:   # every scan, always
             found.setdefault(code, value)
         names = {"pii_email": "an e-mail address", "pii_phone": "a phone number", "pii_card": "a payment card number",
                  "pii_national_id": "a national id number", "pii_iban": "an IBAN"}

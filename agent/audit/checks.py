@@ -32,8 +32,9 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from stdnum import iban, luhn
-from stdnum.us import ssn
+from stdnum import iban as _iban
+from stdnum import luhn
+from stdnum.us import ssn as _ssn
 
 from agent.plan import Quality
 
@@ -329,21 +330,32 @@ def _find_pii(text: str) -> tuple[tuple[str, str], ...]:
     return tuple((code, f"{names[code]} ({_mask(value)})") for code, value in found.items())
 
 
-def _digits(text: str) -> int:
-    """ASCII digits in text (C-level counts)."""
-    return sum(map(text.count, "0123456789"))
+# An ASCII text's shape: every digit "0", every capital "A", every other byte kept. Each number pattern below
+# needs a run a C-level substring search finds in the shape (CARD 4 digits, SSN ddd-dd-dddd, IBAN 2 capitals
+# and 2 digits, a phone PHONE_HINT's digit run, read off the shape by a regex with a literal first byte):
+# without it the pattern is not run, and what is found does not change (tests/test_fast_paths.py).
+_SHAPE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"0" * 10 + b"A" * 26)
+_PHONE_SEPARATORS = re.escape("".join(c for c in map(chr, range(128)) if c.isspace() or c in "().-"))  # \s, ASCII
+PHONE_SHAPE = re.compile(f"0(?:[{_PHONE_SEPARATORS}]{{0,3}}0){{6}}".encode())
 
 
 def _pii_candidates(text: str) -> Iterator[tuple[str, str]]:
-    # Each pattern needs characters a cheap C-level count can rule out: EMAIL an "@", SSN 9 digits, CARD
-    # 13, a phone 7, an IBAN 2. Most texts skip most of the scans; what is found does not change.
-    # (\d matches every Unicode decimal digit: a non-ASCII text is scanned in full)
-    digits = _digits(text) if text.isascii() else len(text)
+    # Each pattern needs what a cheap test can rule out: EMAIL an "@", SSN 9 digits, CARD 13, a phone 7, an
+    # IBAN 2, and the runs of the text's shape above. (\d matches every Unicode decimal digit: a non-ASCII text
+    # takes every number scan but the phone's, which PHONE_HINT rules out first.)
     if "@" in text:
         yield from _emails(text)
+    if not text.isascii():
+        if len(text) >= 2:
+            yield from _numbers(text, card=len(text) >= 13, ssn=len(text) >= 9,
+                                phone=len(text) >= 7 and PHONE_HINT.search(text) is not None)
+        return
+    shape = text.encode("ascii").translate(_SHAPE)
+    digits = shape.count(b"0")
     if digits < 2:
         return
-    yield from _numbers(text, digits)
+    yield from _numbers(text, card=digits >= 13 and b"0000" in shape, ssn=digits >= 9 and b"000-00-0000" in shape,
+                        iban=b"AA00" in shape, phone=digits >= 7 and PHONE_SHAPE.search(shape) is not None)
 
 
 def _emails(text: str) -> Iterator[tuple[str, str]]:
@@ -355,18 +367,20 @@ def _emails(text: str) -> Iterator[tuple[str, str]]:
         yield "pii_email", m.group(0)
 
 
-def _numbers(text: str, n_digits: int) -> Iterator[tuple[str, str]]:
-    for m in CARD.finditer(text) if n_digits >= 13 else ():
+def _numbers(text: str, card: bool = True, ssn: bool = True, iban: bool = True,
+             phone: bool = True) -> Iterator[tuple[str, str]]:
+    """Card, SSN, IBAN and phone numbers in text; a scan set False is skipped (its prefilter ruled it out)."""
+    for m in CARD.finditer(text) if card else ():
         digits = re.sub(r"\D", "", m.group(0))
         if digits[0] in "3456" and luhn.is_valid(digits) and digits not in TEST_CARDS:
             yield "pii_card", m.group(0)
-    for m in SSN.finditer(text) if n_digits >= 9 else ():
-        if ssn.is_valid(m.group(0)) and m.group(0) not in PLACEHOLDER_SSNS:
+    for m in SSN.finditer(text) if ssn else ():
+        if _ssn.is_valid(m.group(0)) and m.group(0) not in PLACEHOLDER_SSNS:
             yield "pii_national_id", m.group(0)
-    for m in IBAN.finditer(text):
-        if iban.is_valid(m.group(0)):
+    for m in IBAN.finditer(text) if iban else ():
+        if _iban.is_valid(m.group(0)):
             yield "pii_iban", m.group(0)
-    if n_digits < 7 or not PHONE_HINT.search(text):
+    if not phone:
         return
     for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
         raw = match.raw_string

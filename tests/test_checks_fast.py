@@ -1,0 +1,84 @@
+"""Round 4's fast paths of the per-record checks and measured labels give the answers of the code they
+replaced (issue 11 item 7, part D). The replaced code is kept here as the reference; each pair is compared on
+the simulated provider's texts, hand-written cases and fuzz built to hit every branch. Speed is measured by
+bench/bench_audit.py --labels, never here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from agent.audit import checks, labels
+from tests.test_fast_paths import HAND_WRITTEN, simulated_texts
+
+ASCII = "".join(map(chr, range(128)))
+
+
+# ---- PII: the shape prefilters -----------------------------------------------------------------------
+
+def every_scan(text: str) -> list[tuple[str, str]]:
+    """find_pii with no prefilter: every pattern over every text."""
+    found: dict[str, str] = {}
+    for code, value in [*checks._emails(text), *checks._numbers(text)]:
+        found.setdefault(code, value)
+    names = {"pii_email": "an e-mail address", "pii_phone": "a phone number", "pii_card": "a payment card number",
+             "pii_national_id": "a national id number", "pii_iban": "an IBAN"}
+    return [(code, f"{names[code]} ({checks._mask(value)})") for code, value in found.items()]
+
+
+def pii_fuzz(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    pieces = ["4111", "1111", "5500", "0000", "0004", "4242", "6011", "3782", "822463", "10005", "078", "05", "1120",
+              "219", "09", "9999", "DE89", "3704", "0044", "0532", "0130", "00", "GB82", "WEST", "1234", "5698",
+              "7654", "32", "+1", "415", "867", "5309", "(415)", "555", "0123", "2", "7", "-", "--", " ", "  ", ".",
+              "(", ")", "\t", "\n", "\x1c", "\x0b", "x", "AB", "Q", "é", "٣", "０", "\u00a0", "@", "bob", "gmail.com"]
+    real = ["536-22-1234", "401-52-7788", "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "5500 0000 0000 0004",
+            "GB82 WEST 1234 5698 7654 32", "+1 415 867 5309", "(415) 867-5309", "6011-0009-9013-9424", "5105105105105100"]
+    out = []
+    for _ in range(n):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 14)))
+        if rng.random() < 0.5:     # a real number in noise, maybe with one character changed
+            number = rng.choice(real)
+            if rng.random() < 0.3:
+                i = rng.randrange(len(number))
+                number = number[:i] + rng.choice(pieces) + number[i + 1:]
+            text = text[:rng.randint(0, len(text))] + number + rng.choice(["", " ", ".", "-", "x", "0"]) + text
+        out.append(text)
+    return out
+
+
+def test_pii_shape_prefilters_equal_every_scan():
+    rng = random.Random(7)
+    texts = simulated_texts() + HAND_WRITTEN + pii_fuzz(6000, 11) + [
+        "".join(rng.choice("0123456789 -().\t\x1c\x1fAZ") for _ in range(rng.randint(7, 40))) for _ in range(3000)]
+    kinds: Counter[str] = Counter()
+    for text in texts:
+        expected = every_scan(text)
+        assert checks._find_pii.__wrapped__(text) == tuple(expected), repr(text)
+        kinds.update(code for code, _ in expected)
+    assert all(kinds[k] >= 20 for k in ("pii_phone", "pii_card", "pii_national_id", "pii_iban")), kinds
+    assert sum(t.isascii() for t in texts) > len(texts) // 2     # the shape path is the one taken
+
+
+def test_phone_shape_is_phone_hint_on_every_ascii_text():
+    """PHONE_SHAPE on the shape finds a run exactly where PHONE_HINT does on the text (\\s as Python reads it)."""
+    rng = random.Random(3)
+    alphabet = "0123456789" * 12 + " ().-\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f" * 4 + ASCII
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    for text in texts:
+        shape = text.encode("ascii").translate(checks._SHAPE)
+        assert (checks.PHONE_SHAPE.search(shape) is not None) == (checks.PHONE_HINT.search(text) is not None), repr(text)
+    assert sum(checks.PHONE_HINT.search(t) is not None for t in texts) > 500
+
+
+# ---- word_count on ASCII texts -----------------------------------------------------------------------
+
+def test_word_count_on_every_ascii_character():
+    def plain(text: str) -> int:
+        return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
+
+    rng = random.Random(4)
+    fuzz = ["".join(rng.choice(ASCII) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    for text in fuzz + [ASCII, ASCII[::-1], "_ __ a_ _1 - -- -x |"]:
+        assert labels.word_count(text) == plain(text), repr(text)
