@@ -82,3 +82,29 @@ def test_word_count_on_every_ascii_character():
     fuzz = ["".join(rng.choice(ASCII) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
     for text in fuzz + [ASCII, ASCII[::-1], "_ __ a_ _1 - -- -x |"]:
         assert labels.word_count(text) == plain(text), repr(text)
+
+
+# ---- the typo score: per-token table lookups -----------------------------------------------------------
+
+def test_typo_score_equals_typo_signals_score():
+    rng = random.Random(9)
+    words = ["the", "teh", "i", "I", "i'm", "pls", "PLS", "IM", "gpu", "GPU", "nvidia-smi", "multi-gpu", "recieve",
+             "colour", "optimise", "e.g.", "etc.", "Dr.", "3.", "it.", "why?", "ok!", "??", "!!", "?!", "x", "`code`",
+             "`a", "http://x.io/a", "www.site.com", "bob@mail.com", "@", "-", "—", "can't", "won’t", "dont", ".", "a.",
+             "wat", "hello.", "World.", "frobnicator", "instanse", "\n", "A100", "snake_case", "--flag", "Teh."]
+    fuzz = ["".join(rng.choice(words) + rng.choice([" ", " ", "  ", "\n", ""]) for _ in range(rng.randint(0, 25)))
+            for _ in range(5000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    for text in texts:
+        assert labels.typo_score(text) == labels.typo_signals(text).score, repr(text)
+    for i in range(0, len(texts) - 2, 3):
+        group = texts[i:i + 3]
+        assert labels.has_typos(group) == (sum(labels.typo_signals(t).score for t in group) >= 2)
+    assert sum(labels.typo_signals(t).has_typos for t in texts) > 1000
+    assert sum(labels.typo_signals(t).lowercase_starts > 1 for t in texts) > 100
+
+
+def test_token_table_clears_when_full_and_still_answers():
+    table = labels._TokenTable(len, size=3)
+    assert [table[w] for w in ["a", "bb", "ccc", "dddd", "a"]] == [1, 2, 3, 4, 1]
+    assert len(table) <= 3

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from itertools import compress
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -406,7 +407,7 @@ class TypoSignals:
 
 
 def has_typos(texts: list[str]) -> bool:
-    return sum(typo_signals(t).score for t in texts) >= 2
+    return sum(map(typo_score, texts)) >= 2
 
 
 @cache
@@ -428,14 +429,25 @@ def known_word(word: str) -> bool:
     return american != word and american in spell
 
 
-def typo_signals(text: str) -> TypoSignals:
-    sig = TypoSignals()
-    # each pattern needs a character a substring test rules out: a code span "`", a URL "://" or "www.", an
-    # address "@", repeated punctuation "?" or "!" (URLS' "\S+@\S+" backtracks over every token otherwise)
+def _prose(text: str) -> str:
+    """The text without code spans, URLs and addresses. Each pattern needs a character a substring test rules
+    out: a code span "`", a URL "://" or "www.", an address "@" (URLS' "\\S+@\\S+" backtracks over every token)."""
     prose = CODE_SPANS.sub(" ", text) if "`" in text else text
     if "@" in prose or "://" in prose or "www." in prose:
         prose = URLS.sub(" ", prose)
-    if "?" in prose or "!" in prose:
+    return prose
+
+
+def _repeated_punct(prose: str) -> bool:
+    """REPEATED_PUNCT may match: each of its matches starts with one of these pairs (substring tests are a
+    fraction of the cost of its character-class scan)."""
+    return "??" in prose or "?!" in prose or "!?" in prose or "!!" in prose
+
+
+def typo_signals(text: str) -> TypoSignals:
+    sig = TypoSignals()
+    prose = _prose(text)
+    if _repeated_punct(prose):
         sig.informal += REPEATED_PUNCT.findall(prose)
     tokens = prose.split()
     for raw in tokens:
@@ -446,10 +458,53 @@ def typo_signals(text: str) -> TypoSignals:
             sig.unknown += unknown
     # sentence starts: the first token, and each token after one ending in . ! or ? (SENTENCE_BREAK's
     # matches, read off the same tokens: a token of 2+ characters ending so, followed by another token)
-    starts = tokens[:1] + [tokens[i + 1] for i in range(len(tokens) - 1)
-                           if tokens[i][-1] in ".!?" and len(tokens[i]) > 1 and _ends_sentence(tokens[i][:-1])]
+    starts = tokens[:1] + [tokens[i + 1] for i in range(len(tokens) - 1) if _ends_with_break(tokens[i])]
     sig.lowercase_starts = sum(1 for w in starts if _lowercase_dictionary_word(w.strip(STRIP)))
     return sig
+
+
+class _TokenTable(dict[str, int]):
+    """token -> f(token), computed on first sight: a C-level dict lookup per token (map over the tokens, no
+    Python frame) where an lru_cache call costs a few times more. Cleared when full (tokens repeat: Zipf)."""
+
+    def __init__(self, f: Callable[[str], int | bool], size: int = 65536):
+        super().__init__()
+        self.f, self.size = f, size
+
+    def __missing__(self, token: str) -> int:
+        if len(self) >= self.size:
+            self.clear()
+        value = self[token] = int(self.f(token))
+        return value
+
+
+def _token_score(raw: str) -> int:
+    informal, unknown = _token_signals(raw)
+    return 2 if informal else len(unknown)
+
+
+def _ends_with_break(token: str) -> bool:
+    return token[-1] in ".!?" and len(token) > 1 and _ends_sentence(token[:-1])
+
+
+_SCORES = _TokenTable(_token_score)
+_BREAKS = _TokenTable(_ends_with_break)
+_LOWER_STARTS = _TokenTable(lambda token: _lowercase_dictionary_word(token.strip(STRIP)))
+
+
+def typo_score(text: str) -> int:
+    """typo_signals(text).score without listing what was found: per-token figures summed from C-level lookups
+    (has_typos needs only the score; equal to typo_signals', tests/test_checks_fast.py)."""
+    prose = _prose(text)
+    score = 2 * len(REPEATED_PUNCT.findall(prose)) if _repeated_punct(prose) else 0
+    tokens = prose.split()
+    if not tokens:
+        return score
+    score += sum(map(_SCORES.__getitem__, tokens))
+    # sentence starts: the first token and each token after a sentence break (compress pairs token i+1 with
+    # token i's break)
+    after_breaks = compress(tokens[1:], map(_BREAKS.__getitem__, tokens))
+    return score + _LOWER_STARTS[tokens[0]] + sum(map(_LOWER_STARTS.__getitem__, after_breaks))
 
 
 @lru_cache(maxsize=65536)  # tokens repeat (Zipf): one lookup instead of a few Python calls per token
