@@ -7,7 +7,10 @@ bench/bench_audit.py --labels, never here.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
+
+import pytest
 
 from agent.audit import checks, labels
 from tests.test_fast_paths import HAND_WRITTEN, simulated_texts
@@ -108,3 +111,42 @@ def test_token_table_clears_when_full_and_still_answers():
     table = labels._TokenTable(len, size=3)
     assert [table[w] for w in ["a", "bb", "ccc", "dddd", "a"]] == [1, 2, 3, 4, 1]
     assert len(table) <= 3
+
+
+# ---- reply rules: lower-cased text and rules, literal prefilters ---------------------------------------
+
+def test_reply_rules_on_lowered_text_equal_the_re_i_rules():
+    """Every reply rule read off the lower-cased text by the lower-cased rules (and the verb and don't-know
+    prefilters) gives what the re.I rules give on the text, for each behaviour, in any letter case."""
+    from tests.test_fast_paths import plain_reply_issues
+
+    rng = random.Random(31)
+    pieces = ["I", "i", "WE", "We", " ", "\n", ", ", ". ", "CANNOT", "Can't", "cant", "Can Not", "WON'T", "won’t",
+              "Will not", "am Unable to", "'M NOT ABLE TO", "be able to", "won", "can", "I DO NOT KNOW", "i don’t have",
+              "I'm Not Sure", "I am not sure", "I have no ACCESS", "not something we can", "Not anything I can",
+              "outside our SCOPE", "beyond my expertise", "out of scope", "I’m afraid", "i'm sorry, but", "Unfortunately",
+              "BECAUSE", "Policy", "privacy", "is not supported", "Would violate", "HELP", "assist", "you Can",
+              "Contact", "Instead", "let me know", "here's how", "a Lawyer", "?", "`x?`", "```\nhelp\n```", "but",
+              "however", "GUARANTEE", "stress", "As An AI", "ſ", "ı", "K", "é", "the", "price"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 18))) for _ in range(6000)]
+    texts = simulated_texts() + HAND_WRITTEN + fuzz
+    codes: Counter[str] = Counter()
+    for i, text in enumerate(texts):
+        replies = [("assistant turn 1", text)] + ([("assistant turn 2", texts[i - 1])] if i % 4 == 0 else [])
+        for behaviour in (None, "negative", "adversarial", "ambiguous"):
+            got = checks.reply_issues(replies, behaviour)
+            assert got == plain_reply_issues(replies, behaviour), (repr(text), behaviour)
+            codes.update(issue.code for issue in got)
+    assert all(codes[c] > 100 for c in ("as_an_ai", "refusal_without_help", "negative_not_declined", "negative_no_reason",
+                                         "negative_no_redirect", "ambiguous_no_clarification")), codes
+    for text in texts:   # the verb prefilter answers as the ten substring tests it replaced
+        low = text.lower()
+        verbs = ("cannot", "cant", "can't", "can’t", "can not", "won't", "won’t", "will not", "unable to", "not able to")
+        assert checks._may_refuse(low, checks.LOWER) == any(v in low for v in verbs), repr(text)
+
+
+def test_lowered_rules_refuse_a_pattern_with_other_capitals():
+    with pytest.raises(ValueError, match="cannot be lower-cased"):
+        checks._lowered(re.compile(r"\Sfoo", re.I))
+    with pytest.raises(ValueError):
+        checks._lowered(re.compile(r"foo"))    # not case-insensitive: nothing to lower

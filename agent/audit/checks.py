@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 from stdnum import iban as _iban
@@ -240,78 +240,125 @@ def length_issues(where: str, text: str, quality: Quality) -> list[Issue]:
     return []
 
 
-# Literal parts every match of AS_AN_AI / REFUSAL holds, looked for in the lower-cased text first (a C-level
-# substring search instead of a case-insensitive regex tried at every position). Only for ASCII texts: under
-# re.I a few non-ASCII letters match ASCII ones ("ſ" is "s", "ı" is "i"), so other texts take the regex.
+# How the reply rules read a text. An ASCII text is lower-cased once and read by case-sensitive, lower-cased
+# copies of the rules: the same matches at the same places (lower() keeps an ASCII text's length) for a
+# fraction of re.I's per-position cost, and literal parts every match holds are looked for first with C-level
+# substring searches. Any other text is read as it is by the re.I rules, with no prefilter: under re.I a few
+# non-ASCII letters match ASCII ones ("ſ" is "s", "ı" is "i").
+class Rules(NamedTuple):
+    refusal: re.Pattern[str]
+    hedge: re.Pattern[str]
+    dont_know: re.Pattern[str]
+    clause_end: re.Pattern[str]
+    redirect: re.Pattern[str]
+    reason: re.Pattern[str]
+
+
+def _lowered(rx: re.Pattern[str]) -> re.Pattern[str]:
+    """rx without re.I for lower-cased text: its only capital is the literal "I" (checked)."""
+    capitals = set(re.findall(r"\\?[A-Z]", rx.pattern))
+    if not capitals <= {"I"} or not rx.flags & re.I:
+        raise ValueError(f"{rx.pattern!r} cannot be lower-cased: it holds {sorted(capitals)}")
+    return re.compile(rx.pattern.replace("I", "i"), rx.flags & ~re.I)
+
+
+CASED = Rules(REFUSAL, HEDGE, DONT_KNOW, CLAUSE_END, REDIRECT, REASON)
+LOWER = Rules(*map(_lowered, CASED))
 _AS_AN_AI_CORE = re.compile(r"as an? (?:ai|artificial intelligence|(?:large )?language model|llm)\b")
-_REFUSAL_VERBS = ("cannot", "cant", "can't", "can’t", "can not", "won't", "won’t", "will not", "unable to",
-                  "not able to")
+_CAN_VERB = re.compile(r"can(?:not|t|'t|’t| not)")    # a literal prefix: sre searches for "can" first
+# a literal part of each DONT_KNOW alternative, in its order
+_DONT_KNOW_PARTS = ("i do", "not sure", "i have no", "thing i can", "thing we can", "scope", "expertise", "knowledge",
+                    "afraid", "sorry", "unfortunately")
 
 
-def _may_say_as_an_ai(text: str) -> bool:
-    return not text.isascii() or bool(_AS_AN_AI_CORE.search(text.lower()))
+def _reading(text: str) -> tuple[str, Rules]:
+    return (text.lower(), LOWER) if text.isascii() else (text, CASED)
 
 
-def _may_refuse(text: str) -> bool:
-    if not text.isascii():
+def _may_say_as_an_ai(s: str, rules: Rules) -> bool:
+    return rules is CASED or _AS_AN_AI_CORE.search(s) is not None
+
+
+def _may_refuse(s: str, rules: Rules) -> bool:
+    """REFUSAL's verbs (cannot, cant, can't, can’t, can not, won't, won’t, will not, unable to, not able to):
+    four scans of the lower-cased text instead of ten, most texts having none of "won", "will not", "able to"."""
+    if rules is CASED:
         return True
-    low = text.lower()
-    return any(verb in low for verb in _REFUSAL_VERBS)
+    return (("won" in s and ("won't" in s or "won’t" in s)) or "will not" in s
+            or ("able to" in s and ("unable to" in s or "not able to" in s)) or _CAN_VERB.search(s) is not None)
+
+
+def _may_not_know(s: str, rules: Rules) -> bool:
+    return rules is CASED or any(part in s for part in _DONT_KNOW_PARTS)
 
 
 def reply_issues(replies: Texts, behaviour: str | None) -> list[Issue]:
     """Tone and behaviour rules over the replies a trainer imitates."""
-    issues = [Issue("as_an_ai", f"{where} uses an 'As an AI ...' phrase") for where, text in replies
-              if _may_say_as_an_ai(text) and AS_AN_AI.search(text)]
+    read = [(where, text, *_reading(text)) for where, text in replies]
+    issues = [Issue("as_an_ai", f"{where} uses an 'As an AI ...' phrase") for where, text, s, rules in read
+              if _may_say_as_an_ai(s, rules) and AS_AN_AI.search(text)]
     if behaviour == "negative":
-        issues += _negative(replies)
+        issues += _negative(read)
     else:
         issues += [Issue("refusal_without_help", f"{where} refuses without offering help, an alternative or a question")
-                   for where, text in replies if is_refusal(text) and not has_redirect(text)]
+                   for where, _, s, rules in read if _refuses(s, rules) and not _redirects(s, rules)]
     if behaviour == "ambiguous" and replies and not any("?" in CODE.sub("", t) for _, t in replies):
         issues.append(Issue("ambiguous_no_clarification",
                             "the request is ambiguous but no reply asks a clarifying question"))
     return issues
 
 
-def _negative(replies: Texts) -> list[Issue]:
-    declining = [(w, t) for w, t in replies if is_decline(t)]
+def _negative(read: list[tuple[str, str, str, Rules]]) -> list[Issue]:
+    declining = [(where, s, rules) for where, _, s, rules in read if _declines(s, rules)]
     if not declining:
-        return [Issue("negative_not_declined", "a negative example must decline or say it doesn't know; no reply does")] if replies else []
-    where, text = declining[-1]
+        return [Issue("negative_not_declined", "a negative example must decline or say it doesn't know; no reply does")] if read else []
+    where, s, rules = declining[-1]
     issues = []
-    if not REASON.search(text):
+    if not rules.reason.search(s):
         issues.append(Issue("negative_no_reason", f"{where} declines without a reason (because, out of scope, policy, ...)"))
-    if not has_redirect(text):
+    if not _redirects(s, rules):
         issues.append(Issue("negative_no_redirect", f"{where} declines without redirecting to legitimate help"))
     return issues
 
 
 def is_refusal(text: str) -> bool:
     """A refusal phrase that is neither an idiom nor a hedge ("I can't guarantee ...")."""
-    return _may_refuse(text) and any(not HEDGE.match(text, m.end()) for m in REFUSAL.finditer(text))
+    return _refuses(*_reading(text))
 
 
 def is_decline(text: str) -> bool:
-    return bool((_may_refuse(text) and REFUSAL.search(text)) or DONT_KNOW.search(text))
+    return _declines(*_reading(text))
 
 
 def has_redirect(text: str) -> bool:
     """REDIRECT anywhere outside the refused clauses themselves."""
-    return bool(REDIRECT.search(_without_refused_clauses(CODE.sub(" ", text))))
+    return _redirects(*_reading(text))
 
 
-def _without_refused_clauses(text: str) -> str:
-    if not _may_refuse(text):
-        return text
+def _refuses(s: str, rules: Rules) -> bool:
+    return _may_refuse(s, rules) and any(not rules.hedge.match(s, m.end()) for m in rules.refusal.finditer(s))
+
+
+def _declines(s: str, rules: Rules) -> bool:
+    return bool((_may_refuse(s, rules) and rules.refusal.search(s)) or (_may_not_know(s, rules) and rules.dont_know.search(s)))
+
+
+def _redirects(s: str, rules: Rules) -> bool:
+    s = CODE.sub(" ", s) if "`" in s else s     # every CODE match holds a backtick
+    return rules.redirect.search(_without_refused_clauses(s, rules)) is not None
+
+
+def _without_refused_clauses(s: str, rules: Rules) -> str:
+    if not _may_refuse(s, rules):
+        return s
     parts, pos = [], 0
-    for m in REFUSAL.finditer(text):
+    for m in rules.refusal.finditer(s):
         if m.start() < pos:
             continue
-        parts.append(text[pos:m.start()])
-        end = CLAUSE_END.search(text, m.end())
-        pos = end.start() if end else len(text)
-    parts.append(text[pos:])
+        parts.append(s[pos:m.start()])
+        end = rules.clause_end.search(s, m.end())
+        pos = end.start() if end else len(s)
+    parts.append(s[pos:])
     return " ".join(parts)
 
 
