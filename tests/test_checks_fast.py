@@ -150,3 +150,17 @@ def test_lowered_rules_refuse_a_pattern_with_other_capitals():
         checks._lowered(re.compile(r"\Sfoo", re.I))
     with pytest.raises(ValueError):
         checks._lowered(re.compile(r"foo"))    # not case-insensitive: nothing to lower
+
+
+# ---- Markdown hints: substring searches and literal-prefix regexes for character-class scans ---------------
+
+def test_fence_and_list_line_searches_equal_the_regexes():
+    rng = random.Random(12)
+    pieces = ["`", "``", "```", "~", "~~", "~~~", "\n", "\r", " ", "  ", "\t", "-", "*", "+", "1.", "12)", "1234567890.",
+              "a", "word", "|", ">", "\n- ", "\n  * ", "\n3) "]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 14))) for _ in range(20000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        m = labels._FENCE_MARK.search(text)
+        assert labels._first_fence_mark(text) == (m.start() if m else -1), repr(text)
+        assert labels._list_line(text) == (labels._LIST_LINE.search(text) is not None), repr(text)
+    assert sum(labels._list_line(t) for t in fuzz) > 5000 and sum(labels._first_fence_mark(t) > 0 for t in fuzz) > 5000

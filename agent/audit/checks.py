@@ -162,6 +162,7 @@ def _chat(record: dict[str, Any], quality: Quality) -> tuple[list[Issue], Texts 
             break
     texts: Texts = []
     seen: dict[str, int] = {}
+    compare_users = roles.count("user") > 1     # a single user turn repeats none: its key is not built
     count = {"system": 0, "user": 0, "assistant": 0}
     for m in messages:
         role, content = m["role"], m["content"]
@@ -175,7 +176,7 @@ def _chat(record: dict[str, Any], quality: Quality) -> tuple[list[Issue], Texts 
                 issues.append(Issue("empty_turn", "the system message is empty"))
             continue
         issues += length_issues(where, content, quality)
-        if role != "user":      # only user turns are compared: a reply's (long) key is not built
+        if role != "user" or not compare_users:      # only user turns are compared: a reply's (long) key is not built
             continue
         key = " ".join(content.split()).casefold()
         if key:
