@@ -66,10 +66,14 @@ def word_count(text: str) -> int:
     return len(text.split()) - len(_NO_WORD_TOKEN.findall(text))
 
 
+_BOUNDS = {"words": ("min_words", "max_words"), "turns": ("min_turns", "max_turns")}
+
+
 def bucket(words: int, dimension: Dimension, unit: str = "words") -> str | None:
     """The first category whose [min_<unit>, max_<unit>] holds the count (inclusive; a missing bound is open)."""
+    low, high = _BOUNDS.get(unit) or (f"min_{unit}", f"max_{unit}")
     for cat in dimension.categories:
-        lo, hi = getattr(cat, f"min_{unit}"), getattr(cat, f"max_{unit}")
+        lo, hi = getattr(cat, low), getattr(cat, high)
         if lo is None and hi is None:
             continue
         if (lo is None or words >= lo) and (hi is None or words <= hi):
@@ -81,19 +85,20 @@ def measure(record: dict[str, Any], plan: Plan, requested: dict[str, str] | None
     reply = response_text(record)
     out: dict[str, str | None] = {}
     for name, dim in plan.dimensions.items():
-        if dim.measure == "trusted":
+        kind = dim.measure
+        if kind == "trusted":
             continue
-        if dim.measure == "response_words":
+        if kind == "response_words":
             out[name] = bucket(word_count(reply), dim)
-        elif dim.measure == "input_words":
+        elif kind == "input_words":
             out[name] = bucket(word_count(user_text(record)), dim)
-        elif dim.measure == "turns":
+        elif kind == "turns":
             out[name] = bucket(user_turns(record), dim, "turns")
-        elif dim.measure == "code":
+        elif kind == "code":
             out[name] = _declaring(dim, "code", has_example(reply))
-        elif dim.measure == "typos":
+        elif kind == "typos":
             out[name] = _declaring(dim, "typos", has_typos(_user_texts(record)))
-        elif dim.measure == "format":
+        elif kind == "format":
             out[name] = _format(dim, formats_found(reply), (requested or {}).get(name))
     return out
 
