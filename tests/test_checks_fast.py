@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,26 @@ def test_fence_and_list_line_searches_equal_the_regexes():
         assert labels._first_fence_mark(text) == (m.start() if m else -1), repr(text)
         assert labels._list_line(text) == (labels._LIST_LINE.search(text) is not None), repr(text)
     assert sum(labels._list_line(t) for t in fuzz) > 5000 and sum(labels._first_fence_mark(t) > 0 for t in fuzz) > 5000
+
+
+# ---- start-up: the word list without SpellChecker's frequency tables; parsers and validators on first use ----
+
+def test_dictionary_is_spellcheckers_word_list():
+    from spellchecker import SpellChecker
+
+    assert labels._dictionary() == frozenset(SpellChecker(language="en").word_frequency.dictionary)
+
+
+def test_audit_modules_import_no_parser_or_validator_until_needed():
+    import subprocess
+    import sys
+
+    code = ("import sys, agent.audit.checks, agent.audit.labels as L; from agent.plan import load_plan; "
+            "plan = load_plan('plans/example.yaml'); "
+            "rec = {'messages': [{'role': 'user', 'content': 'How do I resize my instance?'}, "
+            "{'role': 'assistant', 'content': 'Stop it, pick a size, start it. That is all it takes.'}]}; "
+            "agent.audit.checks.check_record(rec, 'chat', plan.quality, {}); L.measure(rec, plan, {}); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'markdown_it', 'phonenumbers', 'stdnum'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
