@@ -188,3 +188,47 @@ def test_audit_modules_import_no_parser_or_validator_until_needed():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_one_boundary_redirect_finds_what_redirect_finds():
+    assert checks._alternatives(r"a|[|]b|(c|d)|\|e|[]|]f|[^]|]g") == ["a", "[|]b", "(c|d)", r"\|e", "[]|]f", "[^]|]g"]
+    assert checks._one_boundary(re.compile(r"\?|\bhelp|\bassist\b")).pattern == r"\?|\b(?:help|assist\b)"
+    rng = random.Random(8)
+    words = ["help", "helper", "unhelpful", "assist", "happy to", "glad to", "I can walk", "we can look", "if you need",
+             "if you'd like", "you could", "instead", "alternatively", "try", "retry", "consider", "contact", "reach out",
+             "help center", "helpcentre", "docs", "guide", "ticket", "let me know", "feel free", "here's how",
+             "here is what", "a lawyer", "your admin", "an account manager", "?", "x", "_", "-", "é", "we", "can", "the"]
+    fuzz = ["".join(rng.choice(words) + rng.choice([" ", "", "_", ".", "\n"]) for _ in range(rng.randint(1, 6)))
+            for _ in range(20000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        low = text.lower()
+        if text.isascii():
+            assert (checks.LOWER.redirect.search(low) is None) == (checks.REDIRECT.search(text) is None), repr(text)
+    assert sum(checks.REDIRECT.search(t) is None for t in fuzz) > 3000
+
+
+def test_refusal_scanned_from_its_first_letters_matches_where_refusal_matches():
+    rng = random.Random(10)
+    pieces = ["i", "we", "I", "WE", " ", "  ", "\n", "\t", "cannot", "can't", "can’t", "cant", "can not", "won't",
+              "will not", "am unable to", "are not able to", "'m unable to", "’re not able to", "stress", "recommend it enough",
+              "wi", "xi", "_i", "hi", "owe", "é", "ſ", "guarantee", "help"]
+    # ASCII only: the lower-cased rules read ASCII texts alone
+    subjects, spaces = ["i", "we", "I", "WE", "wi", "xi", "_i", "hi", "owe"], ["", " ", "  ", "\n", "\t", "'"]
+    verbs = ["cannot", "can't", "cant", "can not", "won't", "will not", "am unable to", "are not able to",
+             "m unable to", "re not able to", "re unable to", "help"]
+    tails = ["", " stress", " recommend it enough", " guarantee", " help", "."]
+    pieces = [p for p in pieces if p.isascii()]
+    fuzz = ["".join(rng.choice(pieces) + rng.choice(subjects) + rng.choice(spaces) + rng.choice(verbs) + rng.choice(tails)
+                    for _ in range(rng.randint(1, 5))) for _ in range(20000)]
+    spans = 0
+    for text in simulated_texts() + HAND_WRITTEN + fuzz:
+        if text.isascii():
+            low = text.lower()
+            got = [m.span() for m in checks.LOWER.refusal.finditer(low)]
+            assert got == [m.span() for m in checks.REFUSAL.finditer(text)], repr(text)
+            spans += len(got)
+    assert spans > 1000
+    with pytest.raises(ValueError, match="group of words"):
+        checks._first_words_scanned(re.compile(r"\b(?:i|we)(can)"))
+    with pytest.raises(ValueError):
+        checks._first_words_scanned(re.compile(r"(?:i|we)\s"))
