@@ -140,7 +140,9 @@ class Auditor:
         dup = self.index.find(text)
         if dup is not None:
             return self._reject(row, "near_duplicate", f"ratio {dup[1]:.3f} with accepted example {dup[0]}")
-        full = next((d for d, c in audited.items() if self.accepted[d].get(c, 0) >= self.quota(d, c)), None)
+        quotas, accepted = self._quotas, self.accepted     # quota(d, c) without a method call per label
+        full = next((d for d, c in audited.items()
+                     if accepted[d].get(c, 0) >= (quotas[d, c] if (d, c) in quotas else self.quota(d, c))), None)
         if full is not None:
             how = f"came out as {full}={audited[full]}" + (
                 f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")

@@ -120,7 +120,8 @@ def check_record(record: dict[str, Any], shape: str, quality: Quality,
     behaviour = (requested or {}).get("behaviour", (requested or {}).get("behavior"))
     issues += reply_issues(replies, behaviour)
     if not quality.allow_pii:
-        issues += [Issue(code, f"{where} contains {what}") for where, text in texts for code, what in find_pii(text)]
+        issues += [Issue(code, f"{where} contains {what}") for where, text in texts
+                   for code, what in (_find_pii(text) if where == "system message" else _pii_found(text))]
     return issues
 
 
@@ -410,14 +411,17 @@ def find_pii(text: str) -> list[tuple[str, str]]:
     return list(_find_pii(text))
 
 
-@lru_cache(maxsize=1024)  # the plan's few system prompts come with every record
-def _find_pii(text: str) -> tuple[tuple[str, str], ...]:
+def _pii_found(text: str) -> tuple[tuple[str, str], ...]:
     found: dict[str, str] = {}
     for code, value in _pii_candidates(text):
         found.setdefault(code, value)
     names = {"pii_email": "an e-mail address", "pii_phone": "a phone number", "pii_card": "a payment card number",
              "pii_national_id": "a national id number", "pii_iban": "an IBAN"}
     return tuple((code, f"{names[code]} ({_mask(value)})") for code, value in found.items())
+
+
+# the plan's few system prompts come with every record; a turn's text is new (hashing it for a cache costs)
+_find_pii = lru_cache(maxsize=1024)(_pii_found)
 
 
 # An ASCII text's shape: every digit "0", every capital "A", every other byte kept. Each number pattern below
