@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_audit.py [--examples 50000]
     .venv/bin/python bench/bench_audit.py --labels [--rounds 6] [--code /path/to/other/checkout]
+    .venv/bin/python bench/bench_audit.py --startup [--rounds 6] [--code /path/to/other/checkout]
 
 Per example: checks, measured labels, near-duplicate check against all N kept, room; then the call's
 ledger transaction (20 calls of 5); then the batch audit (diversity update, summary, snapshot). Target:
@@ -14,6 +15,9 @@ calls them, and of Auditor.admit as a whole on the same items with the near-dupl
 stub index: dedup.py's part, bench_dedup.py's figure), in alternating rounds of this checkout's agent/ and
 `--code`'s (e.g. main's): before/after on the same records, the same machine load. admit minus the two is
 admit's own work (records, rows, label merging, misses, room).
+
+`--startup`: the fixed CPU of these modules in a fresh process (import, first check_record, first measure, the
+first token count), alternating checkouts the same way.
 """
 
 from __future__ import annotations
@@ -170,14 +174,63 @@ def labels_bench(other: Path | None, rounds: int) -> None:
         print(f"load average {os.getloadavg()[0]:.2f}")
 
 
+STARTUP_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import agent.plan   # the plan models load with every command: not this part's cost
+plan = agent.plan.load_plan(Path(sys.argv[2]))
+record = {"messages": [{"role": "system", "content": "You are Nimbus, the support assistant of CloudGPU."},
+                      {"role": "user", "content": "How do I resize my instance without losing the attached volume?"},
+                      {"role": "assistant", "content": "Stop the instance, pick the new size, then start it again. "
+                       "The volume stays attached; for example, an A100 node keeps its 500 GB disk."}]}
+t0 = time.process_time()
+from agent.audit.checks import check_record
+from agent.audit.labels import measure
+t1 = time.process_time()
+check_record(record, "chat", plan.quality, {})
+t2 = time.process_time()
+measure(record, plan, {})
+t3 = time.process_time()
+import agent.tokens
+agent.tokens.count("warm")
+t4 = time.process_time()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+
+
+def startup_bench(other: Path | None, rounds: int) -> None:
+    """CPU of importing checks and labels, the first check_record, the first measure (word list, tables) and
+    the first token count (tiktoken's BPE), in fresh processes, alternating checkouts."""
+    import os
+    import subprocess
+
+    codes = [ROOT] + ([other] if other else [])
+    got: dict[Path, list[list[float]]] = {c: [] for c in codes}
+    for r in range(rounds):
+        for code in codes if r % 2 == 0 else codes[::-1]:
+            out = subprocess.run([sys.executable, "-c", STARTUP_CHILD, str(code), str(ROOT / "plans" / "example.yaml")],
+                                 capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(code)})
+            got[code].append([float(x) for x in out.stdout.split()[-4:]])
+    for code, runs in got.items():
+        best = [min(r[i] for r in runs) for i in range(4)]
+        print(f"{code}: CPU s, best of {len(runs)}: import checks+labels {best[0]:.3f}, first check_record {best[1]:.3f}, "
+              f"first measure {best[2]:.3f}, first token count {best[3]:.3f}; checks+labels total {sum(best[:3]):.3f}")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=50_000)
     ap.add_argument("--labels", action="store_true", help="time check_record + measure alone (see above)")
     ap.add_argument("--code", type=Path, help="with --labels: another checkout to compare, round by round")
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--startup", action="store_true", help="the fixed start-up of checks, labels and tokens")
     ap.add_argument("--labels-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.startup:
+        startup_bench(args.code, args.rounds)
+        return
     if args.labels_child:
         labels_child(args.labels_child[0], args.labels_child[1], 1)
         return
