@@ -165,12 +165,13 @@ class Auditor:
                                     f"{faithful}/5 (needs {grounding.FAITHFUL_MIN})")
         row.status = "accepted"
         for d, c in audited.items():
-            self.accepted[d][c] = self.accepted[d].get(c, 0) + 1
+            counts = accepted[d]
+            counts[c] = counts.get(c, 0) + 1
         self.n_accepted += 1
         self.index.add(spec.id, text)
         self.batch_accepted += 1
         self.batch_processed += 1
-        self._pending_diversity.append(self._div_item(record, audited))
+        self._pending_diversity.append(self._div_item(record, audited, text))
         return row
 
     def reject_spec(self, spec: Spec, reason: str, detail: str) -> ExampleRow:
@@ -292,8 +293,9 @@ class Auditor:
             return {}
         return {"diversity": blob, "diversity_upto": str(last_accepted_id).encode()}
 
-    def _div_item(self, record: dict[str, Any], audited: dict[str, str]) -> dict[str, Any]:
-        return {"user": user_text(record), "response": response_text(record), "labels": audited}
+    def _div_item(self, record: dict[str, Any], audited: dict[str, str], user: str | None = None) -> dict[str, Any]:
+        """user: the record's user_text when the caller has it already."""
+        return {"user": user_text(record) if user is None else user, "response": response_text(record), "labels": audited}
 
     def _restore(self) -> tuple[DiversityTracker, int] | None:
         """The stored snapshot, if it is one this version wrote for this run; None (with a log line) if not."""

@@ -328,8 +328,8 @@ def _may_refuse(s: str, rules: Rules) -> bool:
     four scans of the lower-cased text instead of ten, most texts having none of "won", "will not", "able to"."""
     if rules is CASED:
         return True
-    return (("won" in s and ("won't" in s or "won’t" in s)) or "will not" in s
-            or ("able to" in s and ("unable to" in s or "not able to" in s)) or _CAN_VERB.search(s) is not None)
+    return (_CAN_VERB.search(s) is not None or ("won" in s and ("won't" in s or "won’t" in s)) or "will not" in s
+            or ("able to" in s and ("unable to" in s or "not able to" in s)))
 
 
 def _may_not_know(s: str, rules: Rules) -> bool:
