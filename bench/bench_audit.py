@@ -16,6 +16,8 @@ stub index: dedup.py's part, bench_dedup.py's figure), in alternating rounds of 
 `--code`'s (e.g. main's): before/after on the same records, the same machine load. admit minus the two is
 admit's own work (records, rows, label merging, misses, room).
 
+`--compare --code OTHER`: the same issues and labels as OTHER on 8,000 cases (simulated records, with noise).
+
 `--startup`: the fixed CPU of these modules in a fresh process (import, first check_record, first measure, the
 first token count), alternating checkouts the same way.
 """
@@ -23,6 +25,7 @@ first token count), alternating checkouts the same way.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -219,6 +222,59 @@ def startup_bench(other: Path | None, rounds: int) -> None:
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
+COMPARE_CHILD = """
+import json, pickle, random, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from agent.audit.checks import check_record
+from agent.audit.labels import measure
+from agent.plan import load_plan
+plan = load_plan(Path(sys.argv[2]))
+records = pickle.loads(Path(sys.argv[3]).read_bytes())
+rng = random.Random(5)
+noise = ["I can't help with that.", "As an AI, ", "Call +1 415 867 5309.", "card 5500 0000 0000 0004", " ssn 536-22-1234 ",
+         "DE89 3704 0044 0532 0130 00", "é", "’", "\\n- a\\n- b\\n", "\\n| a | b |\\n|---|---|\\n| 1 | 2 |\\n",
+         "```json\\n{\\"a\\": 1}\\n```", "i dont know", "pls help thx", "Unfortunately I cannot do that because of policy.",
+         "`x = 1`", "for example 3", "WE WON'T", "bob@gmail.com", "?", "\\t", "    code", "I CANNOT STRESS ENOUGH", "ſ"]
+out = []
+for variant in range(4):    # 0: as written; 1-3: one to three noise pieces inserted in each turn
+    for record, requested, _ in records:
+        record = json.loads(json.dumps(record))
+        for m in record["messages"][1:] if variant else []:
+            for _ in range(rng.randint(1, 3)):
+                i = rng.randrange(len(m["content"]) + 1)
+                m["content"] = m["content"][:i] + rng.choice(noise) + m["content"][i:]
+        for behaviour in [requested.get("behaviour")] if variant < 2 else ["negative", "ambiguous", "standard"]:
+            asked = {**requested, "behaviour": behaviour}
+            out.append([[(i.code, i.message) for i in check_record(record, "chat", plan.quality, asked)],
+                        measure(record, plan, asked)])
+print(json.dumps(out))
+"""
+
+
+def compare(other: Path) -> None:
+    """check_record's issues and measure's labels of this checkout and `other` on the same 8,000 cases: 1,000
+    simulated records as written and with noise inserted (refusals, PII, Markdown, typos, non-ASCII), each
+    behaviour. Prints where they differ; exits 1 if anywhere."""
+    import os
+    import pickle
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "records.pickle"
+        f.write_bytes(pickle.dumps(labels_records(1000)))
+        got = {}
+        for code in (ROOT, other):
+            out = subprocess.run([sys.executable, "-c", COMPARE_CHILD, str(code), str(ROOT / "plans" / "example.yaml"), str(f)],
+                                 capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(code)})
+            got[code] = json.loads(out.stdout)
+    differ = [i for i, (a, b) in enumerate(zip(got[ROOT], got[other], strict=True)) if a != b]
+    flagged = sum(bool(issues) for issues, _ in got[ROOT])
+    print(f"{len(got[ROOT])} cases ({flagged} with issues): {len(differ)} differ" + (f", first at {differ[:5]}" if differ else ""))
+    if differ:
+        sys.exit(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=50_000)
@@ -227,7 +283,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--startup", action="store_true", help="the fixed start-up of checks, labels and tokens")
     ap.add_argument("--labels-child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--compare", action="store_true", help="with --code: the same issues and labels as that checkout?")
     args = ap.parse_args()
+    if args.compare:
+        compare(args.code)
+        return
     if args.startup:
         startup_bench(args.code, args.rounds)
         return
