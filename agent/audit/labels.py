@@ -293,6 +293,12 @@ def _table_columns(header: str, delimiter: str) -> bool:
     return 0 < len(columns) == len(aligns)
 
 
+@lru_cache(maxsize=64)     # a handful of fence marks ("```", "~~~~"), compiled once each
+def _closing_fence(mark: str) -> re.Pattern[str]:
+    """A line that closes a fence opened by `mark`: up to 3 spaces, the mark or longer, trailing blanks."""
+    return re.compile(rf" {{0,3}}{re.escape(mark)}{re.escape(mark[0])}*[ \t]*")
+
+
 def _formats_by_lines(text: str) -> list[str] | None:
     if "\r" in text or "\0" in text:
         return None
@@ -317,7 +323,7 @@ def _formats_by_lines(text: str) -> list[str] | None:
             info = line[len(mark):]
             if mark[0] == "`" and "`" in info:
                 return None
-            closing = re.compile(rf" {{0,3}}{re.escape(mark)}{re.escape(mark[0])}*[ \t]*")
+            closing = _closing_fence(mark)
             start = i
             while i < len(lines) and not closing.fullmatch(lines[i]):
                 i += 1
