@@ -140,7 +140,9 @@ class Auditor:
         dup = self.index.find(text)
         if dup is not None:
             return self._reject(row, "near_duplicate", f"ratio {dup[1]:.3f} with accepted example {dup[0]}")
-        full = next((d for d, c in audited.items() if self.accepted[d].get(c, 0) >= self.quota(d, c)), None)
+        quotas, accepted = self._quotas, self.accepted     # quota(d, c) without a method call per label
+        full = next((d for d, c in audited.items()
+                     if accepted[d].get(c, 0) >= (quotas[d, c] if (d, c) in quotas else self.quota(d, c))), None)
         if full is not None:
             how = f"came out as {full}={audited[full]}" + (
                 f" (asked {spec.labels[full]})" if audited[full] != spec.labels.get(full) else "")
@@ -163,12 +165,13 @@ class Auditor:
                                     f"{faithful}/5 (needs {grounding.FAITHFUL_MIN})")
         row.status = "accepted"
         for d, c in audited.items():
-            self.accepted[d][c] = self.accepted[d].get(c, 0) + 1
+            counts = accepted[d]
+            counts[c] = counts.get(c, 0) + 1
         self.n_accepted += 1
         self.index.add(spec.id, text)
         self.batch_accepted += 1
         self.batch_processed += 1
-        self._pending_diversity.append(self._div_item(record, audited))
+        self._pending_diversity.append(self._div_item(record, audited, text))
         return row
 
     def reject_spec(self, spec: Spec, reason: str, detail: str) -> ExampleRow:
@@ -290,8 +293,9 @@ class Auditor:
             return {}
         return {"diversity": blob, "diversity_upto": str(last_accepted_id).encode()}
 
-    def _div_item(self, record: dict[str, Any], audited: dict[str, str]) -> dict[str, Any]:
-        return {"user": user_text(record), "response": response_text(record), "labels": audited}
+    def _div_item(self, record: dict[str, Any], audited: dict[str, str], user: str | None = None) -> dict[str, Any]:
+        """user: the record's user_text when the caller has it already."""
+        return {"user": user_text(record) if user is None else user, "response": response_text(record), "labels": audited}
 
     def _restore(self) -> tuple[DiversityTracker, int] | None:
         """The stored snapshot, if it is one this version wrote for this run; None (with a log line) if not."""

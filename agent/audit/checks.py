@@ -29,11 +29,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-import phonenumbers
-from stdnum import iban, luhn
-from stdnum.us import ssn
+from typing import Any, NamedTuple
 
 from agent.plan import Quality
 
@@ -124,7 +120,8 @@ def check_record(record: dict[str, Any], shape: str, quality: Quality,
     behaviour = (requested or {}).get("behaviour", (requested or {}).get("behavior"))
     issues += reply_issues(replies, behaviour)
     if not quality.allow_pii:
-        issues += [Issue(code, f"{where} contains {what}") for where, text in texts for code, what in find_pii(text)]
+        issues += [Issue(code, f"{where} contains {what}") for where, text in texts
+                   for code, what in (_find_pii(text) if where == "system message" else _pii_found(text))]
     return issues
 
 
@@ -161,6 +158,7 @@ def _chat(record: dict[str, Any], quality: Quality) -> tuple[list[Issue], Texts 
             break
     texts: Texts = []
     seen: dict[str, int] = {}
+    compare_users = roles.count("user") > 1     # a single user turn repeats none: its key is not built
     count = {"system": 0, "user": 0, "assistant": 0}
     for m in messages:
         role, content = m["role"], m["content"]
@@ -174,7 +172,7 @@ def _chat(record: dict[str, Any], quality: Quality) -> tuple[list[Issue], Texts 
                 issues.append(Issue("empty_turn", "the system message is empty"))
             continue
         issues += length_issues(where, content, quality)
-        if role != "user":      # only user turns are compared: a reply's (long) key is not built
+        if role != "user" or not compare_users:      # only user turns are compared: a reply's (long) key is not built
             continue
         key = " ".join(content.split()).casefold()
         if key:
@@ -239,78 +237,172 @@ def length_issues(where: str, text: str, quality: Quality) -> list[Issue]:
     return []
 
 
-# Literal parts every match of AS_AN_AI / REFUSAL holds, looked for in the lower-cased text first (a C-level
-# substring search instead of a case-insensitive regex tried at every position). Only for ASCII texts: under
-# re.I a few non-ASCII letters match ASCII ones ("ſ" is "s", "ı" is "i"), so other texts take the regex.
+# How the reply rules read a text. An ASCII text is lower-cased once and read by case-sensitive, lower-cased
+# copies of the rules: the same matches at the same places (lower() keeps an ASCII text's length) for a
+# fraction of re.I's per-position cost, and literal parts every match holds are looked for first with C-level
+# substring searches. Any other text is read as it is by the re.I rules, with no prefilter: under re.I a few
+# non-ASCII letters match ASCII ones ("ſ" is "s", "ı" is "i").
+class Rules(NamedTuple):
+    refusal: re.Pattern[str]
+    hedge: re.Pattern[str]
+    dont_know: re.Pattern[str]
+    clause_end: re.Pattern[str]
+    redirect: re.Pattern[str]
+    reason: re.Pattern[str]
+
+
+def _lowered(rx: re.Pattern[str]) -> re.Pattern[str]:
+    """rx without re.I for lower-cased text: its only capital is the literal "I" (checked)."""
+    capitals = set(re.findall(r"\\?[A-Z]", rx.pattern))
+    if not capitals <= {"I"} or not rx.flags & re.I:
+        raise ValueError(f"{rx.pattern!r} cannot be lower-cased: it holds {sorted(capitals)}")
+    return re.compile(rx.pattern.replace("I", "i"), rx.flags & ~re.I)
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The pattern's top-level alternatives (a "|" outside any group and character class)."""
+    parts, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            i += pattern.startswith("^", i + 1)
+            i += pattern.startswith("]", i + 1)    # a "]" first in a class is a literal
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+        elif c == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    return parts + [pattern[start:]]
+
+
+def _one_boundary(rx: re.Pattern[str]) -> re.Pattern[str]:
+    """rx with its alternatives that open on \\b grouped under one: "\\?|\\bhelp|\\bassist" -> "\\?|\\b(?:help|assist)".
+    The same texts match (alternatives reordered: for search() as a yes/no only), and where no word starts,
+    sre tries one \\b instead of one per alternative, and at a word start skips each alternative whose first
+    letter differs (a literal first, no longer the \\b): REDIRECT scans a reply in a fifth of the time."""
+    parts = _alternatives(rx.pattern)
+    bounded = [p.removeprefix(r"\b") for p in parts if p.startswith(r"\b")]
+    rest = [p for p in parts if not p.startswith(r"\b")]
+    return re.compile("|".join([*rest, r"\b(?:" + "|".join(bounded) + ")"]), rx.flags)
+
+
+def _first_words_scanned(rx: re.Pattern[str]) -> re.Pattern[str]:
+    """rx = "\\b(?:i|we)REST" as "i(?<!\\wi)(?:REST)|we(?<!\\wwe)(?:REST)": the same matches at the same places (a
+    word start before a letter is a non-word character, or none, before it), and a pattern opening on a
+    literal letter lets sre skip to the next "i" or "w" instead of trying the \\b and the words at every position:
+    REFUSAL scans a reply in half the time."""
+    head = re.match(r"\\b\(\?:([a-z]+(?:\|[a-z]+)*)\)", rx.pattern)
+    rest = rx.pattern[head.end():] if head else ""
+    if head is None or re.compile(rest).groups:
+        raise ValueError(f"{rx.pattern!r} does not open on a \\b and a group of words, or holds a capturing group")
+    return re.compile("|".join(rf"{w}(?<!\w{w})(?:{rest})" for w in head.group(1).split("|")), rx.flags)
+
+
+CASED = Rules(REFUSAL, HEDGE, DONT_KNOW, CLAUSE_END, REDIRECT, REASON)
+LOWER = Rules(*map(_lowered, CASED))._replace(refusal=_first_words_scanned(_lowered(REFUSAL)),
+                                             redirect=_one_boundary(_lowered(REDIRECT)))
 _AS_AN_AI_CORE = re.compile(r"as an? (?:ai|artificial intelligence|(?:large )?language model|llm)\b")
-_REFUSAL_VERBS = ("cannot", "cant", "can't", "can’t", "can not", "won't", "won’t", "will not", "unable to",
-                  "not able to")
+_CAN_VERB = re.compile(r"can(?:not|t|'t|’t| not)")    # a literal prefix: sre searches for "can" first
+# a literal part of each DONT_KNOW alternative, in its order
+_DONT_KNOW_PARTS = ("i do", "not sure", "i have no", "thing i can", "thing we can", "scope", "expertise", "knowledge",
+                    "afraid", "sorry", "unfortunately")
 
 
-def _may_say_as_an_ai(text: str) -> bool:
-    return not text.isascii() or bool(_AS_AN_AI_CORE.search(text.lower()))
+def _reading(text: str) -> tuple[str, Rules]:
+    return (text.lower(), LOWER) if text.isascii() else (text, CASED)
 
 
-def _may_refuse(text: str) -> bool:
-    if not text.isascii():
+def _may_say_as_an_ai(s: str, rules: Rules) -> bool:
+    return rules is CASED or _AS_AN_AI_CORE.search(s) is not None
+
+
+def _may_refuse(s: str, rules: Rules) -> bool:
+    """REFUSAL's verbs (cannot, cant, can't, can’t, can not, won't, won’t, will not, unable to, not able to):
+    four scans of the lower-cased text instead of ten, most texts having none of "won", "will not", "able to"."""
+    if rules is CASED:
         return True
-    low = text.lower()
-    return any(verb in low for verb in _REFUSAL_VERBS)
+    return (_CAN_VERB.search(s) is not None or ("won" in s and ("won't" in s or "won’t" in s)) or "will not" in s
+            or ("able to" in s and ("unable to" in s or "not able to" in s)))
+
+
+def _may_not_know(s: str, rules: Rules) -> bool:
+    return rules is CASED or any(part in s for part in _DONT_KNOW_PARTS)
 
 
 def reply_issues(replies: Texts, behaviour: str | None) -> list[Issue]:
     """Tone and behaviour rules over the replies a trainer imitates."""
-    issues = [Issue("as_an_ai", f"{where} uses an 'As an AI ...' phrase") for where, text in replies
-              if _may_say_as_an_ai(text) and AS_AN_AI.search(text)]
+    read = [(where, text, *_reading(text)) for where, text in replies]
+    issues = [Issue("as_an_ai", f"{where} uses an 'As an AI ...' phrase") for where, text, s, rules in read
+              if _may_say_as_an_ai(s, rules) and AS_AN_AI.search(text)]
     if behaviour == "negative":
-        issues += _negative(replies)
+        issues += _negative(read)
     else:
         issues += [Issue("refusal_without_help", f"{where} refuses without offering help, an alternative or a question")
-                   for where, text in replies if is_refusal(text) and not has_redirect(text)]
+                   for where, _, s, rules in read if _refuses(s, rules) and not _redirects(s, rules)]
     if behaviour == "ambiguous" and replies and not any("?" in CODE.sub("", t) for _, t in replies):
         issues.append(Issue("ambiguous_no_clarification",
                             "the request is ambiguous but no reply asks a clarifying question"))
     return issues
 
 
-def _negative(replies: Texts) -> list[Issue]:
-    declining = [(w, t) for w, t in replies if is_decline(t)]
+def _negative(read: list[tuple[str, str, str, Rules]]) -> list[Issue]:
+    declining = [(where, s, rules) for where, _, s, rules in read if _declines(s, rules)]
     if not declining:
-        return [Issue("negative_not_declined", "a negative example must decline or say it doesn't know; no reply does")] if replies else []
-    where, text = declining[-1]
+        return [Issue("negative_not_declined", "a negative example must decline or say it doesn't know; no reply does")] if read else []
+    where, s, rules = declining[-1]
     issues = []
-    if not REASON.search(text):
+    if not rules.reason.search(s):
         issues.append(Issue("negative_no_reason", f"{where} declines without a reason (because, out of scope, policy, ...)"))
-    if not has_redirect(text):
+    if not _redirects(s, rules):
         issues.append(Issue("negative_no_redirect", f"{where} declines without redirecting to legitimate help"))
     return issues
 
 
 def is_refusal(text: str) -> bool:
     """A refusal phrase that is neither an idiom nor a hedge ("I can't guarantee ...")."""
-    return _may_refuse(text) and any(not HEDGE.match(text, m.end()) for m in REFUSAL.finditer(text))
+    return _refuses(*_reading(text))
 
 
 def is_decline(text: str) -> bool:
-    return bool((_may_refuse(text) and REFUSAL.search(text)) or DONT_KNOW.search(text))
+    return _declines(*_reading(text))
 
 
 def has_redirect(text: str) -> bool:
     """REDIRECT anywhere outside the refused clauses themselves."""
-    return bool(REDIRECT.search(_without_refused_clauses(CODE.sub(" ", text))))
+    return _redirects(*_reading(text))
 
 
-def _without_refused_clauses(text: str) -> str:
-    if not _may_refuse(text):
-        return text
+def _refuses(s: str, rules: Rules) -> bool:
+    return _may_refuse(s, rules) and any(not rules.hedge.match(s, m.end()) for m in rules.refusal.finditer(s))
+
+
+def _declines(s: str, rules: Rules) -> bool:
+    return bool((_may_refuse(s, rules) and rules.refusal.search(s)) or (_may_not_know(s, rules) and rules.dont_know.search(s)))
+
+
+def _redirects(s: str, rules: Rules) -> bool:
+    s = CODE.sub(" ", s) if "`" in s else s     # every CODE match holds a backtick
+    return rules.redirect.search(_without_refused_clauses(s, rules)) is not None
+
+
+def _without_refused_clauses(s: str, rules: Rules) -> str:
+    if not _may_refuse(s, rules):
+        return s
     parts, pos = [], 0
-    for m in REFUSAL.finditer(text):
+    for m in rules.refusal.finditer(s):
         if m.start() < pos:
             continue
-        parts.append(text[pos:m.start()])
-        end = CLAUSE_END.search(text, m.end())
-        pos = end.start() if end else len(text)
-    parts.append(text[pos:])
+        parts.append(s[pos:m.start()])
+        end = rules.clause_end.search(s, m.end())
+        pos = end.start() if end else len(s)
+    parts.append(s[pos:])
     return " ".join(parts)
 
 
@@ -319,8 +411,7 @@ def find_pii(text: str) -> list[tuple[str, str]]:
     return list(_find_pii(text))
 
 
-@lru_cache(maxsize=1024)  # the plan's few system prompts come with every record
-def _find_pii(text: str) -> tuple[tuple[str, str], ...]:
+def _pii_found(text: str) -> tuple[tuple[str, str], ...]:
     found: dict[str, str] = {}
     for code, value in _pii_candidates(text):
         found.setdefault(code, value)
@@ -329,21 +420,36 @@ def _find_pii(text: str) -> tuple[tuple[str, str], ...]:
     return tuple((code, f"{names[code]} ({_mask(value)})") for code, value in found.items())
 
 
-def _digits(text: str) -> int:
-    """ASCII digits in text (C-level counts)."""
-    return sum(map(text.count, "0123456789"))
+# the plan's few system prompts come with every record; a turn's text is new (hashing it for a cache costs)
+_find_pii = lru_cache(maxsize=1024)(_pii_found)
+
+
+# An ASCII text's shape: every digit "0", every capital "A", every other byte kept. Each number pattern below
+# needs a run a C-level substring search finds in the shape (CARD 4 digits, SSN ddd-dd-dddd, IBAN 2 capitals
+# and 2 digits, a phone PHONE_HINT's digit run, read off the shape by a regex with a literal first byte):
+# without it the pattern is not run, and what is found does not change (tests/test_fast_paths.py).
+_SHAPE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"0" * 10 + b"A" * 26)
+_PHONE_SEPARATORS = re.escape("".join(c for c in map(chr, range(128)) if c.isspace() or c in "().-"))  # \s, ASCII
+PHONE_SHAPE = re.compile(f"0(?:[{_PHONE_SEPARATORS}]{{0,3}}0){{6}}".encode())
 
 
 def _pii_candidates(text: str) -> Iterator[tuple[str, str]]:
-    # Each pattern needs characters a cheap C-level count can rule out: EMAIL an "@", SSN 9 digits, CARD
-    # 13, a phone 7, an IBAN 2. Most texts skip most of the scans; what is found does not change.
-    # (\d matches every Unicode decimal digit: a non-ASCII text is scanned in full)
-    digits = _digits(text) if text.isascii() else len(text)
+    # Each pattern needs what a cheap test can rule out: EMAIL an "@", SSN 9 digits, CARD 13, a phone 7, an
+    # IBAN 2, and the runs of the text's shape above. (\d matches every Unicode decimal digit: a non-ASCII text
+    # takes every number scan but the phone's, which PHONE_HINT rules out first.)
     if "@" in text:
         yield from _emails(text)
+    if not text.isascii():
+        if len(text) >= 2:
+            yield from _numbers(text, card=len(text) >= 13, ssn=len(text) >= 9,
+                                phone=len(text) >= 7 and PHONE_HINT.search(text) is not None)
+        return
+    shape = text.encode("ascii").translate(_SHAPE)
+    digits = shape.count(b"0")
     if digits < 2:
         return
-    yield from _numbers(text, digits)
+    yield from _numbers(text, card=digits >= 13 and b"0000" in shape, ssn=digits >= 9 and b"000-00-0000" in shape,
+                        iban=b"AA00" in shape, phone=digits >= 7 and PHONE_SHAPE.search(shape) is not None)
 
 
 def _emails(text: str) -> Iterator[tuple[str, str]]:
@@ -355,19 +461,31 @@ def _emails(text: str) -> Iterator[tuple[str, str]]:
         yield "pii_email", m.group(0)
 
 
-def _numbers(text: str, n_digits: int) -> Iterator[tuple[str, str]]:
-    for m in CARD.finditer(text) if n_digits >= 13 else ():
+def _numbers(text: str, card: bool = True, ssn: bool = True, iban: bool = True,
+             phone: bool = True) -> Iterator[tuple[str, str]]:
+    """Card, SSN, IBAN and phone numbers in text; a scan set False is skipped (its prefilter ruled it out).
+    The validators are imported when a candidate needs them: most texts hold none, and phonenumbers' import
+    alone is a tenth of a second."""
+    for m in CARD.finditer(text) if card else ():
+        from stdnum import luhn
+
         digits = re.sub(r"\D", "", m.group(0))
         if digits[0] in "3456" and luhn.is_valid(digits) and digits not in TEST_CARDS:
             yield "pii_card", m.group(0)
-    for m in SSN.finditer(text) if n_digits >= 9 else ():
-        if ssn.is_valid(m.group(0)) and m.group(0) not in PLACEHOLDER_SSNS:
+    for m in SSN.finditer(text) if ssn else ():
+        from stdnum.us import ssn as us_ssn
+
+        if us_ssn.is_valid(m.group(0)) and m.group(0) not in PLACEHOLDER_SSNS:
             yield "pii_national_id", m.group(0)
-    for m in IBAN.finditer(text):
-        if iban.is_valid(m.group(0)):
+    for m in IBAN.finditer(text) if iban else ():
+        from stdnum import iban as iban_number
+
+        if iban_number.is_valid(m.group(0)):
             yield "pii_iban", m.group(0)
-    if n_digits < 7 or not PHONE_HINT.search(text):
+    if not phone:
         return
+    import phonenumbers
+
     for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
         raw = match.raw_string
         # a bare digit run is more often an order id or a timestamp than a phone number

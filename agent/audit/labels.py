@@ -22,23 +22,42 @@ A word is a whitespace-separated token holding a letter or digit (so list number
 
 from __future__ import annotations
 
+import gzip
 import json
+import pkgutil
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any
-
-from markdown_it import MarkdownIt
-from spellchecker import SpellChecker
+from itertools import compress
+from typing import TYPE_CHECKING, Any
 
 from agent.plan import Dimension, Plan
 from agent.records import response_text, user_text, user_turns
 
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
 FORMAT_ORDER = ("json", "table", "list")
-_MD = MarkdownIt("commonmark").enable("table")   # parses what a reader sees: lists inside fences don't count
-# the same block structure without inline parsing (a third of the cost): only inline code spans need it
-_MD_BLOCKS = MarkdownIt("commonmark").enable("table").disable("inline")
+
+
+@cache
+def _markdown(inline: bool = True) -> MarkdownIt:
+    """The parser of what a reader sees (lists inside fences don't count); inline=False: the same block structure
+    without inline parsing (a third of the cost), as only inline code spans need it. Built at first use: most
+    replies are answered without a parse, and markdown_it's import is a tenth of a second."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark").enable("table")
+    return parser if inline else parser.disable("inline")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_MD":    # the full parser, as tests reach it
+        return _markdown()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 WORKED_EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.)[,:]?\s[^.!?\n]*?(?:\d|[\"'“`])", re.I)
 
 
@@ -46,16 +65,33 @@ WORKED_EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.)[,:]?\s[^.!?\
 _NO_WORD_TOKEN = re.compile(r"(?<!\S)(?:[^\w\s]|_)+(?!\S)")
 
 
+# An ASCII text as bytes: letters and digits "a", whitespace (str.isspace, str.split's rule) " ", the rest dropped
+_ASCII = bytes(range(128))
+_ALNUM = bytes(c for c in _ASCII if chr(c).isalnum())
+_SPACE = bytes(c for c in _ASCII if chr(c).isspace())
+_WORD_SHAPE = bytes.maketrans(_ALNUM + _SPACE, b"a" * len(_ALNUM) + b" " * len(_SPACE))
+_NOT_WORD_OR_SPACE = bytes(c for c in _ASCII if c not in _ALNUM and c not in _SPACE)
+
+
 def word_count(text: str) -> int:
-    """Tokens holding a letter or digit: all tokens minus those without one (two C-level passes instead
-    of a Python test per character; equal to the per-character test, tested)."""
+    """Tokens holding a letter or digit (equal to the per-character test, tested). An ASCII text drops every
+    byte that is neither a letter, a digit nor whitespace (a token without a letter or digit vanishes, the others
+    become runs of "a") and counts where a run starts: three C-level byte passes, no token objects built.
+    Other texts: all tokens minus those without one."""
+    if text.isascii():
+        shape = text.encode("ascii").translate(_WORD_SHAPE, _NOT_WORD_OR_SPACE)
+        return shape.count(b" a") + shape.startswith(b"a")
     return len(text.split()) - len(_NO_WORD_TOKEN.findall(text))
+
+
+_BOUNDS = {"words": ("min_words", "max_words"), "turns": ("min_turns", "max_turns")}
 
 
 def bucket(words: int, dimension: Dimension, unit: str = "words") -> str | None:
     """The first category whose [min_<unit>, max_<unit>] holds the count (inclusive; a missing bound is open)."""
+    low, high = _BOUNDS.get(unit) or (f"min_{unit}", f"max_{unit}")
     for cat in dimension.categories:
-        lo, hi = getattr(cat, f"min_{unit}"), getattr(cat, f"max_{unit}")
+        lo, hi = getattr(cat, low), getattr(cat, high)
         if lo is None and hi is None:
             continue
         if (lo is None or words >= lo) and (hi is None or words <= hi):
@@ -67,33 +103,40 @@ def measure(record: dict[str, Any], plan: Plan, requested: dict[str, str] | None
     reply = response_text(record)
     out: dict[str, str | None] = {}
     for name, dim in plan.dimensions.items():
-        if dim.measure == "trusted":
+        kind = dim.measure
+        if kind == "trusted":
             continue
-        if dim.measure == "response_words":
+        if kind == "response_words":
             out[name] = bucket(word_count(reply), dim)
-        elif dim.measure == "input_words":
+        elif kind == "input_words":
             out[name] = bucket(word_count(user_text(record)), dim)
-        elif dim.measure == "turns":
+        elif kind == "turns":
             out[name] = bucket(user_turns(record), dim, "turns")
-        elif dim.measure == "code":
+        elif kind == "code":
             out[name] = _declaring(dim, "code", has_example(reply))
-        elif dim.measure == "typos":
+        elif kind == "typos":
             out[name] = _declaring(dim, "typos", has_typos(_user_texts(record)))
-        elif dim.measure == "format":
+        elif kind == "format":
             out[name] = _format(dim, formats_found(reply), (requested or {}).get(name))
     return out
 
 
 def _declaring(dim: Dimension, field_name: str, value: object) -> str | None:
     """The category that declares `field_name: value` (the plan validates that at most one does)."""
-    return next((c.name for c in dim.categories if getattr(c, field_name) == value), None)
+    for c in dim.categories:    # a plain loop: measure runs per example, and next(generator) costs more
+        if getattr(c, field_name) == value:
+            return c.name
+    return None
 
 
 def _format(dim: Dimension, found: list[str], requested: str | None) -> str | None:
     if not found:
         return _declaring(dim, "format", "plain")
-    asked = dim.category(requested) if requested else None
-    want = asked.format if asked else None
+    want = None
+    for c in dim.categories if requested else ():    # dim.category(requested).format, without a generator
+        if c.name == requested:
+            want = c.format
+            break
     return _declaring(dim, "format", want if want in found else found[0])
 
 
@@ -115,7 +158,7 @@ def _parse(text: str) -> tuple:
     """Markdown block tokens (no inline children), parsed once for has_example and formats_found (read-only)."""
     if not _MARKDOWN_HINT.search(text):
         return ()
-    return tuple(_MD_BLOCKS.parse(text))
+    return tuple(_markdown(inline=False).parse(text))
 
 
 # A fence opens with 3+ backticks or tildes; an indented code block needs 4 columns of spaces or a tab past its
@@ -124,9 +167,17 @@ def _code_block_hint(text: str) -> bool:
     return "```" in text or "~~~" in text or "\t" in text or "    " in text
 
 
-_FENCE_MARK = re.compile(r"```|~~~")
+_FENCE_MARK = re.compile(r"```|~~~")          # _first_fence_mark's reference (tests)
 _OPENING = re.compile(r"`{3,}[^`\n]*")       # a backtick fence's opening line (its info holds no backtick)
 _CLOSING = re.compile(r" {0,3}`{3,}[ \t]*")   # a line that would close it
+
+
+def _first_fence_mark(text: str) -> int:
+    """Where _FENCE_MARK first matches, -1 if nowhere: two substring searches instead of a two-character-class
+    scan (the second search stops where the first found a mark)."""
+    backticks = text.find("```")
+    tildes = text.find("~~~", 0, backticks if backticks >= 0 else len(text))
+    return tildes if tildes >= 0 else backticks
 
 
 def _fenced_for_sure(text: str) -> bool:
@@ -136,10 +187,9 @@ def _fenced_for_sure(text: str) -> bool:
     blockquote or indented code block, and no earlier fence is open for it to close), nothing before it can
     hold it (no "<" for an HTML block, "|" for a table, "[" for a link definition; no "\r" or NUL, which
     markdown-it rewrites), and the next line has text and does not close it."""
-    m = _FENCE_MARK.search(text)
-    if m is None or (m.start() and text[m.start() - 1] != "\n"):
+    start = _first_fence_mark(text)
+    if start < 0 or (start and text[start - 1] != "\n"):
         return False
-    start = m.start()
     end = text.find("\n", start)
     if end < 0 or not _OPENING.fullmatch(text, start, end):
         return False
@@ -158,7 +208,7 @@ def has_example(text: str) -> bool:
                                              for tok in _parse(text)):
         return True
     if "`" in text:  # an inline code span needs a backtick: only then parse the inline content too
-        for tok in _MD.parse(text):
+        for tok in _markdown().parse(text):
             for child in tok.children or []:
                 if child.type == "code_inline" and (len(child.content.split()) >= 2 or re.search(r"\w\(|=", child.content)):
                     return True
@@ -185,11 +235,19 @@ def _may_name_example(text: str) -> bool:
 # (Substring tests and a letter-free regex: a third of the cost of one case-insensitive regex. "json" is looked
 # for in str.lower(), as _parses_as_json reads the info string, so no text that could hold it is skipped.)
 _LIST_LINE = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M)
+# the same after a line break: a literal first character, which sre looks for with a fast scan (re.M's "^" is
+# tried at every position)
+_LIST_AFTER_BREAK = re.compile(r"\n[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)", re.M)
+
+
+def _list_line(text: str) -> bool:
+    """_LIST_LINE.search(text) finds a line: re.M's "^" is the text's start or just after a "\n"."""
+    return _LIST_LINE.match(text) is not None or _LIST_AFTER_BREAK.search(text) is not None
 
 
 def _format_hint(text: str) -> bool:
-    return ("|" in text or ">" in text or "{" in text or "[" in text or "\r" in text or "json" in text.lower()
-            or _LIST_LINE.search(text) is not None)
+    return ("|" in text or ">" in text or "{" in text or "[" in text or "\r" in text or _list_line(text)
+            or "json" in text.lower())
 
 
 def formats_found(text: str) -> list[str]:
@@ -235,6 +293,12 @@ def _table_columns(header: str, delimiter: str) -> bool:
     return 0 < len(columns) == len(aligns)
 
 
+@lru_cache(maxsize=64)     # a handful of fence marks ("```", "~~~~"), compiled once each
+def _closing_fence(mark: str) -> re.Pattern[str]:
+    """A line that closes a fence opened by `mark`: up to 3 spaces, the mark or longer, trailing blanks."""
+    return re.compile(rf" {{0,3}}{re.escape(mark)}{re.escape(mark[0])}*[ \t]*")
+
+
 def _formats_by_lines(text: str) -> list[str] | None:
     if "\r" in text or "\0" in text:
         return None
@@ -259,7 +323,7 @@ def _formats_by_lines(text: str) -> list[str] | None:
             info = line[len(mark):]
             if mark[0] == "`" and "`" in info:
                 return None
-            closing = re.compile(rf" {{0,3}}{re.escape(mark)}{re.escape(mark[0])}*[ \t]*")
+            closing = _closing_fence(mark)
             start = i
             while i < len(lines) and not closing.fullmatch(lines[i]):
                 i += 1
@@ -399,12 +463,26 @@ class TypoSignals:
 
 
 def has_typos(texts: list[str]) -> bool:
-    return sum(typo_signals(t).score for t in texts) >= 2
+    return sum(map(typo_score, texts)) >= 2
 
 
 @cache
-def _dictionary() -> SpellChecker:
-    return SpellChecker(language="en")
+def _dictionary() -> frozenset[str]:
+    """pyspellchecker's English word list, lower-cased, as SpellChecker(language="en") holds it (tested). Only
+    membership is asked, and SpellChecker's load also parses the frequencies and builds totals and a letter set
+    (0.2 s CPU, against 0.07 s here): the keys are read off the JSON by a regex when it holds no escape and the
+    regex finds one key per entry (each key is then a plain "...": ), else by json.loads."""
+    raw = pkgutil.get_data("spellchecker", "resources/en.json.gz")
+    if raw is None:
+        raise FileNotFoundError("pyspellchecker's resources/en.json.gz")
+    text = gzip.decompress(raw).decode("utf-8")
+    keys = _JSON_KEY.findall(text) if "\\" not in text else []
+    if len(keys) != text.count(",") + 1:
+        keys = list(json.loads(text))
+    return frozenset(keys if text == text.lower() else map(str.lower, keys))
+
+
+_JSON_KEY = re.compile(r'"([^"\\]*)": ')
 
 
 @lru_cache(maxsize=65536)  # words repeat (Zipf): most lookups are cache hits
@@ -421,14 +499,25 @@ def known_word(word: str) -> bool:
     return american != word and american in spell
 
 
-def typo_signals(text: str) -> TypoSignals:
-    sig = TypoSignals()
-    # each pattern needs a character a substring test rules out: a code span "`", a URL "://" or "www.", an
-    # address "@", repeated punctuation "?" or "!" (URLS' "\S+@\S+" backtracks over every token otherwise)
+def _prose(text: str) -> str:
+    """The text without code spans, URLs and addresses. Each pattern needs a character a substring test rules
+    out: a code span "`", a URL "://" or "www.", an address "@" (URLS' "\\S+@\\S+" backtracks over every token)."""
     prose = CODE_SPANS.sub(" ", text) if "`" in text else text
     if "@" in prose or "://" in prose or "www." in prose:
         prose = URLS.sub(" ", prose)
-    if "?" in prose or "!" in prose:
+    return prose
+
+
+def _repeated_punct(prose: str) -> bool:
+    """REPEATED_PUNCT may match: each of its matches starts with one of these pairs (substring tests are a
+    fraction of the cost of its character-class scan)."""
+    return "??" in prose or "?!" in prose or "!?" in prose or "!!" in prose
+
+
+def typo_signals(text: str) -> TypoSignals:
+    sig = TypoSignals()
+    prose = _prose(text)
+    if _repeated_punct(prose):
         sig.informal += REPEATED_PUNCT.findall(prose)
     tokens = prose.split()
     for raw in tokens:
@@ -439,10 +528,53 @@ def typo_signals(text: str) -> TypoSignals:
             sig.unknown += unknown
     # sentence starts: the first token, and each token after one ending in . ! or ? (SENTENCE_BREAK's
     # matches, read off the same tokens: a token of 2+ characters ending so, followed by another token)
-    starts = tokens[:1] + [tokens[i + 1] for i in range(len(tokens) - 1)
-                           if tokens[i][-1] in ".!?" and len(tokens[i]) > 1 and _ends_sentence(tokens[i][:-1])]
+    starts = tokens[:1] + [tokens[i + 1] for i in range(len(tokens) - 1) if _ends_with_break(tokens[i])]
     sig.lowercase_starts = sum(1 for w in starts if _lowercase_dictionary_word(w.strip(STRIP)))
     return sig
+
+
+class _TokenTable(dict[str, int]):
+    """token -> f(token), computed on first sight: a C-level dict lookup per token (map over the tokens, no
+    Python frame) where an lru_cache call costs a few times more. Cleared when full (tokens repeat: Zipf)."""
+
+    def __init__(self, f: Callable[[str], int | bool], size: int = 65536):
+        super().__init__()
+        self.f, self.size = f, size
+
+    def __missing__(self, token: str) -> int:
+        if len(self) >= self.size:
+            self.clear()
+        value = self[token] = int(self.f(token))
+        return value
+
+
+def _token_score(raw: str) -> int:
+    informal, unknown = _token_signals(raw)
+    return 2 if informal else len(unknown)
+
+
+def _ends_with_break(token: str) -> bool:
+    return token[-1] in ".!?" and len(token) > 1 and _ends_sentence(token[:-1])
+
+
+_SCORES = _TokenTable(_token_score)
+_BREAKS = _TokenTable(_ends_with_break)
+_LOWER_STARTS = _TokenTable(lambda token: _lowercase_dictionary_word(token.strip(STRIP)))
+
+
+def typo_score(text: str) -> int:
+    """typo_signals(text).score without listing what was found: per-token figures summed from C-level lookups
+    (has_typos needs only the score; equal to typo_signals', tests/test_checks_fast.py)."""
+    prose = _prose(text)
+    score = 2 * len(REPEATED_PUNCT.findall(prose)) if _repeated_punct(prose) else 0
+    tokens = prose.split()
+    if not tokens:
+        return score
+    score += sum(map(_SCORES.__getitem__, tokens))
+    # sentence starts: the first token and each token after a sentence break (compress pairs token i+1 with
+    # token i's break)
+    after_breaks = compress(tokens[1:], map(_BREAKS.__getitem__, tokens))
+    return score + _LOWER_STARTS[tokens[0]] + sum(map(_LOWER_STARTS.__getitem__, after_breaks))
 
 
 @lru_cache(maxsize=65536)  # tokens repeat (Zipf): one lookup instead of a few Python calls per token
