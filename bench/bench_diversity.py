@@ -92,11 +92,20 @@ class Texts:
         }
 
 
+def plan_word_ranges() -> dict[str, dict[str, tuple[int, int]]]:
+    """The example plan's declared word ranges per length category (what the engine asks the provider for)."""
+    import yaml
+
+    plan = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+    return {dim: {c["name"]: (c["min_words"], c["max_words"]) for c in plan["dimensions"][dim]["categories"]}
+            for dim in ("input_length", "response_length")}
+
+
 def simulated_examples(n: int, seed: int = 3) -> list[dict]:
     """Examples as the simulated provider writes them, over the example plan's label values."""
-    from agent.providers.simulated import INPUT_WORDS, RESPONSE_WORDS
     from agent.providers.simulated_text import assistant_message, user_message
 
+    ranges = plan_word_ranges()
     rng = random.Random(seed)
     topics = ["spot instance preemption", "egress fees", "persistent volumes", "SSH keys", "GPU quotas", "billing alerts",
               "CUDA driver versions", "multi-node training", "snapshots", "API tokens", "reserved instances",
@@ -110,8 +119,8 @@ def simulated_examples(n: int, seed: int = 3) -> list[dict]:
                   "response_length": rng.choice(["short", "medium", "medium", "long"]),
                   "input_length": rng.choice(["short", "short", "medium", "long"])}
         topic = rng.choice(topics)
-        out.append({"user": user_message(rng, labels, topic, *INPUT_WORDS[labels["input_length"]]),
-                    "response": assistant_message(rng, labels, topic, *RESPONSE_WORDS[labels["response_length"]]),
+        out.append({"user": user_message(rng, labels, topic, *ranges["input_length"][labels["input_length"]]),
+                    "response": assistant_message(rng, labels, topic, *ranges["response_length"][labels["response_length"]]),
                     "labels": {"tone": labels["tone"], "format": labels["format"]}})
     return out
 
