@@ -397,6 +397,21 @@ def test_verbs_and_topics_equal_the_token_by_token_rules():
     assert found > 500
 
 
+def test_tokenize_equals_the_regex():
+    """tokenize's ASCII path (translate + split) gives findall's words on every text."""
+    import re
+
+    from agent.audit.text_stats import tokenize
+
+    word = re.compile(r"\w+(?:['’]\w+)*")   # the definition, as before the fast path
+    rng = random.Random(4)
+    alphabet = "ab_Z9'’ \t\n.,-!?\x0b\x1c\x1féK\u00a0_"
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    fuzz += ["".join(chr(rng.randrange(128)) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    for text in simulated_texts() + HAND_WRITTEN + fuzz + ["'quoted'", "a''b", "don't 'n' rock'n'roll''", "\u212a"]:
+        assert tokenize(text) == word.findall(text.lower()), repr(text)
+
+
 def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
     from agent.audit import overlap
 
