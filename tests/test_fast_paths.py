@@ -412,6 +412,29 @@ def test_tokenize_equals_the_regex():
         assert tokenize(text) == word.findall(text.lower()), repr(text)
 
 
+@pytest.mark.parametrize("frequent_df", [2, 5, 40])
+def test_frequent_key_bitmap_holds_each_sets_frequent_keys(frequent_df):
+    """Row i of the bitmap has exactly the columns of the frequent keys set i holds (added in batches, keys
+    turning frequent in the middle of a batch included), and hot[i] counts them."""
+    rng = random.Random(frequent_df)
+    sets = as_int_sets(common_key_sets(frequent_df, 260))
+    index = OverlapIndex(0.3, frequent_df=frequent_df)
+    start = 0
+    while start < len(sets):
+        size = rng.choice([1, 3, 37, 64, 80])
+        index.add_sets(sets[start:start + size])
+        start += size
+    df = Counter(k for s in sets for k in s)
+    column = {int(num): c for c, num in enumerate(index._frequent.view.tolist())}
+    key_num = dict(zip(sorted(df), index._table.find(np.array(sorted(df))).tolist(), strict=True))
+    bits = np.unpackbits(index._bits.words[:len(sets)].view(np.uint8), axis=1, bitorder="little")
+    assert index._bits.columns == len(column) == sum(d >= frequent_df for d in df.values()) > 0
+    for i, s in enumerate(sets):
+        expected = {column[key_num[k]] for k in s if df[k] >= frequent_df}
+        assert set(np.flatnonzero(bits[i]).tolist()) == expected
+        assert index.hot.view[i] == len(expected)
+
+
 def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
     from agent.audit import overlap
 

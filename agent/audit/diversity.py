@@ -39,7 +39,8 @@ from agent.audit.overlap import _ID_BITS, _ID_MASK, BatchOverlap, KeyTable, Over
 from agent.audit.text_stats import mattr_segments, normalised_entropy, tokenize, verbs_and_topics
 
 LENGTH_BUCKETS = ((0, "0-49"), (50, "50-149"), (150, "150-399"), (400, "400-799"), (800, "800+"))
-LAYOUT = 2  # the stored tracker's layout (agent/audit/state.py checks it): 1 held Python dicts per n-gram
+LAYOUT = 3  # the stored tracker's layout (agent/audit/state.py checks it): 1 held Python dicts per n-gram;
+            # 2 had no bitmap of the frequent n-grams (OverlapIndex._bits); older layouts are rebuilt
 REBUILD_CHUNK = 128  # from_examples() feeds the stored examples in batches of this many
 
 # ---- metrics and the incremental tracker ------------------------------------------------------------
