@@ -18,6 +18,7 @@ _ID_MASK = (1 << _ID_BITS) - 1
 _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avoid list
 _EMPTY = -1  # a free slot of a KeyTable: never a key
 _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
+_NEVER = np.iinfo(np.int64).max  # a threshold no count passes
 _PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
@@ -278,9 +279,10 @@ class SetBatch:
         return cls(keys.astype(np.int64, copy=False), np.repeat(np.arange(len(sets)), lengths), len(sets))
 
     def raw(self, s: int) -> np.ndarray:
-        """Set s's keys as given."""
+        """Set s's keys as given (a slice: owners ascend)."""
         keys, owner = self._flat
-        return keys[owner == s]
+        lo, hi = np.searchsorted(owner, [s, s + 1])
+        return keys[lo:hi]
 
     def within(self) -> np.ndarray:
         """m x m: |A∩B| for every pair of the batch's sets (0 on the diagonal). Each set's row is a bitmap of
@@ -429,9 +431,11 @@ class OverlapIndex:
         flag_b = b.flags(num, den)
         if i0 == 0 or not len(b.key):
             return flag_b
-        entry_old = old[b.key]
-        sizes, flagged, hot = self.sizes.view, self.flagged.view.copy(), self.hot.view
-        rare = (entry_old >= 1) & ~frequent
+        # integer thresholds: shared * den > num * size  <=>  shared > (num * size) // den
+        over_a = num * self.sizes.view // den
+        over_b = num * b.sizes // den
+        flagged, hot = self.flagged.view.copy(), self.hot.view
+        rare = (old[b.key] >= 1) & ~frequent
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
         pair = self._gather(nums[b.key[rare]], b.owner[rare] * i0)  # batch set * i0 + earlier set, per shared key
         span = max(1, (1 << 21) // i0)  # R (span x i0) and its temporaries stay ~16 MB each
@@ -439,20 +443,20 @@ class OverlapIndex:
             r1 = min(b.m, r0 + span)
             part = pair if span >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
             shared = np.bincount(part, minlength=(r1 - r0) * i0).reshape(r1 - r0, i0)  # |A∩B| over rare keys
-            s_b = b.sizes[r0:r1, None]
-            over = shared * den > num * sizes
-            flagged |= over.any(axis=0)
-            flag_b[r0:r1] |= (shared * den > num * s_b).any(axis=1)
+            flagged |= shared.max(axis=0) > over_a
+            flag_b[r0:r1] |= shared.max(axis=1) > over_b[r0:r1]
             if not h_b[r0:r1].any():
                 continue
-            bound = shared + np.minimum(h_b[r0:r1, None], hot)
-            unsure = (bound * den > num * sizes) & ~flagged
-            unsure |= ~flag_b[r0:r1, None] & (bound * den > num * s_b)
+            # |A∩B| <= shared + min(h_B, hot[A]): the pairs whose bound passes a threshold not yet passed
+            bound = np.minimum(h_b[r0:r1, None], hot)
+            bound += shared
+            unsure = bound > np.where(flagged, _NEVER, over_a)
+            unsure |= bound > np.where(flag_b[r0:r1], _NEVER, over_b[r0:r1])[:, None]
             pr, pa = np.nonzero(unsure)
             if len(pr):
                 exact = shared[pr, pa] + self._bits.shared(rows, r0 + pr, pa)
-                flagged[pa[exact * den > num * sizes[pa]]] = True
-                flag_b[(r0 + pr)[exact * den > num * b.sizes[r0 + pr]]] = True
+                flagged[pa[exact > over_a[pa]]] = True
+                flag_b[(r0 + pr)[exact > over_b[r0 + pr]]] = True
         fresh = flagged & ~self.flagged.view
         self.n_flagged += int(fresh.sum())
         self.flagged.view[fresh] = True
