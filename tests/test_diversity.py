@@ -169,14 +169,16 @@ def common_key_sets(seed: int, n: int = 300) -> list[set]:
     return sets
 
 
-@pytest.mark.parametrize("pair_words", [1, 1 << 20])   # the pairs' bitmap AND one pair at a time, or all at once
-def test_overlap_with_stock_keys_in_every_set_equals_brute_force(pair_words, monkeypatch):
+@pytest.mark.parametrize(("pair_words", "whole_row"), [(1, 2.0), (1 << 20, 2.0), (1 << 20, 0.5), (1 << 20, 0.0)])
+def test_overlap_with_stock_keys_in_every_set_equals_brute_force(pair_words, whole_row, monkeypatch):
     # stock keys are frequent from the 3rd set on: the pairs whose bound crosses the threshold get their
-    # shared frequent keys counted from the frequent-key bitmap; that must give the brute-force answer,
-    # one set at a time and in batches
+    # shared frequent keys counted from the frequent-key bitmap, pair by pair (one at a time or all at
+    # once) or a batch set against every earlier set (never, past half of them unsure, always); each must
+    # give the brute-force answer, one set at a time and in batches
     from agent.audit import overlap
 
     monkeypatch.setattr(overlap, "_PAIR_WORDS", pair_words)
+    monkeypatch.setattr(overlap, "_WHOLE_ROW", whole_row)
     sets = common_key_sets(0)
     expected = brute(sets, 0.3)
     assert expected[2] > 0

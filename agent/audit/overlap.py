@@ -19,7 +19,8 @@ _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avo
 _EMPTY = -1  # a free slot of a KeyTable: never a key
 _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 _NEVER = np.iinfo(np.int64).max  # a threshold no count passes
-_PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
+_PAIR_WORDS = 1 << 20
+_WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all  # bitmap words ANDed at once when counting the frequent keys pairs share
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -240,6 +241,16 @@ class _BitRows:
         bits[owner, cols] = True
         return np.packbits(bits, axis=1, bitorder="little").view(np.uint64).reshape(m, self.width)
 
+    def shared_all(self, rows: np.ndarray) -> np.ndarray:
+        """len(rows) x self.rows: how many set bits each of `rows` has in common with each stored row (a
+        contiguous pass over the stored rows: no gather)."""
+        w = rows.shape[1]
+        out = np.zeros((len(rows), self.rows), dtype=np.int64)
+        held = self.words[: self.rows, :w]
+        for r, row in enumerate(rows):
+            out[r] = np.bitwise_count(held & row).sum(axis=1, dtype=np.int64)
+        return out
+
     def shared(self, rows: np.ndarray, pr: np.ndarray, pa: np.ndarray) -> np.ndarray:
         """Per pair: how many set bits rows[pr[i]] and the stored row pa[i] have in common."""
         w = rows.shape[1]
@@ -452,6 +463,12 @@ class OverlapIndex:
             bound += shared
             unsure = bound > np.where(flagged, _NEVER, over_a)
             unsure |= bound > np.where(flag_b[r0:r1], _NEVER, over_b[r0:r1])[:, None]
+            whole = unsure.sum(axis=1) > _WHOLE_ROW * i0  # rows unsure against most earlier sets: count all at once
+            if whole.any():
+                exact = shared[whole] + self._bits.shared_all(rows[r0:r1][whole])
+                flagged |= (exact > over_a).any(axis=0)
+                flag_b[r0:r1][whole] |= (exact > over_b[r0:r1][whole, None]).any(axis=1)
+                unsure[whole] = False
             pr, pa = np.nonzero(unsure)
             if len(pr):
                 exact = shared[pr, pa] + self._bits.shared(rows, r0 + pr, pa)
