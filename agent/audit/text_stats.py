@@ -11,6 +11,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -322,13 +323,22 @@ def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
 
 
 def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
-    """Both sets from one tagging pass (see verbs() and topics())."""
+    """Both sets from one tagging pass (see verbs() and topics()): pos_tags()'s tokens and tags, each token's
+    tag and reading from one cached call (tests/test_fast_paths.py checks the rules token by token)."""
+    tokens: list[str] = []
+    read: list[tuple[str, int, str | None, str | None, bool]] = []  # per token: (tag, *_reading)
+    for sentence in _SENTENCE_END.split(text.replace("’", "'")):
+        found = _TAG_TOKEN.findall(sentence)
+        if found:
+            tokens += found
+            read.append(_first_token(found[0]))
+            read += map(_token, islice(found, 1, None))
     found_verbs: set[str] = set()
     found_topics: set[str] = set()
     run: list[str] = []
-    tagged = pos_tags(text)
-    for i, (kind, verb, noun, verb_only) in enumerate(map(_reading, *zip(*tagged, strict=True)) if tagged else ()):
-        if kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only)):
+    last = len(read) - 1
+    for i, (_, kind, verb, noun, verb_only) in enumerate(read):
+        if kind == _VERB or (kind == _MAYBE and _verb_in_context(tokens, read, i, last, verb_only)):
             if run:
                 found_topics.add(" ".join(run[-3:]))
                 run = []
@@ -342,6 +352,29 @@ def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
     if run:
         found_topics.add(" ".join(run[-3:]))
     return found_verbs, found_topics
+
+
+def _verb_in_context(tokens: list[str], read: list[tuple[str, int, str | None, str | None, bool]], i: int,
+                     last: int, verb_only: bool) -> bool:
+    """_verb_by_context() on verbs_and_topics()'s lists."""
+    prev_word, prev_tag = (tokens[i - 1], read[i - 1][0]) if i else ("", "")
+    next_tag = read[i + 1][0] if i < last else ""
+    if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
+        return True
+    return prev_tag not in _NOMINAL_LEFT and (next_tag in _OBJECT_RIGHT or verb_only)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _token(token: str) -> tuple[str, int, str | None, str | None, bool]:
+    """(tag, *_reading) of a token that does not open its sentence."""
+    tag = _tag(token)
+    return (tag, *_reading(token, tag))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _first_token(token: str) -> tuple[str, int, str | None, str | None, bool]:
+    tag = _first_tag(token)
+    return (tag, *_reading(token, tag))
 
 
 def verbs(text: str) -> set[str]:
