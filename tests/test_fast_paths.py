@@ -412,25 +412,31 @@ def test_tokenize_equals_the_regex():
         assert tokenize(text) == word.findall(text.lower()), repr(text)
 
 
-@pytest.mark.parametrize("frequent_df", [2, 5, 40])
-def test_frequent_key_bitmap_holds_each_sets_frequent_keys(frequent_df):
+@pytest.mark.parametrize(("frequent_df", "frequent_share"), [(2, 10**9), (5, 10**9), (40, 10**9), (2, 8), (5, 3)])
+def test_frequent_key_bitmap_holds_each_sets_frequent_keys(frequent_df, frequent_share):
     """Row i of the bitmap has exactly the columns of the frequent keys set i holds (added in batches, keys
-    turning frequent in the middle of a batch included), and hot[i] counts them."""
+    turning frequent in the middle of a batch included), hot[i] counts them, and a key is frequent once
+    frequent_df sets and a 1/frequent_share of the sets held it at the end of a batch."""
     rng = random.Random(frequent_df)
     sets = as_int_sets(common_key_sets(frequent_df, 260))
-    index = OverlapIndex(0.3, frequent_df=frequent_df)
+    index = OverlapIndex(0.3, frequent_df=frequent_df, frequent_share=frequent_share)
+    df: Counter = Counter()
+    bar = {}   # key -> the holders it needed when it turned frequent
     start = 0
     while start < len(sets):
         size = rng.choice([1, 3, 37, 64, 80])
         index.add_sets(sets[start:start + size])
+        for s in sets[start:start + size]:
+            df.update(s)
         start += size
-    df = Counter(k for s in sets for k in s)
+        need = max(frequent_df, start // frequent_share)
+        bar.update({k: need for k, d in df.items() if d >= need and k not in bar})
     column = {int(num): c for c, num in enumerate(index._frequent.view.tolist())}
     key_num = dict(zip(sorted(df), index._table.find(np.array(sorted(df))).tolist(), strict=True))
+    assert {key_num[k] for k in bar} == set(column) and len(column) == index._bits.columns > 0
     bits = np.unpackbits(index._bits.words[:len(sets)].view(np.uint8), axis=1, bitorder="little")
-    assert index._bits.columns == len(column) == sum(d >= frequent_df for d in df.values()) > 0
     for i, s in enumerate(sets):
-        expected = {column[key_num[k]] for k in s if df[k] >= frequent_df}
+        expected = {column[key_num[k]] for k in s if k in bar}
         assert set(np.flatnonzero(bits[i]).tolist()) == expected
         assert index.hot.view[i] == len(expected)
 

@@ -350,17 +350,19 @@ class OverlapIndex:
     new B is the number of B's keys whose postings hold A, bincounted from the gathered postings at once;
     pairs inside the batch come from SetBatch.within(). "Nearest neighbour > threshold" flags only switch on.
 
-    Frequent n-grams (df >= frequent_df: stock phrases held by a large share of examples) would make that
-    gather grow with the dataset, so they are skipped unless they can change a flag: each example A keeps
+    Frequent n-grams (stock phrases: a key turns frequent once frequent_df sets and 1/frequent_share of all
+    sets hold it) would make that gather grow with the dataset, so they are skipped unless they can change a
+    flag: each example A keeps
     hot[A] = how many frequent n-grams it holds, and |A∩B| <= c_rare(A) + min(h_B, hot[A]). Only the pairs
     whose bound crosses the threshold get their frequent-n-gram count computed exactly, as a popcount of
     the two sets' rows in a bitmap over the frequent n-grams (_BitRows). The answer stays exact.
     Hand-rolled because the gate needs exact figures: datasketch's MinHash LSH only estimates them.
     """
 
-    def __init__(self, threshold: float = NN_THRESHOLD, frequent_df: int = 256):
+    def __init__(self, threshold: float = NN_THRESHOLD, frequent_df: int = 256, frequent_share: int = 8):
         self._num, self._den = _ratio(threshold)
         self.frequent_df = frequent_df
+        self.frequent_share = frequent_share
         self._table = KeyTable()
         self._df = _Grow(np.int32)           # by key number
         self._postings = _Postings()         # by key number: the ids of the sets holding it
@@ -391,7 +393,7 @@ class OverlapIndex:
         self.add_batch(SetBatch.of([_codes(s, self._foreign) for s in sets]))
 
     def add_batch(self, b: SetBatch) -> None:
-        i0, m, limit = len(self), b.m, self.frequent_df
+        i0, m = len(self), b.m
         nums = self._table.add(b.keys)
         self._df.extend(np.zeros(len(self._table) - self._df.n, dtype=np.int32))
         old = self._df.view[nums].astype(np.int64)
@@ -399,8 +401,9 @@ class OverlapIndex:
         self.shared += int((old * cnt + cnt * (cnt - 1) // 2).sum())
         for j, s in enumerate(b.sizes.tolist()):
             self._add_min_sum(s, i0 + j)
-        frequent = (old >= limit)[b.key]            # per entry: a key that was frequent before this batch
-        rows = self._bits.pack(b.owner[frequent], self._columns(nums[b.key[frequent]]), m)
+        column = self._columns(nums)                  # per key of the batch: its bitmap column, -1 if rare
+        frequent = column[b.key] >= 0                 # per entry: a key that was frequent before this batch
+        rows = self._bits.pack(b.owner[frequent], column[b.key[frequent]], m)
         flags = self._flags(b, nums, old, frequent, rows)
         self.sizes.extend(b.sizes)
         self.flagged.extend(flags)
@@ -410,7 +413,9 @@ class OverlapIndex:
         self._df.view[nums] = new
         self.hot.extend(np.bincount(b.owner[frequent], minlength=m))
         self._bits.add_rows(rows)
-        crossed = nums[(old < limit) & (new >= limit)]
+        # a key turns frequent at frequent_df holders, or a 1/frequent_share of the sets if more: the
+        # postings gathered grow with that bar, the pairs left unsure by the hot bound shrink
+        crossed = nums[(column < 0) & (new >= max(self.frequent_df, len(self) // self.frequent_share))]
         if len(crossed):  # their holders, this batch's included, now hold one more frequent key
             holders = self._gather(crossed)
             self.hot.view[:] += np.bincount(holders, minlength=len(self))
@@ -419,10 +424,13 @@ class OverlapIndex:
         self._note_common(b, nums, old, new)
 
     def _columns(self, nums: np.ndarray) -> np.ndarray:
-        """The bitmap columns of frequent keys `nums`."""
+        """The bitmap column of each key number, -1 for a key that is not frequent."""
         frequent = self._frequent.view
+        if not len(frequent):
+            return np.full(len(nums), -1, dtype=np.int64)
         order = np.argsort(frequent)
-        return order[np.searchsorted(frequent, nums, sorter=order)]
+        at = np.minimum(np.searchsorted(frequent, nums, sorter=order), len(frequent) - 1)
+        return np.where(frequent[order[at]] == nums, order[at], -1)
 
     def _gather(self, nums: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The ids of the sets holding keys `nums` (int64); with labels: label[q] + id for each id of query q."""
