@@ -462,26 +462,26 @@ class OverlapIndex:
             r1 = min(b.m, r0 + span)
             part = pair if span >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
             shared = np.bincount(part, minlength=(r1 - r0) * i0).reshape(r1 - r0, i0)  # |A∩B| over rare keys
-            flagged |= shared.max(axis=0) > over_a
-            flag_b[r0:r1] |= shared.max(axis=1) > over_b[r0:r1]
-            if not h_b[r0:r1].any():
-                continue
-            # |A∩B| <= shared + min(h_B, hot[A]): the pairs whose bound passes a threshold not yet passed
-            bound = np.minimum(h_b[r0:r1, None], hot)
-            bound += shared
-            unsure = bound > np.where(flagged, _NEVER, over_a)
-            unsure |= bound > np.where(flag_b[r0:r1], _NEVER, over_b[r0:r1])[:, None]
-            whole = unsure.sum(axis=1) > _WHOLE_ROW * i0  # rows unsure against most earlier sets: count all at once
+            h, over = h_b[r0:r1], over_b[r0:r1]
+            # |A∩B| <= shared + min(h_B, hot[A]): a pair can pass A's threshold only if shared > over_a - hot[A]
+            # and B's only if shared > over_b - h_B, and matters only while that flag is off (two passes over
+            # R; the pairs left are few); their bound is then checked, and what passes it counted exactly
+            maybe = shared > np.where(flagged, _NEVER, over_a - hot)
+            maybe |= shared > np.where(flag_b[r0:r1], _NEVER, over - h)[:, None]
+            pr, pa = np.nonzero(maybe)
+            bound = shared[pr, pa] + np.minimum(h[pr], hot[pa])
+            unsure = ((bound > over_a[pa]) & ~flagged[pa]) | ((bound > over[pr]) & ~flag_b[r0 + pr])
+            pr, pa = pr[unsure], pa[unsure]
+            whole = np.bincount(pr, minlength=r1 - r0) > _WHOLE_ROW * i0  # unsure against most: count all at once
             if whole.any():
                 exact = shared[whole] + self._bits.shared_all(rows[r0:r1][whole])
                 flagged |= (exact > over_a).any(axis=0)
-                flag_b[r0:r1][whole] |= (exact > over_b[r0:r1][whole, None]).any(axis=1)
-                unsure[whole] = False
-            pr, pa = np.nonzero(unsure)
+                flag_b[r0:r1][whole] |= (exact > over[whole, None]).any(axis=1)
+                pr, pa = pr[~whole[pr]], pa[~whole[pr]]
             if len(pr):
                 exact = shared[pr, pa] + self._bits.shared(rows, r0 + pr, pa)
                 flagged[pa[exact > over_a[pa]]] = True
-                flag_b[(r0 + pr)[exact > over_b[r0 + pr]]] = True
+                flag_b[(r0 + pr)[exact > over[pr]]] = True
         fresh = flagged & ~self.flagged.view
         self.n_flagged += int(fresh.sum())
         self.flagged.view[fresh] = True
