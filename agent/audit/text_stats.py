@@ -79,9 +79,15 @@ def _mattr_ids(ids: Sequence[int], window: int = 50) -> float:
 
 
 def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> list[float]:
-    """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them:
-    token i adds one type to every window of its segment that holds it but not its previous occurrence,
-    so the sum over windows is a sum of interval lengths. Segments no longer than a window: their TTR."""
+    """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them."""
+    return segment_measures(ids, lengths, window)[0]
+
+
+def segment_measures(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> tuple[list[float], list[int]]:
+    """(mattr() of each consecutive segment of `ids` (lengths[k] ids each), its number of distinct ids),
+    vectorised over all of them: token i adds one type to every window of its segment that holds it but not
+    its previous occurrence, so the sum over windows is a sum of interval lengths; the tokens with no previous
+    occurrence are the segment's types. Segments no longer than a window: their TTR."""
     n = len(ids)
     lengths = np.asarray(lengths, dtype=np.int64)
     seg = np.repeat(np.arange(len(lengths)), lengths)
@@ -100,7 +106,7 @@ def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> li
     totals = np.bincount(seg, weights=spans, minlength=len(lengths)).astype(np.int64).tolist()
     types = np.bincount(seg[prev < 0], minlength=len(lengths)).tolist()
     return [t / ((k - window + 1) * window) if k > window else (d / k if k else 0.0)
-            for t, d, k in zip(totals, types, lengths.tolist(), strict=True)]
+            for t, d, k in zip(totals, types, lengths.tolist(), strict=True)], types
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
