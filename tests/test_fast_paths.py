@@ -441,6 +441,18 @@ def test_frequent_key_bitmap_holds_each_sets_frequent_keys(frequent_df, frequent
         assert index.hot.view[i] == len(expected)
 
 
+def test_spans_are_the_concatenated_ranges():
+    from agent.audit.overlap import _spans
+
+    rng = np.random.default_rng(5)
+    for _ in range(3000):
+        q = int(rng.integers(0, 9))
+        starts, lengths = rng.integers(0, 1000, q), rng.integers(0, 5, q).astype(np.int32)
+        expected = [i for s, n in zip(starts.tolist(), lengths.tolist(), strict=True) for i in range(s, s + n)]
+        got = _spans(starts, lengths)
+        assert got.tolist() == expected and got.dtype == np.int64
+
+
 def test_postings_arena_holds_what_a_dict_of_lists_holds(monkeypatch):
     from agent.audit import overlap
 
