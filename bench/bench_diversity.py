@@ -1,13 +1,15 @@
 """Benchmark: DiversityTracker.add_batch(100) on a tracker already holding N examples, and the rebuild.
 
 Run by hand:  .venv/bin/python bench/bench_diversity.py [--examples 50000] [--batches 5] [--write]
-              .venv/bin/python bench/bench_diversity.py --simulated 3000 [--rounds 2]
+              .venv/bin/python bench/bench_diversity.py --simulated 3000 [--rounds 2] [--replay CAPTURED.json]
 
 --simulated N: the engine's case instead: N examples from the simulated provider's text generator (its
 templates repeat, so most 3-grams recur: the costly case for the overlap index) fed to a fresh tracker in
 audit batches of 40, each followed by common_phrases(40) as a steered run does; CPU per example (process
-time, after one warm-up batch that loads the tagger and lemmatizer). Only the tracker's public API is used,
-so the same script can be copied into an older tree to measure before/after.
+time, after one warm-up batch that loads the tagger and lemmatizer), over the run and over its last tenth.
+--replay FILE: the same on add_batch inputs captured from an engine run (a JSON list of batches).
+Only the tracker's public API is used, so the same script can be copied into an older tree to measure
+before/after.
 --write appends nothing: it rewrites bench/notes/diversity.md with the figures of this run.
 
 Texts are seeded synthetic English: words drawn from TextBlob's bundled tagger lexicon with a Zipf
@@ -92,11 +94,20 @@ class Texts:
         }
 
 
+def plan_word_ranges() -> dict[str, dict[str, tuple[int, int]]]:
+    """The example plan's declared word ranges per length category (what the engine asks the provider for)."""
+    import yaml
+
+    plan = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+    return {dim: {c["name"]: (c["min_words"], c["max_words"]) for c in plan["dimensions"][dim]["categories"]}
+            for dim in ("input_length", "response_length")}
+
+
 def simulated_examples(n: int, seed: int = 3) -> list[dict]:
     """Examples as the simulated provider writes them, over the example plan's label values."""
-    from agent.providers.simulated import INPUT_WORDS, RESPONSE_WORDS
     from agent.providers.simulated_text import assistant_message, user_message
 
+    ranges = plan_word_ranges()
     rng = random.Random(seed)
     topics = ["spot instance preemption", "egress fees", "persistent volumes", "SSH keys", "GPU quotas", "billing alerts",
               "CUDA driver versions", "multi-node training", "snapshots", "API tokens", "reserved instances",
@@ -110,26 +121,37 @@ def simulated_examples(n: int, seed: int = 3) -> list[dict]:
                   "response_length": rng.choice(["short", "medium", "medium", "long"]),
                   "input_length": rng.choice(["short", "short", "medium", "long"])}
         topic = rng.choice(topics)
-        out.append({"user": user_message(rng, labels, topic, *INPUT_WORDS[labels["input_length"]]),
-                    "response": assistant_message(rng, labels, topic, *RESPONSE_WORDS[labels["response_length"]]),
+        out.append({"user": user_message(rng, labels, topic, *ranges["input_length"][labels["input_length"]]),
+                    "response": assistant_message(rng, labels, topic, *ranges["response_length"][labels["response_length"]]),
                     "labels": {"tone": labels["tone"], "format": labels["format"]}})
     return out
 
 
-def simulated_run(n: int, rounds: int) -> None:
-    examples = simulated_examples(n)
-    batches = [examples[i:i + 40] for i in range(0, n, 40)]
+def simulated_run(n: int, rounds: int, batches: list[list[dict]] | None = None) -> None:
+    """The tracker fed the simulated corpus (or `batches` replayed), CPU per example over the whole run and
+    over its last tenth (what an example costs at n held), peak RSS."""
+    if batches is None:
+        examples = simulated_examples(n)
+        batches = [examples[i:i + 40] for i in range(0, n, 40)]
+    n = sum(map(len, batches))
     DiversityTracker().add_batch(simulated_examples(3, seed=99))  # loads the tagger and lemmatizer
     for r in range(rounds):
         tracker = DiversityTracker({"tone": list(TONES), "format": list(FORMATS)})
         c0 = time.process_time()
+        held, tail_from = 0, None
         for batch in batches:
+            if tail_from is None and held >= n * 9 // 10:
+                tail_from = (held, time.process_time())
             tracker.add_batch(batch)
             tracker.common_phrases(40)
-        cpu = time.process_time() - c0
+            held += len(batch)
+        end = time.process_time()
+        cpu = end - c0
+        tail_held, tail_cpu = tail_from or (0, c0)
         m = tracker.metrics()
-        print(f"round {r + 1}: add_batch + common_phrases over {n} simulated examples: {1000 * cpu / n:.3f} ms CPU per "
-              f"example; load average {os.getloadavg()[0]:.1f}; overlap {m.ngram_overlap:.4f} nn>30% "
+        print(f"round {r + 1}: add_batch + common_phrases over {n} examples: {1000 * cpu / n:.3f} ms CPU per "
+              f"example ({1000 * (end - tail_cpu) / max(1, n - tail_held):.3f} ms over the last tenth); load average "
+              f"{os.getloadavg()[0]:.1f}; peak RSS {rss_mb():.0f} MB; overlap {m.ngram_overlap:.4f} nn>30% "
               f"{m.share_nn_over_30:.4f} verbs {m.unique_verbs} topics {m.unique_topics}")
 
 
@@ -145,7 +167,21 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="rewrite bench/notes/diversity.md")
     parser.add_argument("--simulated", type=int, default=0, help="the simulated provider's corpus instead (see above)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="a JSON list of add_batch inputs captured from an engine run, replayed (first N examples "
+                             "with --simulated N)")
     args = parser.parse_args()
+    if args.replay:
+        import json
+
+        batches, held = [], 0
+        for batch in json.loads(args.replay.read_text()):
+            if args.simulated and held >= args.simulated:
+                break
+            batches.append(batch)
+            held += len(batch)
+        simulated_run(held, args.rounds, batches)
+        return
     if args.simulated:
         simulated_run(args.simulated, args.rounds)
         return

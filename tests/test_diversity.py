@@ -169,14 +169,16 @@ def common_key_sets(seed: int, n: int = 300) -> list[set]:
     return sets
 
 
-@pytest.mark.parametrize("probe_cost", [0, 100, 10**9])   # always search, the default choice, always gather
-def test_overlap_with_stock_keys_in_every_set_equals_brute_force(probe_cost, monkeypatch):
-    # stock keys are frequent from the 3rd set on: their shared counts come from a binary search per
-    # (key, earlier set) pair or from a gather of the batch set's frequent postings; both must give the
-    # brute-force answer, one set at a time and in batches
+@pytest.mark.parametrize(("pair_words", "whole_row"), [(1, 2.0), (1 << 20, 2.0), (1 << 20, 0.5), (1 << 20, 0.0)])
+def test_overlap_with_stock_keys_in_every_set_equals_brute_force(pair_words, whole_row, monkeypatch):
+    # stock keys are frequent from the 3rd set on: the pairs whose bound crosses the threshold get their
+    # shared frequent keys counted from the frequent-key bitmap, pair by pair (one at a time or all at
+    # once) or a batch set against every earlier set (never, past half of them unsure, always); each must
+    # give the brute-force answer, one set at a time and in batches
     from agent.audit import overlap
 
-    monkeypatch.setattr(overlap, "PROBE_COST", probe_cost)
+    monkeypatch.setattr(overlap, "_PAIR_WORDS", pair_words)
+    monkeypatch.setattr(overlap, "_WHOLE_ROW", whole_row)
     sets = common_key_sets(0)
     expected = brute(sets, 0.3)
     assert expected[2] > 0

@@ -14,7 +14,7 @@ import yaml
 
 from agent.audit import state
 from agent.audit.auditor import STATE_MODULES
-from agent.audit.diversity import DiversityTracker
+from agent.audit.diversity import LAYOUT, DiversityTracker
 from agent.errors import LedgerError
 from agent.ledger import SCHEMA_VERSION, Ledger
 from tests.conftest import EXAMPLE_PLAN
@@ -38,6 +38,7 @@ def tracker_with(n: int) -> DiversityTracker:
 
 def test_a_tracker_survives_the_format_exactly():
     tracker = tracker_with(300)
+    assert tracker._totals.index._bits.columns > 0   # the frequent-key bitmap is part of what is stored
     blob = state.dumps(tracker, STATE_MODULES)
     assert blob.startswith(state.MAGIC)
     loaded = state.loads(blob, STATE_MODULES)
@@ -372,6 +373,23 @@ def test_a_layout_1_state_reads_but_fails_the_shape_check_and_its_rebuild_gives_
     assert rebuilt.common_phrases(40) == recorded["common_phrases"]
 
 
+LAYOUT_2 = LAYOUT_1.with_name("diversity_layout2.state.gz")   # written by the layout-2 tracker (no frequent-key bitmap)
+
+
+def test_a_layout_2_state_reads_but_fails_the_shape_check_and_its_rebuild_gives_its_figures():
+    import gzip
+
+    from tests.test_diversity import CATEGORIES, make_examples
+
+    loaded = state.loads(gzip.decompress(LAYOUT_2.read_bytes()), STATE_MODULES)
+    assert loaded.layout == 2 and not state.same_shape(loaded, DiversityTracker())
+    recorded = json.loads(LAYOUT_2.with_name("diversity_layout2.json").read_text())  # the old code's figures
+    assert loaded.metrics().to_dict() == recorded["metrics"]
+    rebuilt = DiversityTracker.from_examples(make_examples(5, 60), CATEGORIES)
+    assert rebuilt.metrics().to_dict() == recorded["metrics"]
+    assert rebuilt.common_phrases(40) == recorded["common_phrases"]
+
+
 def test_a_state_of_another_layout_number_fails_the_shape_check():
     loaded = state.loads(state.dumps(tracker_with(20), STATE_MODULES), STATE_MODULES)
     assert state.same_shape(loaded, DiversityTracker())
@@ -379,15 +397,16 @@ def test_a_state_of_another_layout_number_fails_the_shape_check():
     assert not state.same_shape(loaded, DiversityTracker())
 
 
-def test_a_layout_1_state_in_the_ledger_is_rebuilt_from_the_examples(tmp_path, run_cli):
+@pytest.mark.parametrize("old_state", [LAYOUT_1, LAYOUT_2])
+def test_an_older_layout_state_in_the_ledger_is_rebuilt_from_the_examples(old_state, tmp_path, run_cli):
     import gzip
 
-    db, log = resumed_with_snapshot(tmp_path, run_cli, gzip.decompress(LAYOUT_1.read_bytes()))
+    db, log = resumed_with_snapshot(tmp_path, run_cli, gzip.decompress(old_state.read_bytes()))
     assert "its layout differs from this version's" in log
     ledger = Ledger(db)
     try:
         assert ledger.batches()[-1].diversity.cumulative["examples"] == 60
         stored = state.loads(ledger.state("diversity"), STATE_MODULES)
-        assert stored.layout == 2 and stored.metrics().examples == 60
+        assert stored.layout == LAYOUT and stored.metrics().examples == 60
     finally:
         ledger.close()

@@ -36,10 +36,11 @@ from typing import Any, Literal
 import numpy as np
 
 from agent.audit.overlap import _ID_BITS, _ID_MASK, BatchOverlap, KeyTable, OverlapIndex, SetBatch, _Grow
-from agent.audit.text_stats import mattr_segments, normalised_entropy, tokenize, verbs_and_topics
+from agent.audit.text_stats import normalised_entropy, segment_measures, tokenize, verbs_and_topics
 
 LENGTH_BUCKETS = ((0, "0-49"), (50, "50-149"), (150, "150-399"), (400, "400-799"), (800, "800+"))
-LAYOUT = 2  # the stored tracker's layout (agent/audit/state.py checks it): 1 held Python dicts per n-gram
+LAYOUT = 3  # the stored tracker's layout (agent/audit/state.py checks it): 1 held Python dicts per n-gram;
+            # 2 had no bitmap of the frequent n-grams (OverlapIndex._bits); older layouts are rebuilt
 REBUILD_CHUNK = 128  # from_examples() feeds the stored examples in batches of this many
 
 # ---- metrics and the incremental tracker ------------------------------------------------------------
@@ -283,15 +284,19 @@ class DiversityTracker:
         bi_ok, tri_ok = left[:-1] >= 2, left[:-2] >= 3  # tokens left in the text, this one included
         bigrams = ((a[:-1] << _ID_BITS) | a[1:])[bi_ok]
         trigrams = ((a[:-2] << 2 * _ID_BITS) | (a[1:-1] << _ID_BITS) | a[2:])[tri_ok]
-        distinct = np.bincount(np.unique(owner * (int(ids.max(initial=0)) + 1) + ids) // (int(ids.max(initial=0)) + 1),
-                               minlength=m) if len(ids) else np.zeros(m, dtype=np.int64)
-        mattrs = mattr_segments(ids, per_example)
+        mattrs, distinct = segment_measures(ids, per_example)  # distinct: each example's number of word types
         out = []
         for e, example in enumerate(examples):
             n, found_verbs_topics = int(per_example[e]), verbs_and_topics(users[e])
             labels = {str(k): str(v) for k, v in (example.get("labels") or {}).items()}
-            out.append(_Example(n, int(distinct[e]) / n if n else 0.0, mattrs[e], words[e], *found_verbs_topics, labels))
-        return _Batch(out, np.unique(ids), np.unique(bigrams), len(bigrams), SetBatch(trigrams, owner[:-2][tri_ok], m),
+            out.append(_Example(n, distinct[e] / n if n else 0.0, mattrs[e], words[e], *found_verbs_topics, labels))
+        if len(vocab) <= 16 * len(ids):  # the batch's distinct words by marking them: no sort
+            marks = np.zeros(len(vocab), dtype=np.bool_)
+            marks[ids] = True
+            batch_words = np.flatnonzero(marks)
+        else:
+            batch_words = np.unique(ids)
+        return _Batch(out, batch_words, np.unique(bigrams), len(bigrams), SetBatch(trigrams, owner[:-2][tri_ok], m),
                       len(trigrams))
 
 

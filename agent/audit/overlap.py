@@ -18,7 +18,9 @@ _ID_MASK = (1 << _ID_BITS) - 1
 _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avoid list
 _EMPTY = -1  # a free slot of a KeyTable: never a key
 _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
-PROBE_COST = 100  # a binary search of one (key, set) pair costs about as much as gathering this many ids
+_NEVER = np.iinfo(np.int64).max  # a threshold no count passes
+_PAIR_WORDS = 1 << 20
+_WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all  # bitmap words ANDed at once when counting the frequent keys pairs share
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -28,15 +30,18 @@ def _ratio(threshold: float) -> tuple[int, int]:
 
 
 def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The indices of the ranges [start, start + length), concatenated."""
+    """The indices of the ranges [start, start + length), concatenated: a running sum of steps of 1, with a
+    jump where each range begins (two passes over the output, where repeat + arange + add took four)."""
     lengths = lengths.astype(np.int64, copy=False)
+    keep = lengths > 0
+    starts, lengths = starts[keep].astype(np.int64, copy=False), lengths[keep]
     total = int(lengths.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    out = np.repeat(starts.astype(np.int64, copy=False) - (ends - lengths), lengths)
-    out += np.arange(total)
-    return out
+    out = np.ones(total, dtype=np.int64)
+    out[0] = starts[0]
+    out[np.cumsum(lengths[:-1])] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    return np.cumsum(out, out=out)
 
 
 class _Grow:
@@ -194,22 +199,69 @@ class _Postings:
     def span(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.start.view[nums], self.length.view[nums].astype(np.int64)
 
-    def contains(self, nums: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Does key nums[i] hold set ids[i]: the queries grouped by key, each group one binary search
-        (np.searchsorted) in that key's ascending ids."""
-        order = np.lexsort((ids, nums))
-        nums, ids = nums[order], ids[order]
-        cut = np.flatnonzero(nums[1:] != nums[:-1]) + 1
-        firsts = np.concatenate([[0], cut]).astype(np.int64)
-        lasts = np.concatenate([cut, [len(nums)]]).astype(np.int64)
-        start, length = self.span(nums[firsts] if len(nums) else nums)
-        found = np.zeros(len(nums), dtype=np.bool_)
-        for lo, hi, at, n in zip(firsts.tolist(), lasts.tolist(), start.tolist(), length.tolist(), strict=True):
-            held = self.ids[at:at + n]
-            pos = np.minimum(np.searchsorted(held, ids[lo:hi]), n - 1)
-            found[lo:hi] = held[pos] == ids[lo:hi]
-        out = np.zeros(len(nums), dtype=np.bool_)
-        out[order] = found
+
+class _BitRows:
+    """Per set, a bitmap over the frequent keys (one column per key, numbered in the order keys became
+    frequent), so the number of frequent keys two sets share is a popcount of their rows' AND: W = F/64 words
+    per pair, where gathering a set's frequent postings cost the sum of their document frequencies (which
+    grows with the dataset). Rows and words grow by doubling; a row is written when its set arrives and a
+    column when its key becomes frequent (then for all its holders)."""
+
+    def __init__(self) -> None:
+        self.words = np.zeros((1024, 1), dtype=np.uint64)
+        self.rows = 0
+        self.columns = 0
+
+    @property
+    def width(self) -> int:
+        """Words per row in use."""
+        return (self.columns + 63) // 64
+
+    def add_rows(self, rows: np.ndarray) -> None:
+        need = self.rows + len(rows)
+        if need > len(self.words):
+            grown = np.zeros((max(need, len(self.words) * 3 // 2), self.words.shape[1]), dtype=np.uint64)
+            grown[: self.rows] = self.words[: self.rows]
+            self.words = grown
+        self.words[self.rows:need, : rows.shape[1]] = rows
+        self.rows = need
+
+    def add_columns(self, holders: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """New columns for len(counts) keys, key j held by the next counts[j] ids of holders; returns them."""
+        cols = np.arange(self.columns, self.columns + len(counts))
+        self.columns += len(counts)
+        if self.width > self.words.shape[1]:
+            grown = np.zeros((len(self.words), max(self.width, 2 * self.words.shape[1])), dtype=np.uint64)
+            grown[: self.rows, : self.words.shape[1]] = self.words[: self.rows]
+            self.words = grown
+        col = np.repeat(cols, counts)
+        np.bitwise_or.at(self.words, (holders, col >> 6), np.left_shift(np.uint64(1), (col & 63).astype(np.uint64)))
+        return cols
+
+    def pack(self, owner: np.ndarray, cols: np.ndarray, m: int) -> np.ndarray:
+        """m rows (width words each) with bit cols[i] set in row owner[i]."""
+        bits = np.zeros((m, self.width * 64), dtype=np.bool_)
+        bits[owner, cols] = True
+        return np.packbits(bits, axis=1, bitorder="little").view(np.uint64).reshape(m, self.width)
+
+    def shared_all(self, rows: np.ndarray) -> np.ndarray:
+        """len(rows) x self.rows: how many set bits each of `rows` has in common with each stored row (a
+        contiguous pass over the stored rows: no gather)."""
+        w = rows.shape[1]
+        out = np.zeros((len(rows), self.rows), dtype=np.int64)
+        held = self.words[: self.rows, :w]
+        for r, row in enumerate(rows):
+            out[r] = np.bitwise_count(held & row).sum(axis=1, dtype=np.int64)
+        return out
+
+    def shared(self, rows: np.ndarray, pr: np.ndarray, pa: np.ndarray) -> np.ndarray:
+        """Per pair: how many set bits rows[pr[i]] and the stored row pa[i] have in common."""
+        w = rows.shape[1]
+        out = np.zeros(len(pr), dtype=np.int64)
+        step = max(1, _PAIR_WORDS // max(1, w))
+        for at in range(0, len(pr), step):  # in slices: the AND's temporary stays ~8 MB
+            both = self.words[pa[at:at + step], :w] & rows[pr[at:at + step]]
+            out[at:at + step] = np.bitwise_count(both).sum(axis=1, dtype=np.int64)
         return out
 
 
@@ -241,9 +293,10 @@ class SetBatch:
         return cls(keys.astype(np.int64, copy=False), np.repeat(np.arange(len(sets)), lengths), len(sets))
 
     def raw(self, s: int) -> np.ndarray:
-        """Set s's keys as given."""
+        """Set s's keys as given (a slice: owners ascend)."""
         keys, owner = self._flat
-        return keys[owner == s]
+        lo, hi = np.searchsorted(owner, [s, s + 1])
+        return keys[lo:hi]
 
     def within(self) -> np.ndarray:
         """m x m: |A∩B| for every pair of the batch's sets (0 on the diagonal). Each set's row is a bitmap of
@@ -300,23 +353,27 @@ class OverlapIndex:
     new B is the number of B's keys whose postings hold A, bincounted from the gathered postings at once;
     pairs inside the batch come from SetBatch.within(). "Nearest neighbour > threshold" flags only switch on.
 
-    Frequent n-grams (df >= frequent_df: stock phrases held by a large share of examples) would make that
-    gather grow with the dataset, so they are skipped unless they can change a flag: each example A keeps
+    Frequent n-grams (stock phrases: a key turns frequent once frequent_df sets and 1/frequent_share of all
+    sets hold it) would make that gather grow with the dataset, so they are skipped unless they can change a
+    flag: each example A keeps
     hot[A] = how many frequent n-grams it holds, and |A∩B| <= c_rare(A) + min(h_B, hot[A]). Only the pairs
-    whose bound crosses the threshold get their frequent-n-gram count computed exactly (binary search of
-    the pairs' codes in the runs, or a gather of B's frequent postings when cheaper). The answer stays
-    exact. Hand-rolled because the gate needs exact figures: datasketch's MinHash LSH only estimates them.
+    whose bound crosses the threshold get their frequent-n-gram count computed exactly, as a popcount of
+    the two sets' rows in a bitmap over the frequent n-grams (_BitRows). The answer stays exact.
+    Hand-rolled because the gate needs exact figures: datasketch's MinHash LSH only estimates them.
     """
 
-    def __init__(self, threshold: float = NN_THRESHOLD, frequent_df: int = 256):
+    def __init__(self, threshold: float = NN_THRESHOLD, frequent_df: int = 256, frequent_share: int = 8):
         self._num, self._den = _ratio(threshold)
         self.frequent_df = frequent_df
+        self.frequent_share = frequent_share
         self._table = KeyTable()
         self._df = _Grow(np.int32)           # by key number
         self._postings = _Postings()         # by key number: the ids of the sets holding it
         self.sizes = _Grow(np.int64)
         self.flagged = _Grow(np.bool_)
         self.hot = _Grow(np.int64)           # per set: how many of its keys are frequent
+        self._bits = _BitRows()              # per set: which frequent keys it holds
+        self._frequent = _Grow(np.int64)     # key numbers of the frequent keys, by bitmap column
         self.n_flagged = 0
         self.shared = 0                      # sum over pairs |A∩B| = sum over keys C(df, 2)
         self.min_sum = 0                     # sum over pairs min(|A|, |B|)
@@ -339,7 +396,7 @@ class OverlapIndex:
         self.add_batch(SetBatch.of([_codes(s, self._foreign) for s in sets]))
 
     def add_batch(self, b: SetBatch) -> None:
-        i0, m, limit = len(self), b.m, self.frequent_df
+        i0, m = len(self), b.m
         nums = self._table.add(b.keys)
         self._df.extend(np.zeros(len(self._table) - self._df.n, dtype=np.int32))
         old = self._df.view[nums].astype(np.int64)
@@ -347,18 +404,36 @@ class OverlapIndex:
         self.shared += int((old * cnt + cnt * (cnt - 1) // 2).sum())
         for j, s in enumerate(b.sizes.tolist()):
             self._add_min_sum(s, i0 + j)
-        flags = self._flags(b, nums, old)
+        column = self._columns(nums)                  # per key of the batch: its bitmap column, -1 if rare
+        frequent = column[b.key] >= 0                 # per entry: a key that was frequent before this batch
+        rows = self._bits.pack(b.owner[frequent], column[b.key[frequent]], m)
+        flags = self._flags(b, nums, old, frequent, rows)
         self.sizes.extend(b.sizes)
         self.flagged.extend(flags)
         self.n_flagged += int(flags.sum())
         self._postings.add(nums, cnt, i0 + b.owner)
         new = old + cnt
         self._df.view[nums] = new
-        self.hot.extend(np.bincount(b.owner[(old >= limit)[b.key]], minlength=m))
-        crossed = nums[(old < limit) & (new >= limit)]
+        self.hot.extend(np.bincount(b.owner[frequent], minlength=m))
+        self._bits.add_rows(rows)
+        # a key turns frequent at frequent_df holders, or a 1/frequent_share of the sets if more: the
+        # postings gathered grow with that bar, the pairs left unsure by the hot bound shrink
+        crossed = nums[(column < 0) & (new >= max(self.frequent_df, len(self) // self.frequent_share))]
         if len(crossed):  # their holders, this batch's included, now hold one more frequent key
-            self.hot.view[:] += np.bincount(self._gather(crossed), minlength=len(self))
+            holders = self._gather(crossed)
+            self.hot.view[:] += np.bincount(holders, minlength=len(self))
+            self._bits.add_columns(holders, self._postings.span(crossed)[1])
+            self._frequent.extend(crossed)
         self._note_common(b, nums, old, new)
+
+    def _columns(self, nums: np.ndarray) -> np.ndarray:
+        """The bitmap column of each key number, -1 for a key that is not frequent."""
+        frequent = self._frequent.view
+        if not len(frequent):
+            return np.full(len(nums), -1, dtype=np.int64)
+        order = np.argsort(frequent)
+        at = np.minimum(np.searchsorted(frequent, nums, sorter=order), len(frequent) - 1)
+        return np.where(frequent[order[at]] == nums, order[at], -1)
 
     def _gather(self, nums: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The ids of the sets holding keys `nums` (int64); with labels: label[q] + id for each id of query q."""
@@ -370,63 +445,50 @@ class OverlapIndex:
         out += found
         return out
 
-    def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray) -> np.ndarray:
-        """Set the earlier sets' flags against the batch; return the batch's own flags."""
-        num, den, limit, i0 = self._num, self._den, self.frequent_df, len(self)
+    def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray, frequent: np.ndarray,
+               rows: np.ndarray) -> np.ndarray:
+        """Set the earlier sets' flags against the batch; return the batch's own flags. frequent: per entry of
+        b, a key frequent before the batch; rows: the batch's sets as bitmap rows over those keys."""
+        num, den, i0 = self._num, self._den, len(self)
         flag_b = b.flags(num, den)
         if i0 == 0 or not len(b.key):
             return flag_b
-        entry_old = old[b.key]
-        sizes, flagged, hot = self.sizes.view, self.flagged.view.copy(), self.hot.view
-        rare = (entry_old >= 1) & (entry_old < limit)
-        frequent = entry_old >= limit
+        # integer thresholds: shared * den > num * size  <=>  shared > (num * size) // den
+        over_a = num * self.sizes.view // den
+        over_b = num * b.sizes // den
+        flagged, hot = self.flagged.view.copy(), self.hot.view
+        rare = (old[b.key] >= 1) & ~frequent
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
         pair = self._gather(nums[b.key[rare]], b.owner[rare] * i0)  # batch set * i0 + earlier set, per shared key
-        rows = max(1, (1 << 21) // i0)  # R (rows x i0) and its temporaries stay ~16 MB each
-        for r0 in range(0, b.m, rows):
-            r1 = min(b.m, r0 + rows)
-            part = pair if rows >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
+        span = max(1, (1 << 21) // i0)  # R (span x i0) and its temporaries stay ~16 MB each
+        for r0 in range(0, b.m, span):
+            r1 = min(b.m, r0 + span)
+            part = pair if span >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
             shared = np.bincount(part, minlength=(r1 - r0) * i0).reshape(r1 - r0, i0)  # |A∩B| over rare keys
-            s_b = b.sizes[r0:r1, None]
-            over = shared * den > num * sizes
-            flagged |= over.any(axis=0)
-            flag_b[r0:r1] |= (shared * den > num * s_b).any(axis=1)
-            if not h_b[r0:r1].any():
-                continue
-            bound = shared + np.minimum(h_b[r0:r1, None], hot)
-            unsure = (bound * den > num * sizes) & ~flagged
-            unsure |= ~flag_b[r0:r1, None] & (bound * den > num * s_b)
-            pr, pa = np.nonzero(unsure)
+            h, over = h_b[r0:r1], over_b[r0:r1]
+            # |A∩B| <= shared + min(h_B, hot[A]): a pair can pass A's threshold only if shared > over_a - hot[A]
+            # and B's only if shared > over_b - h_B, and matters only while that flag is off (two passes over
+            # R; the pairs left are few); their bound is then checked, and what passes it counted exactly
+            maybe = shared > np.where(flagged, _NEVER, over_a - hot)
+            maybe |= shared > np.where(flag_b[r0:r1], _NEVER, over - h)[:, None]
+            pr, pa = np.nonzero(maybe)
+            bound = shared[pr, pa] + np.minimum(h[pr], hot[pa])
+            unsure = ((bound > over_a[pa]) & ~flagged[pa]) | ((bound > over[pr]) & ~flag_b[r0 + pr])
+            pr, pa = pr[unsure], pa[unsure]
+            whole = np.bincount(pr, minlength=r1 - r0) > _WHOLE_ROW * i0  # unsure against most: count all at once
+            if whole.any():
+                exact = shared[whole] + self._bits.shared_all(rows[r0:r1][whole])
+                flagged |= (exact > over_a).any(axis=0)
+                flag_b[r0:r1][whole] |= (exact > over[whole, None]).any(axis=1)
+                pr, pa = pr[~whole[pr]], pa[~whole[pr]]
             if len(pr):
-                exact = shared[pr, pa] + self._frequent_shared(b, frequent, nums, old, r0 + pr, pa)
-                flagged[pa[exact * den > num * sizes[pa]]] = True
-                flag_b[(r0 + pr)[exact * den > num * b.sizes[r0 + pr]]] = True
+                exact = shared[pr, pa] + self._bits.shared(rows, r0 + pr, pa)
+                flagged[pa[exact > over_a[pa]]] = True
+                flag_b[(r0 + pr)[exact > over[pr]]] = True
         fresh = flagged & ~self.flagged.view
         self.n_flagged += int(fresh.sum())
         self.flagged.view[fresh] = True
         return flag_b
-
-    def _frequent_shared(self, b: SetBatch, frequent: np.ndarray, nums: np.ndarray, old: np.ndarray,
-                         pb: np.ndarray, pa: np.ndarray) -> np.ndarray:
-        """For each pair (batch set pb, earlier set pa): how many of pb's frequent keys pa holds."""
-        order = np.argsort(b.owner[frequent], kind="stable")
-        fkeys = b.key[frequent][order]                      # frequent keys, grouped by batch set
-        fcount = np.bincount(b.owner[frequent], minlength=b.m)
-        fstart = np.cumsum(fcount) - fcount
-        sets = np.unique(pb)
-        gathered = int(old[fkeys].sum() * len(sets) / max(1, b.m)) + len(self) * len(sets)
-        if PROBE_COST * int(fcount[pb].sum()) <= gathered:  # few pairs, long postings: search per (key, set)
-            per = fcount[pb]
-            which = fkeys[_spans(fstart[pb], per)]
-            found = self._postings.contains(nums[which], np.repeat(pa, per))
-            return np.bincount(np.repeat(np.arange(len(pb)), per), weights=found, minlength=len(pb)).astype(np.int64)
-        out = np.zeros(len(pb), dtype=np.int64)
-        for s in sets.tolist():  # gather each batch set's frequent postings once
-            mine = fkeys[fstart[s]:fstart[s] + fcount[s]]
-            counts = np.bincount(self._gather(nums[mine]), minlength=len(self))
-            at = pb == s
-            out[at] = counts[pa[at]]
-        return out
 
     def _note_common(self, b: SetBatch, nums: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Keys reaching _COMMON_DF holders, in the order the set-at-a-time index met them: by the set that

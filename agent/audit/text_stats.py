@@ -11,6 +11,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,28 @@ AUXILIARIES = frozenset({"be", "have", "do"})
 
 # ---- pure functions ---------------------------------------------------------------------------------
 
+# ASCII characters that are neither \w nor an apostrophe, mapped to a space
+_NOT_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) in "_'")})
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words: runs of letters, digits or underscores, keeping inner apostrophes (don't)."""
-    return WORD.findall(text.lower())
+    r"""Lower-cased words: runs of letters, digits or underscores, keeping inner apostrophes (don't).
+
+    ASCII texts skip the regex (~60 % less CPU): every character that is neither a word character nor an
+    apostrophe becomes a space and str.split() cuts there. A match of WORD never spans such a character,
+    and an apostrophe between two word characters stays inside its word, so the runs left are findall's
+    words; a text with any other apostrophe ("'quoted'", "a''b") takes the regex, which drops those.
+    (In ASCII, \w is [A-Za-z0-9_]; other texts take the regex: Unicode \w and ’ need it.)"""
+    low = text.lower()
+    if not text.isascii():
+        return WORD.findall(low)
+    kept = low.translate(_NOT_WORD)
+    at = kept.find("'")
+    while at >= 0:  # an apostrophe not between two word characters: findall drops it, split would keep it
+        if at == 0 or at + 1 == len(kept) or kept[at - 1] in " '" or kept[at + 1] in " '":
+            return WORD.findall(low)
+        at = kept.find("'", at + 1)
+    return kept.split()
 
 
 def ttr(tokens: Sequence[str]) -> float:
@@ -59,9 +79,15 @@ def _mattr_ids(ids: Sequence[int], window: int = 50) -> float:
 
 
 def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> list[float]:
-    """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them:
-    token i adds one type to every window of its segment that holds it but not its previous occurrence,
-    so the sum over windows is a sum of interval lengths. Segments no longer than a window: their TTR."""
+    """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them."""
+    return segment_measures(ids, lengths, window)[0]
+
+
+def segment_measures(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> tuple[list[float], list[int]]:
+    """(mattr() of each consecutive segment of `ids` (lengths[k] ids each), its number of distinct ids),
+    vectorised over all of them: token i adds one type to every window of its segment that holds it but not
+    its previous occurrence, so the sum over windows is a sum of interval lengths; the tokens with no previous
+    occurrence are the segment's types. Segments no longer than a window: their TTR."""
     n = len(ids)
     lengths = np.asarray(lengths, dtype=np.int64)
     seg = np.repeat(np.arange(len(lengths)), lengths)
@@ -80,7 +106,7 @@ def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> li
     totals = np.bincount(seg, weights=spans, minlength=len(lengths)).astype(np.int64).tolist()
     types = np.bincount(seg[prev < 0], minlength=len(lengths)).tolist()
     return [t / ((k - window + 1) * window) if k > window else (d / k if k else 0.0)
-            for t, d, k in zip(totals, types, lengths.tolist(), strict=True)]
+            for t, d, k in zip(totals, types, lengths.tolist(), strict=True)], types
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -303,13 +329,22 @@ def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
 
 
 def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
-    """Both sets from one tagging pass (see verbs() and topics())."""
+    """Both sets from one tagging pass (see verbs() and topics()): pos_tags()'s tokens and tags, each token's
+    tag and reading from one cached call (tests/test_fast_paths.py checks the rules token by token)."""
+    tokens: list[str] = []
+    read: list[tuple[str, int, str | None, str | None, bool]] = []  # per token: (tag, *_reading)
+    for sentence in _SENTENCE_END.split(text.replace("’", "'")):
+        found = _TAG_TOKEN.findall(sentence)
+        if found:
+            tokens += found
+            read.append(_first_token(found[0]))
+            read += map(_token, islice(found, 1, None))
     found_verbs: set[str] = set()
     found_topics: set[str] = set()
     run: list[str] = []
-    tagged = pos_tags(text)
-    for i, (kind, verb, noun, verb_only) in enumerate(map(_reading, *zip(*tagged, strict=True)) if tagged else ()):
-        if kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only)):
+    last = len(read) - 1
+    for i, (_, kind, verb, noun, verb_only) in enumerate(read):
+        if kind == _VERB or (kind == _MAYBE and _verb_in_context(tokens, read, i, last, verb_only)):
             if run:
                 found_topics.add(" ".join(run[-3:]))
                 run = []
@@ -323,6 +358,29 @@ def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
     if run:
         found_topics.add(" ".join(run[-3:]))
     return found_verbs, found_topics
+
+
+def _verb_in_context(tokens: list[str], read: list[tuple[str, int, str | None, str | None, bool]], i: int,
+                     last: int, verb_only: bool) -> bool:
+    """_verb_by_context() on verbs_and_topics()'s lists."""
+    prev_word, prev_tag = (tokens[i - 1], read[i - 1][0]) if i else ("", "")
+    next_tag = read[i + 1][0] if i < last else ""
+    if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
+        return True
+    return prev_tag not in _NOMINAL_LEFT and (next_tag in _OBJECT_RIGHT or verb_only)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _token(token: str) -> tuple[str, int, str | None, str | None, bool]:
+    """(tag, *_reading) of a token that does not open its sentence."""
+    tag = _tag(token)
+    return (tag, *_reading(token, tag))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _first_token(token: str) -> tuple[str, int, str | None, str | None, bool]:
+    tag = _first_tag(token)
+    return (tag, *_reading(token, tag))
 
 
 def verbs(text: str) -> set[str]:
