@@ -5,6 +5,7 @@ run() is the whole command; generate.Engine is the loop of calls inside it."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -103,6 +104,8 @@ def run(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
         plan = plan.model_copy(update={"generation": g.model_copy(update={"base_url": redact_url(g.base_url)})})
         g = plan.generation
     passages, sources, references = grounding(plan)
+    if plan.sources:   # the document readers die in reference cycles: freed now, not frozen with the set-up below
+        gc.collect()
     out_dir = run_dir(plan, opts.outputs)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
