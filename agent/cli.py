@@ -140,13 +140,17 @@ def interview(answers: Path | None, out_dir: Path, force: bool, approve: bool | 
 def plan(source: Path, out: Path | None, show: bool, save: bool, force: bool, brainstorm: bool, per_category,
          provider, model, api_key) -> None:
     """Turn a requirements file into a plan, --show a plan, or --brainstorm its topics."""
-    from agent.plan import load_plan, save_plan
+    from agent.startup import collector_paused
 
+    with collector_paused():   # imports and pydantic's plan models: start-up objects (agent/startup.py)
+        from agent.plan import load_plan, save_plan
+
+        if show:
+            from agent.plan_view import plan_tables
+
+            shown = load_plan(source)
+            plan_tables(shown, sys.stdout)
     if show:
-        from agent.plan_view import plan_tables
-
-        shown = load_plan(source)
-        plan_tables(shown, sys.stdout)
         if save and shown.inferred_measures():
             save_plan(shown, out or source)
             click.echo(f"Saved {out or source} with the measures of {', '.join(shown.inferred_measures())} declared.")
@@ -241,15 +245,19 @@ def open_run(plan_path: Path, outputs: Path):
 def generate(plan_path: Path, outputs: Path, provider, model, base_url, api_key, max_cost, restart, quiet,
              no_drift, no_export, prices) -> None:
     """Fill the plan's quotas (re-running resumes); export when done."""
-    from agent.plan import load_plan
-    from agent.progress import make_progress
-    from agent.runner import GenerateOptions
-    from agent.runner import run as run_plan
+    from agent.startup import collector_paused
 
+    with collector_paused():   # imports and the plan: start-up objects (agent/startup.py); the run sets up in run()
+        from agent.plan import load_plan
+        from agent.progress import make_progress
+        from agent.runner import GenerateOptions
+        from agent.runner import run as run_plan
+
+        loaded = load_plan(plan_path)
     opts = GenerateOptions(provider=provider, model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
                            restart=restart, quiet=quiet, drift=not no_drift, export=not no_export, prices=prices,
                            outputs=outputs, plan_path=plan_path, say=None if quiet else say)
-    result = run_plan(load_plan(plan_path), opts, make_progress(quiet))
+    result = run_plan(loaded, opts, make_progress(quiet))
     tag = " (SIMULATED provider: not training data)" if result.simulated else ""
     lost = f" ({result.lost:,} more lost to failed calls)" if result.lost else ""
     lost += f" ({result.surplus:,} surplus tail copies)" if result.surplus else ""
@@ -312,8 +320,14 @@ def audit(plan_path: Path, outputs: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: DatagenError -> one line on stderr and its exit code; no traceback unless DATAGEN_DEBUG=1."""
+    """Entry point: DatagenError -> one line on stderr and its exit code; no traceback unless DATAGEN_DEBUG=1.
+    argv None: the process's own command line (the console script, `python -m agent`), which ends with this call;
+    a list: a caller's (the tests), whose process goes on."""
     debug = os.environ.get("DATAGEN_DEBUG") == "1"
+    if argv is None:
+        from agent import startup
+
+        startup.own_process()
     import signal
 
     from agent.errors import Interrupted

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import math
 import re
@@ -172,6 +171,8 @@ def _check_distinct(dim: Dimension) -> None:
             if value is None:
                 raise ValueError(f"measure {dim.measure}: category {c.name!r} declares no {own[0]}")
             if value in seen:
+                import json  # only for this message: `plan --show` does not import json otherwise
+
                 raise ValueError(f"measure {dim.measure}: categories {seen[value]!r} and {c.name!r} both declare "
                                  f"{own[0]}: {json.dumps(value)}, so no measurement can tell them apart")
             seen[value] = c.name
@@ -264,17 +265,20 @@ class Plan(Strict):
     total: int = Field(ge=1, le=10_000_000)
     validation_split: float = Field(default=0.1, ge=0, le=0.5)
     output_format: OutputFormat = "openai"
-    special_formats: list[SpecialFormat] = Field(default_factory=list)
-    guidance: list[str] = Field(default_factory=list, description="extra rules for every example, from the interview")
+    # empty defaults as values, not default_factory=list/dict: pydantic gives each plan its own copy either way, but
+    # reads a factory's signature when it builds the model, which for a builtin means parsing its text signature
+    # (~2 % of `plan --show`, tests/test_startup.py checks the two agree)
+    special_formats: list[SpecialFormat] = Field(default=[])
+    guidance: list[str] = Field(default=[], description="extra rules for every example, from the interview")
     generation: Generation = Field(default_factory=Generation)
     quality: Quality = Field(default_factory=Quality)
     audit: Audit = Field(default_factory=Audit)
     # pairs "dimension=category" that should not be drawn together (a 600-word refusal, say)
-    exclusions: list[tuple[str, str]] = Field(default_factory=list)
-    topics: dict[str, list[str]] = Field(default_factory=dict, description="domain category -> concrete topics")
+    exclusions: list[tuple[str, str]] = Field(default=[])
+    topics: dict[str, list[str]] = Field(default={}, description="domain category -> concrete topics")
     # grounding (agent/sources.py, agent/references.py): paths are read from the folder datagen runs in
-    sources: list[str] = Field(default_factory=list, description="documents to ground answers in: files and folders")
-    examples: list[str] = Field(default_factory=list, description="files of real examples: style references")
+    sources: list[str] = Field(default=[], description="documents to ground answers in: files and folders")
+    examples: list[str] = Field(default=[], description="files of real examples: style references")
     # how passages are filed under domain categories: keywords (free) or one cached LLM call per passage
     assign_passages: Literal["keywords", "llm"] = "keywords"
     dimensions: dict[str, Dimension] = Field(min_length=1)
@@ -309,6 +313,8 @@ class Plan(Strict):
         return {d: [c.name for c in dim.categories] for d, dim in self.dimensions.items()}
 
     def content_hash(self) -> str:
+        import json
+
         data = self.model_dump(mode="json")
         if data["generation"]["provider_options"] is None:  # plans written before options existed hash as before
             del data["generation"]["provider_options"]

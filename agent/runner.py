@@ -5,6 +5,7 @@ run() is the whole command; generate.Engine is the loop of calls inside it."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -20,6 +21,7 @@ from agent.ledger import Ledger, RunLock
 from agent.limits import Limiter
 from agent.plan import Plan
 from agent.providers.base import is_local, redact_url
+from agent.startup import collector_paused
 from agent.tokens import PriceTable, load_prices
 
 if TYPE_CHECKING:
@@ -102,6 +104,8 @@ def run(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
         plan = plan.model_copy(update={"generation": g.model_copy(update={"base_url": redact_url(g.base_url)})})
         g = plan.generation
     passages, sources, references = grounding(plan)
+    if plan.sources:   # the document readers die in reference cycles: freed now, not frozen with the set-up below
+        gc.collect()
     out_dir = run_dir(plan, opts.outputs)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,15 +118,19 @@ def run(plan: Plan, opts: GenerateOptions, progress=None) -> RunResult:
         handler = open_log(out_dir)
         ledger = Ledger.open(out_dir, plan, simulated=provider.simulated, restart=opts.restart)
         try:
-            log.info("run start: plan %s (%s), provider %s/%s", plan.name, plan.content_hash(), g.provider, g.model)
-            limiter = Limiter(concurrency=g.concurrency, requests_per_minute=g.requests_per_minute,
-                              input_tokens_per_minute=g.input_tokens_per_minute,
-                              output_tokens_per_minute=g.output_tokens_per_minute, local=local)
-            budget, source = resolve_budget(plan, opts, prices, ledger, priced)
-            tell_capabilities(kind, g.temperature, opts)
-            engine = Engine(plan, ledger, provider, limiter, prices, max_cost=budget, progress=progress,
-                            budget_source=source, references=references)
-            engine.auditor.temperature_adjustable = kind.capabilities.temperature
+            # the run's set-up (the tokenizer, the audit's tables and state, the engine) lives as long as the run:
+            # start-up objects, built with the collector paused (agent/startup.py)
+            with collector_paused():
+                log.info("run start: plan %s (%s), provider %s/%s", plan.name, plan.content_hash(), g.provider,
+                         g.model)
+                limiter = Limiter(concurrency=g.concurrency, requests_per_minute=g.requests_per_minute,
+                                  input_tokens_per_minute=g.input_tokens_per_minute,
+                                  output_tokens_per_minute=g.output_tokens_per_minute, local=local)
+                budget, source = resolve_budget(plan, opts, prices, ledger, priced)
+                tell_capabilities(kind, g.temperature, opts)
+                engine = Engine(plan, ledger, provider, limiter, prices, max_cost=budget, progress=progress,
+                                budget_source=source, references=references)
+                engine.auditor.temperature_adjustable = kind.capabilities.temperature
 
             async def ground() -> None:
                 """The passages filed (by a model if the plan asks: in the run's event loop, with its
