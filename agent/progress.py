@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING
 
 from agent.records import BatchSummary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 def make_progress(quiet: bool = False, stream=None):
@@ -23,6 +18,8 @@ def make_progress(quiet: bool = False, stream=None):
     if quiet:
         return None
     if stream.isatty():
+        from rich.console import Console  # rich only for a terminal: a piped or --quiet run never loads it
+
         return RichProgress(Console(file=stream))
     return PlainProgress(stream)
 
@@ -40,6 +37,8 @@ def fill_line(fill: dict[str, dict[str, int]], plan, limit: int = 4) -> str:
 
 class RichProgress:
     def __init__(self, console: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.console = console
         self.bar = Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
