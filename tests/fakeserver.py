@@ -62,6 +62,7 @@ class Recorded:
     headers: dict[str, str]      # lower-case names; auth header values replaced by "<redacted>"
     body: Any
     outcome: str = ""            # "ok" or the fault / status that was served
+    raw: bytes = b""             # the body's bytes as they came (the wire tests compare them)
 
 
 class _Server(ThreadingHTTPServer):
@@ -248,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
         rec, outcome, retry_after = fake._admit(path, headers, body)
+        rec.raw = raw
         with fake._lock:
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)

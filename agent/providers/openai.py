@@ -122,36 +122,18 @@ class OpenAIProvider(Provider):
             return completion
 
     async def _call(self, request: Request, mode: str) -> Completion:
-        import openai  # on the first call, not at plan load; here for its exception classes
+        # on the first call, not at plan load: the SDK's exception classes and its HTTP library's Response
+        import httpx2
+        import openai
 
-        # The messages and the response format travel in extra_body, which the SDK merges into the JSON body
-        # as it is. As create()'s own arguments they would be walked against the SDK's TypedDicts on every
-        # call (~0.5 ms for two long messages, measured in bench/README.md) to come out unchanged: the body
-        # on the wire is the same (tests/test_call_path.py compares the two).
-        body: dict[str, Any] = {"messages": _messages(request, mode)}
-        kwargs: dict[str, Any] = {
-            "model": request.model or self.model,
-            "messages": openai.omit,
-            "temperature": request.temperature,
-            self._max_tokens_field: request.max_tokens,
-            "timeout": request.timeout,
-        }
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if mode == "json_schema":
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": request.schema_name, "schema": request.schema, "strict": True}}
-        elif mode == "json_object+schema":
-            # llama-cpp-python reads the schema here and constrains sampling with a grammar; vLLM reads
-            # guided_json. Each server ignores the other's field.
-            body["response_format"] = {"type": "json_object", "schema": request.schema}
-        elif mode == "json_object":
-            body["response_format"] = {"type": "json_object"}
-        kwargs["extra_body"] = {**body, **self.extra_body}   # the plan's extra_body wins, as before
-        if mode == "json_object+schema":
-            kwargs["extra_body"]["guided_json"] = request.schema
         try:
-            raw = await self._sdk().chat.completions.with_raw_response.create(**kwargs)
+            # The SDK's own client.post, as its README shows for requests it has no method for: the same
+            # headers, auth, URL, timeout and error classes as create(), without create()'s walk of every
+            # argument against the SDK's TypedDicts and without building a ChatCompletion model from the
+            # reply (together ~1 ms a call; bench/README.md). The body is what create() sent, byte for byte
+            # (tests/test_openai_path.py).
+            response = await self._sdk().post("/chat/completions", cast_to=httpx2.Response,
+                                              body=self._body(request, mode), options=self._options(request))
         except openai.APIStatusError as e:
             detail = redact(str(e.message), self._secrets)
             if mode != "text" and e.status_code in REFUSAL_STATUS and REFUSAL.search(detail):
@@ -166,39 +148,70 @@ class OpenAIProvider(Provider):
             raise ProviderError(f"cannot reach {self.shown_url or 'OpenAI'}: {reason}", retryable=True,
                                 kind="connection") from None
         try:
-            # typed Any: with messages=omit mypy picks an overload that returns a dict; it is a ChatCompletion
-            parsed: Any = raw.parse()
-            return self._completion(parsed, parsed.choices[0], mode, raw.headers)
-        except (ValueError, AttributeError, IndexError, TypeError, openai.APIResponseValidationError) as e:
-            # A transport fault, not bad content: json.JSONDecodeError is a ValueError, and a body of the
-            # wrong shape (or plain text, which parse() returns as str) fails on attribute access.
+            return completion_of(json.loads(response.content), mode, rate_limits(response.headers))
+        except (ValueError, LookupError, AttributeError, TypeError) as e:
+            # A transport fault, not bad content: a body that is not JSON (json.JSONDecodeError is a
+            # ValueError) or JSON of another shape (no choices, a message that is not an object).
             raise ProviderError(f"unreadable reply from {self.shown_url or 'OpenAI'}: {type(e).__name__}",
                                 retryable=True, kind="malformed") from None
+
+    def _body(self, request: Request, mode: str) -> dict[str, Any]:
+        """The JSON body create() built: its own fields in its order (model, the token limit, seed,
+        temperature), then the messages and response format, then the plan's extra_body, whose keys win."""
+        body: dict[str, Any] = {"model": request.model or self.model, self._max_tokens_field: request.max_tokens}
+        if request.seed is not None:
+            body["seed"] = request.seed
+        body["temperature"] = request.temperature
+        body["messages"] = _messages(request, mode)
+        if mode == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": request.schema_name, "schema": request.schema, "strict": True}}
+        elif mode == "json_object+schema":
+            # llama-cpp-python reads the schema here and constrains sampling with a grammar; vLLM reads
+            # guided_json. Each server ignores the other's field.
+            body["response_format"] = {"type": "json_object", "schema": request.schema}
+        elif mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        body.update(self.extra_body)   # the plan's extra_body wins, as before
+        if mode == "json_object+schema":
+            body["guided_json"] = request.schema
+        return body
+
+    def _options(self, request: Request) -> Any:
+        # what create() gives client.post besides the body: the timeout, and bearer auth (the key)
+        return {"timeout": request.timeout, "security": {"bearer_auth": True}}
 
     def _key_hint(self) -> str:
         return KEY_HINT + (f"; the server is {self.shown_url} (OPENAI_BASE_URL)" if self.base_url else "")
 
-    def _completion(self, body: Any, choice: Any, mode: str, headers: Any) -> Completion:
-        message = choice.message
-        content = message.content or ""
-        finish = choice.finish_reason or "stop"
-        refusal = getattr(message, "refusal", None)
-        if refusal and not content:
-            content, finish = refusal, "refusal"
-        try:
-            data = extract_json(content)   # prose or a fence around it is fine; a torn document is parsed later
-        except ValueError:
-            data = None
-        text = content   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
-        usage = body.usage
-        details = getattr(usage, "prompt_tokens_details", None) if usage else None
-        return Completion(
-            text=text, data=data,
-            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            output_tokens=(usage.completion_tokens or 0) if usage else 0,
-            cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
-            finish_reason=finish, model=body.model or "", mode=mode, rate=rate_limits(headers),
-        )
+
+def completion_of(reply: Any, mode: str, rate: dict[str, float]) -> Completion:
+    """The Completion in a chat completion's JSON, read as the SDK's ChatCompletion model read it: the fields
+    the API always sends must be there (choices, message, finish_reason, model), null or not; the optional ones
+    may be missing; a body of another shape raises (LookupError, AttributeError, TypeError)."""
+    choice = reply["choices"][0]
+    message = choice["message"]
+    content = message.get("content") or ""
+    finish = choice.get("finish_reason") or "stop"
+    refusal = message.get("refusal")
+    if refusal and not content:
+        content, finish = refusal, "refusal"
+    if not isinstance(content, str):
+        raise TypeError("the message content is not text")
+    try:
+        data = extract_json(content)   # prose or a fence around it is fine; a torn document is parsed later
+    except ValueError:
+        data = None
+    usage = reply.get("usage")
+    details = usage.get("prompt_tokens_details") if usage else None
+    return Completion(
+        text=content,   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
+        data=data,
+        input_tokens=(usage.get("prompt_tokens") or 0) if usage else 0,
+        output_tokens=(usage.get("completion_tokens") or 0) if usage else 0,
+        cached_tokens=(details.get("cached_tokens") or 0) if details else 0,
+        finish_reason=finish, model=reply.get("model") or "", mode=mode, rate=rate,
+    )
 
 
 def _messages(request: Request, mode: str) -> list[dict[str, str]]:
