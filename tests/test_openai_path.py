@@ -210,18 +210,21 @@ def test_a_body_the_old_path_crashed_on_is_unreadable_now():
 @pytest.mark.parametrize("extra_body", [{}, {"top_k": 20, "min_p": 0.05},
                                         {"guided_json": {"user": "own"}, "temperature": 0.1}])
 @pytest.mark.parametrize("official", [False, True])
-def test_the_bytes_on_the_wire_are_what_create_sent(fake_server, mode, extra_body, official):
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx2"])
+def test_the_bytes_on_the_wire_are_what_create_sent(fake_server, mode, extra_body, official, transport):
     server = fake_server(max_requests=10)
     request = sample_request(load_plan(ROOT / "plans" / "example.yaml"))
-    provider = OpenAIProvider(model=request.model, api_key="sk-test", base_url=server.openai_url,
-                              extra_body=extra_body)
+    provider, reference = (OpenAIProvider(model=request.model, api_key="sk-test", base_url=server.openai_url,
+                                          extra_body=extra_body) for _ in range(2))
+    provider.transport, reference.transport = transport, "httpx2"   # the old path on the old transport
     if official:   # the official API's field name for the output limit
-        provider._max_tokens_field = "max_completion_tokens"
+        provider._max_tokens_field = reference._max_tokens_field = "max_completion_tokens"
 
     async def both() -> None:
         await provider._call(request, mode)
-        await old_call(provider, request, mode)
+        await old_call(reference, request, mode)
         await provider.aclose()
+        await reference.aclose()
 
     asyncio.run(both())
     new, old = server.requests[0], server.requests[1]
@@ -232,3 +235,72 @@ def test_the_bytes_on_the_wire_are_what_create_sent(fake_server, mode, extra_bod
     assert {k: v for k, v in new.headers.items() if k not in skip} == {
         k: v for k, v in old.headers.items() if k not in skip}
     assert new.headers["authorization"] == "<redacted>" and "x-stainless-raw-response" not in new.headers
+
+
+# ---- the transports: aiohttp (openai[aiohttp]) where installed, httpx2 otherwise; faults read the same --------
+
+FAULT_KINDS = [("drop", "connection"), ("hang", "timeout"), ("500", "server"), ("429", "rate_limit"),
+               ("malformed", "malformed"), ("401", "auth"), ("400", "bad_request"), (None, None)]
+
+
+def one_call(url: str, transport: str, timeout: float = 0.5) -> tuple[str | None, bool | None, str]:
+    provider = OpenAIProvider(model="m", api_key="sk-FAKEKEY-0123456789", base_url=url)
+    provider.transport = transport
+
+    async def go() -> tuple[str | None, bool | None, str]:
+        try:
+            completion = await provider.complete(Request(system="s", user="u", schema={"type": "object"},
+                                                         model="m", timeout=timeout))
+            return None, None, completion.text
+        except ProviderError as e:
+            return e.kind, e.retryable, str(e)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("fault", "kind"), FAULT_KINDS)
+def test_both_transports_read_every_fault_alike(fake_server, fault, kind):
+    seen = {}
+    for transport in ("httpx2", "aiohttp"):
+        server = fake_server(faults=[fault], hang_s=2.0, max_requests=2)
+        seen[transport] = one_call(server.openai_url, transport)
+        assert [r.outcome for r in server.requests] == [fault or "ok"]
+    assert seen["httpx2"][:2] == seen["aiohttp"][:2] and seen["httpx2"][0] == kind
+    assert not any("FAKEKEY" in message for _, _, message in seen.values())
+    if kind == "timeout":   # the same words, not only the same kind
+        assert seen["httpx2"][2] == seen["aiohttp"][2] == "OpenAI request timed out after 0.5 s"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/v1", "http://no-such-host.invalid/v1"])
+def test_an_unreachable_server_is_a_connection_fault_on_both_transports(url):
+    # the SDK's aiohttp adapter raises these as timeouts; the provider reads them as httpx2 did
+    for transport in ("httpx2", "aiohttp"):
+        kind, retryable, message = one_call(url, transport, timeout=5.0)
+        assert (kind, retryable) == ("connection", True) and message.startswith(f"cannot reach {url}: "), transport
+
+
+def test_aiohttp_is_used_where_installed_and_httpx2_is_the_fallback(fake_server, monkeypatch):
+    server = fake_server(max_requests=4)
+    provider = OpenAIProvider(model="m", api_key="sk-test", base_url=server.openai_url)
+    assert provider.transport == "aiohttp"
+    assert isinstance(provider._sdk()._client, openai.DefaultAioHttpClient)
+
+    def missing() -> None:
+        raise RuntimeError("To use the aiohttp client you must have installed the package with the `aiohttp` extra")
+
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", missing)
+    fallback = OpenAIProvider(model="m", api_key="sk-test", base_url=server.openai_url)
+
+    async def call() -> Completion:
+        try:
+            return await fallback.complete(REQUEST)
+        finally:
+            assert not isinstance(fallback._client._client, type(provider._client._client))
+            await fallback.aclose()
+
+    assert asyncio.run(call()).text == "{}" and fallback.transport == "httpx2"
+    # user:password@ in the URL: aiohttp would refuse it beside the Authorization header
+    with_user = OpenAIProvider(model="m", api_key="sk-test", base_url=server.openai_url.replace("//", "//u:p@"))
+    assert with_user.transport == "httpx2"
