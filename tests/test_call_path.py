@@ -201,6 +201,7 @@ def test_the_body_on_the_wire_is_what_create_arguments_gave(fake_server, mode, e
 
     async def both() -> None:
         await provider.complete(request)
+        await provider.aclose()
         await _old_sdk_body(server.openai_url, request, mode, extra_body)
 
     asyncio.run(both())
