@@ -5,8 +5,8 @@
 Runs the tree it sits in: copy it into another tree (e.g. a `git archive` of main) and run both, one after
 the other, to compare. The example plan, 5 specs a call; replies from the simulated provider. Per call: the
 two batch requests the engine builds (the budget check's and the sent one), their token estimates, the
-OpenAI provider's own work and the SDK's request preparation up to the HTTP send (the send is stubbed: the
-transport is measured by bench_engine.py), and parsing the reply. Per record: check_record, measure (all
+OpenAI provider's own work and the SDK's request preparation up to the HTTP send and the reply read back (the
+HTTP client's send is stubbed: the transport is measured below), and parsing the reply. Per record: check_record, measure (all
 labels), and the typo check and has_example inside it.
 
 Then the whole call path over HTTP, as the engine runs it from Engine.call to the Completion: the budget's
@@ -127,7 +127,6 @@ def main() -> None:
     ap.add_argument("--wire-only", action="store_true", help="only the call path over HTTP")
     args = ap.parse_args()
 
-    import openai
 
     from agent import prompts
     from agent.audit.auditor import to_record
@@ -168,26 +167,23 @@ def main() -> None:
     if args.wire_only:
         return wire(args, [build(specs, shown)[1] for specs, shown in requests], [c.text for c in completions])
 
-    # the provider up to the send: a real AsyncOpenAI client whose _post returns a canned reply at once
-    body = openai.types.chat.ChatCompletion.model_validate({
+    # the provider and the SDK up to the socket, and the reply read back: a real AsyncOpenAI client whose HTTP
+    # client's send() returns a canned reply at once (the SDK builds the request; no socket is opened)
+    import httpx2
+
+    reply = json.dumps({
         "id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": completions[0].text}}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})
-
-    class Raw:
-        headers: dict = {}
-
-        def parse(self):
-            return body
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}).encode()
 
     async def provider_calls(sent) -> None:
         provider = OpenAIProvider(model="gpt-4o-mini", api_key="sk-bench", base_url="http://127.0.0.1:9/v1")
         client = provider._sdk()
 
-        async def post(path, *, body, options, cast_to, stream=False, stream_cls=None):
-            return Raw()
+        async def send(request, **kwargs):
+            return httpx2.Response(200, content=reply, headers={"content-type": "application/json"}, request=request)
 
-        client.chat.completions._post = post          # the transform runs; no socket is opened
+        client._client.send = send
         for r in sent:
             await provider.complete(r)
 
@@ -233,7 +229,7 @@ def main() -> None:
         t_example = time.process_time() - t
         n, m = len(calls), len(records)
         print(f"round {rnd + 1}: per call: 2 requests {per(t_build, n)}, 2 estimates {per(t_est, n)}, "
-              f"provider+SDK to the send {per(t_provider, n)}, parse_reply {per(t_parse, n)}; per record ({m}): "
+              f"provider+SDK to the socket and back {per(t_provider, n)}, parse_reply {per(t_parse, n)}; per record ({m}): "
               f"check_record {per(t_check, m)}, measure {per(t_measure, m)}, typo_signals per user text "
               f"{per(t_typo, len(users))}, has_example {per(t_example, m)}", flush=True)
     wire(args, [pair[1] for pair in built], [c.text for c in completions])
