@@ -48,7 +48,16 @@ def _count_cached(text: str) -> int:
 
 
 def estimate_input(request: Request) -> int:
-    return _count_cached(request.system) + tokens.count_lines(request.user) + 8
+    """The request's input tokens, for the budget's worst case and the limiter's token buckets."""
+    return _estimate(request.system, request.user)
+
+
+# Each request is estimated twice, at dispatch (Engine.worst_cost) and when its call starts (call_with_retries),
+# with every call of a dispatch burst (up to the limiter's ceiling of 1,024 in flight) in between: remembering
+# the last 2,048 prompts makes the second estimate a lookup. A function of the two texts, so the figure is the same.
+@functools.lru_cache(maxsize=2048)
+def _estimate(system: str, user: str) -> int:
+    return _count_cached(system) + tokens.count_lines(user) + 8
 
 
 def _retryable(error: BaseException) -> bool:

@@ -62,6 +62,7 @@ class Recorded:
     headers: dict[str, str]      # lower-case names; auth header values replaced by "<redacted>"
     body: Any
     outcome: str = ""            # "ok" or the fault / status that was served
+    raw: bytes = b""             # the body's bytes as they came (the wire tests compare them)
 
 
 class _Server(ThreadingHTTPServer):
@@ -224,6 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeServer
     api: str | None = None
     protocol_version = "HTTP/1.1"  # keep-alive, as real APIs: the SDK's connection pool reuses sockets
+    # TCP_NODELAY, as real API servers: the reply's headers and body are two writes, and with Nagle's algorithm
+    # the body waited for the client's delayed ACK of the headers, ~40 ms a call at zero latency
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr access logs
         pass
@@ -248,6 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
         rec, outcome, retry_after = fake._admit(path, headers, body)
+        rec.raw = raw
         with fake._lock:
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)

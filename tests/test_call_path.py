@@ -135,6 +135,28 @@ def test_counting_by_lines_equals_counting_the_whole_text():
     assert sum(len(tokens._LINE_CUT.split(t)) > 1 for t in texts) > 1000   # the split is taken
 
 
+def test_a_request_estimated_at_dispatch_and_at_its_call_is_counted_once(monkeypatch):
+    import dataclasses
+
+    from agent import retries
+
+    plan = load_plan(ROOT / "plans" / "example.yaml")
+    kit, rng = PlanPrompts(plan), random.Random(3)
+    requests = [kit.request(random_specs(plan, rng, 5, call), avoid=[f"q{call}-{i}?" for i in range(call % 7)])
+                for call in range(60)]
+    expected = [tokens.count(r.system) + tokens.count(r.user) + 8 for r in requests]   # the uncached figure
+    counted: list[str] = []
+    monkeypatch.setattr(tokens, "count_lines", lambda text: counted.append(text) or tokens.count(text))
+    retries._estimate.cache_clear()
+    # a dispatch burst: every call's worst case first, then each call's own estimate as it starts
+    assert [retries.estimate_input(r) for r in requests] == expected
+    assert [retries.estimate_input(r) for r in requests] == expected
+    assert counted == [r.user for r in requests]
+    # equal texts in another request object (a copy with a new timeout) are the same figure, not a recount
+    assert retries.estimate_input(dataclasses.replace(requests[0], timeout=9.0)) == expected[0]
+    assert len(counted) == len(requests)
+
+
 # ---- the wire: what a server sees --------------------------------------------------------------------
 
 async def _old_sdk_body(url: str, request: Request, mode: str, extra_body: dict) -> None:
@@ -179,6 +201,7 @@ def test_the_body_on_the_wire_is_what_create_arguments_gave(fake_server, mode, e
 
     async def both() -> None:
         await provider.complete(request)
+        await provider.aclose()
         await _old_sdk_body(server.openai_url, request, mode, extra_body)
 
     asyncio.run(both())

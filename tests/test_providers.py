@@ -47,6 +47,17 @@ def anthropic_provider(server, key: str = FAKE_KEY) -> AnthropicProvider:
     return AnthropicProvider(model="m", api_key=key, base_url=server.anthropic_url)
 
 
+def complete_once(provider, req: Request):
+    """One call in its own event loop, the provider closed after it (an unclosed aiohttp session warns at exit)."""
+    async def run():
+        try:
+            return await provider.complete(req)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run())
+
+
 async def retried(provider, req: Request, attempts: list[Attempt], **kw):
     try:
         return await call_with_retries(provider, req, Limiter(), on_attempt=attempts.append, initial_wait=0.01,
@@ -149,8 +160,7 @@ def test_refused_json_object_too_falls_back_to_text_and_extracts_json(fake_serve
 
 def test_a_single_refusal_fault_also_triggers_the_fallback(fake_server):
     server = fake_server(responder=responder, faults=["refuse_json_schema"])
-    provider = openai_provider(server)
-    completion = asyncio.run(provider.complete(request()))
+    completion = complete_once(openai_provider(server), request())
     assert completion.mode == "json_object+schema" and completion.data == REPLY and len(server.requests) == 2
     assert server.requests[1].body["response_format"] == {"type": "json_object", "schema": SCHEMA}
 
@@ -163,7 +173,9 @@ def test_an_unrelated_not_supported_error_does_not_downgrade_the_mode(fake_serve
     async def run():
         with pytest.raises(ProviderError) as caught:
             await provider.complete(request())
-        return caught.value, await provider.complete(request())
+        later = await provider.complete(request())
+        await provider.aclose()
+        return caught.value, later
 
     error, later = asyncio.run(run())
     assert error.kind == "bad_request" and not error.retryable
@@ -230,7 +242,7 @@ def test_truncated_reply_surfaces_as_length_and_is_not_retried(fake_server, make
 def test_sdk_does_not_retry_on_its_own(fake_server):
     server = fake_server(responder=responder, faults=["500", None])
     with pytest.raises(ProviderError) as caught:
-        asyncio.run(openai_provider(server).complete(request()))
+        complete_once(openai_provider(server), request())
     assert caught.value.retryable and caught.value.kind == "server"
     assert len(server.requests) == 1
 
@@ -286,8 +298,11 @@ def test_keys_and_base_urls_come_from_the_environment(fake_server, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_url)
 
     async def run():
-        return [await OpenAIProvider(model="m").complete(request()),
-                await AnthropicProvider(model="m").complete(request())]
+        providers = [OpenAIProvider(model="m"), AnthropicProvider(model="m")]
+        completions = [await p.complete(request()) for p in providers]
+        for p in providers:
+            await p.aclose()
+        return completions
 
     assert [c.data for c in asyncio.run(run())] == [REPLY, REPLY]
     assert [r.path for r in server.requests] == ["/v1/chat/completions", "/v1/messages"]
@@ -296,7 +311,7 @@ def test_keys_and_base_urls_come_from_the_environment(fake_server, monkeypatch):
 def test_local_server_needs_no_key(fake_server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server = fake_server(responder=responder)
-    completion = asyncio.run(OpenAIProvider(model="m", base_url=server.openai_url).complete(request()))
+    completion = complete_once(OpenAIProvider(model="m", base_url=server.openai_url), request())
     assert completion.data == REPLY
 
 
@@ -320,7 +335,9 @@ def test_fake_server_stops_after_its_request_budget_and_lifetime():
         provider = openai_provider(server)
 
         async def run():
-            return [await provider.complete(request()) for _ in range(2)]
+            completions = [await provider.complete(request()) for _ in range(2)]
+            await provider.aclose()
+            return completions
 
         assert [c.data for c in asyncio.run(run())] == [REPLY, REPLY]
         assert server.wait_stopped(5)

@@ -88,6 +88,10 @@ class OpenAIProvider(Provider):
         # OpenAI's newer models take only max_completion_tokens; compatible servers know max_tokens.
         self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
         self.mode = "json_schema"
+        # the SDK's HTTP transport: aiohttp where installed, else httpx2; httpx2 also for a URL holding
+        # user:password@, which aiohttp refuses beside the SDK's Authorization header (a ValueError per call)
+        userinfo = bool(self.base_url and "@" in urlsplit(self.base_url).netloc)
+        self.transport = "httpx2" if userinfo else "aiohttp"
         if options:
             log.debug("openai provider ignores options: %s", ", ".join(sorted(options)))
 
@@ -102,7 +106,20 @@ class OpenAIProvider(Provider):
         # keep_blank_values: `?api-version=` must leave the path too, not stay in it as a bare "?"
         query = dict(parse_qsl(parts.query, keep_blank_values=True)) if parts and parts.query else None
         base = urlunsplit(parts._replace(query="")) if parts and parts.query else self.base_url
-        return openai.AsyncOpenAI(api_key=self._key, base_url=base, max_retries=0, default_query=query)
+        return openai.AsyncOpenAI(api_key=self._key, base_url=base, max_retries=0, default_query=query,
+                                  http_client=self._http_client())
+
+    def _http_client(self) -> Any:
+        """The SDK's aiohttp client (openai[aiohttp]) where aiohttp is installed, else the SDK's default (httpx2).
+        Same requests and replies; about 1 ms less CPU a call at zero latency (bench/README.md)."""
+        import openai
+
+        if self.transport == "aiohttp":
+            try:
+                return openai.DefaultAioHttpClient()
+            except RuntimeError:   # the SDK says aiohttp is missing (or too old for its adapter)
+                self.transport = "httpx2"
+        return None
 
     async def complete(self, request: Request) -> Completion:
         mode = self.mode
@@ -122,22 +139,65 @@ class OpenAIProvider(Provider):
             return completion
 
     async def _call(self, request: Request, mode: str) -> Completion:
-        import openai  # on the first call, not at plan load; here for its exception classes
+        # on the first call, not at plan load: the SDK's exception classes and its HTTP library's Response
+        import httpx2
+        import openai
 
-        # The messages and the response format travel in extra_body, which the SDK merges into the JSON body
-        # as it is. As create()'s own arguments they would be walked against the SDK's TypedDicts on every
-        # call (~0.5 ms for two long messages, measured in bench/README.md) to come out unchanged: the body
-        # on the wire is the same (tests/test_call_path.py compares the two).
-        body: dict[str, Any] = {"messages": _messages(request, mode)}
-        kwargs: dict[str, Any] = {
-            "model": request.model or self.model,
-            "messages": openai.omit,
-            "temperature": request.temperature,
-            self._max_tokens_field: request.max_tokens,
-            "timeout": request.timeout,
-        }
+        try:
+            # The SDK's own client.post, as its README shows for requests it has no method for: the same
+            # headers, auth, URL, timeout and error classes as create(), without create()'s walk of every
+            # argument against the SDK's TypedDicts and without building a ChatCompletion model from the
+            # reply (together ~1 ms a call; bench/README.md). The body is what create() sent, byte for byte
+            # (tests/test_openai_path.py).
+            response = await self._sdk().post("/chat/completions", cast_to=httpx2.Response,
+                                              body=self._body(request, mode), options=self._options(request))
+        except openai.APIStatusError as e:
+            detail = redact(str(e.message), self._secrets)
+            if mode != "text" and e.status_code in REFUSAL_STATUS and REFUSAL.search(detail):
+                raise _Refused(detail[:200]) from None
+            raise status_error(e.status_code, detail, e.response.headers, provider="OpenAI",
+                               key_hint=self._key_hint(), secret=self._secrets) from None
+        except openai.APIConnectionError as e:   # APITimeoutError is one
+            cause: BaseException | None = e.__cause__ or e
+            if isinstance(e, openai.APITimeoutError):
+                cause = self._unreachable(e)
+                if cause is None:
+                    raise ProviderError(f"OpenAI request timed out after {request.timeout:g} s", retryable=True,
+                                        kind="timeout") from None
+            reason = redact(str(cause), self._secrets)
+            raise ProviderError(f"cannot reach {self.shown_url or 'OpenAI'}: {reason}", retryable=True,
+                                kind="connection") from None
+        try:
+            return completion_of(json.loads(response.content), mode, rate_limits(response.headers))
+        except (ValueError, LookupError, AttributeError, TypeError) as e:
+            # A transport fault, not bad content: a body that is not JSON (json.JSONDecodeError is a
+            # ValueError) or JSON of another shape (no choices, a message that is not an object).
+            raise ProviderError(f"unreadable reply from {self.shown_url or 'OpenAI'}: {type(e).__name__}",
+                                retryable=True, kind="malformed") from None
+
+    def _unreachable(self, error: BaseException) -> BaseException | None:
+        """The connection fault inside a timeout the aiohttp transport reported: the SDK's aiohttp adapter turns
+        every aiohttp connection error (refused, unknown host, server hung up) into httpx2.ConnectTimeout, which
+        the SDK raises as APITimeoutError. httpx2 reports them as connection errors, and so do we."""
+        if self.transport != "aiohttp":
+            return None
+        import aiohttp
+
+        cause = error.__cause__
+        while cause is not None:
+            if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+                return cause
+            cause = cause.__cause__
+        return None
+
+    def _body(self, request: Request, mode: str) -> dict[str, Any]:
+        """The JSON body create() built: its own fields in its order (model, the token limit, seed,
+        temperature), then the messages and response format, then the plan's extra_body, whose keys win."""
+        body: dict[str, Any] = {"model": request.model or self.model, self._max_tokens_field: request.max_tokens}
         if request.seed is not None:
-            kwargs["seed"] = request.seed
+            body["seed"] = request.seed
+        body["temperature"] = request.temperature
+        body["messages"] = _messages(request, mode)
         if mode == "json_schema":
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": request.schema_name, "schema": request.schema, "strict": True}}
@@ -147,58 +207,46 @@ class OpenAIProvider(Provider):
             body["response_format"] = {"type": "json_object", "schema": request.schema}
         elif mode == "json_object":
             body["response_format"] = {"type": "json_object"}
-        kwargs["extra_body"] = {**body, **self.extra_body}   # the plan's extra_body wins, as before
+        body.update(self.extra_body)   # the plan's extra_body wins, as before
         if mode == "json_object+schema":
-            kwargs["extra_body"]["guided_json"] = request.schema
-        try:
-            raw = await self._sdk().chat.completions.with_raw_response.create(**kwargs)
-        except openai.APIStatusError as e:
-            detail = redact(str(e.message), self._secrets)
-            if mode != "text" and e.status_code in REFUSAL_STATUS and REFUSAL.search(detail):
-                raise _Refused(detail[:200]) from None
-            raise status_error(e.status_code, detail, e.response.headers, provider="OpenAI",
-                               key_hint=self._key_hint(), secret=self._secrets) from None
-        except openai.APITimeoutError:
-            raise ProviderError(f"OpenAI request timed out after {request.timeout:g} s", retryable=True,
-                                kind="timeout") from None
-        except openai.APIConnectionError as e:
-            reason = redact(str(e.__cause__ or e), self._secrets)
-            raise ProviderError(f"cannot reach {self.shown_url or 'OpenAI'}: {reason}", retryable=True,
-                                kind="connection") from None
-        try:
-            # typed Any: with messages=omit mypy picks an overload that returns a dict; it is a ChatCompletion
-            parsed: Any = raw.parse()
-            return self._completion(parsed, parsed.choices[0], mode, raw.headers)
-        except (ValueError, AttributeError, IndexError, TypeError, openai.APIResponseValidationError) as e:
-            # A transport fault, not bad content: json.JSONDecodeError is a ValueError, and a body of the
-            # wrong shape (or plain text, which parse() returns as str) fails on attribute access.
-            raise ProviderError(f"unreadable reply from {self.shown_url or 'OpenAI'}: {type(e).__name__}",
-                                retryable=True, kind="malformed") from None
+            body["guided_json"] = request.schema
+        return body
+
+    def _options(self, request: Request) -> Any:
+        # what create() gives client.post besides the body: the timeout, and bearer auth (the key)
+        return {"timeout": request.timeout, "security": {"bearer_auth": True}}
 
     def _key_hint(self) -> str:
         return KEY_HINT + (f"; the server is {self.shown_url} (OPENAI_BASE_URL)" if self.base_url else "")
 
-    def _completion(self, body: Any, choice: Any, mode: str, headers: Any) -> Completion:
-        message = choice.message
-        content = message.content or ""
-        finish = choice.finish_reason or "stop"
-        refusal = getattr(message, "refusal", None)
-        if refusal and not content:
-            content, finish = refusal, "refusal"
-        try:
-            data = extract_json(content)   # prose or a fence around it is fine; a torn document is parsed later
-        except ValueError:
-            data = None
-        text = content   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
-        usage = body.usage
-        details = getattr(usage, "prompt_tokens_details", None) if usage else None
-        return Completion(
-            text=text, data=data,
-            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            output_tokens=(usage.completion_tokens or 0) if usage else 0,
-            cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
-            finish_reason=finish, model=body.model or "", mode=mode, rate=rate_limits(headers),
-        )
+
+def completion_of(reply: Any, mode: str, rate: dict[str, float]) -> Completion:
+    """The Completion in a chat completion's JSON, read as the SDK's ChatCompletion model read it: the fields
+    the API always sends must be there (choices, message, finish_reason, model), null or not; the optional ones
+    may be missing; a body of another shape raises (LookupError, AttributeError, TypeError)."""
+    choice = reply["choices"][0]
+    message = choice["message"]
+    content = message.get("content") or ""
+    finish = choice.get("finish_reason") or "stop"
+    refusal = message.get("refusal")
+    if refusal and not content:
+        content, finish = refusal, "refusal"
+    if not isinstance(content, str):
+        raise TypeError("the message content is not text")
+    try:
+        data = extract_json(content)   # prose or a fence around it is fine; a torn document is parsed later
+    except ValueError:
+        data = None
+    usage = reply.get("usage")
+    details = usage.get("prompt_tokens_details") if usage else None
+    return Completion(
+        text=content,   # as the model wrote it: quoted in a re-ask, kept in the ledger when unusable
+        data=data,
+        input_tokens=(usage.get("prompt_tokens") or 0) if usage else 0,
+        output_tokens=(usage.get("completion_tokens") or 0) if usage else 0,
+        cached_tokens=(details.get("cached_tokens") or 0) if details else 0,
+        finish_reason=finish, model=reply.get("model") or "", mode=mode, rate=rate,
+    )
 
 
 def _messages(request: Request, mode: str) -> list[dict[str, str]]:
