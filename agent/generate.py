@@ -93,6 +93,11 @@ def judged_faithfulness(completion: Completion) -> dict[str, int]:
         return {}
 
 
+
+def fault_rows(out: Outcome) -> list[tuple[str, str, float]]:
+    """(kind, message, latency) of each failed attempt of a call, as the ledger's faults table keeps them."""
+    return [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
+
 class Engine:
     def __init__(self, plan: Plan, ledger: Ledger, provider: Provider, limiter: Limiter, prices: PriceTable,
                  *, max_cost: float | None = None, progress=None, budget_source: str = "--max-cost",
@@ -260,6 +265,7 @@ class Engine:
             # cancelled (a signal, the brake): the request may be at the provider, and billed, so its pending
             # row stays, counted at its worst case (over-counting a queued one is the safe side)
             self.reserved_cost -= out.worst
+            self.ledger.record_faults(out.pending, fault_rows(out))
             raise
         if out.error is None and out.reply.ok and self.plan.audit.judge and out.reply.items:
             await self.judge(out, specs)
@@ -318,8 +324,7 @@ class Engine:
         calls = self.call_rows(out)
         if out.error is None and (failed or out.reply.notes or not accepted):
             self.keep_replies(out, calls)
-        faults = [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
-        self.ledger.record_call(calls, rows, faults, simulated=self.provider.simulated, settles=out.pending,
+        self.ledger.record_call(calls, rows, fault_rows(out), simulated=self.provider.simulated, settles=out.pending,
                                 state=self.auditor.category_state(), dedup_checked=True)
         self.tally(out, calls, rows, accepted)
         self.open_calls[out.batch] -= 1

@@ -143,6 +143,13 @@ def _labels_json(ex: ExampleRow) -> tuple[str, str | None]:
     return requested, requested if same else _dumps(ex.audited)
 
 
+_ADD_FAULT = "INSERT INTO faults (call_id, kind, message, latency, created_at) VALUES (?, ?, ?, ?, ?)"
+
+
+def _fault_rows(call_id: int | None, faults: Sequence[tuple[str, str, float]], now: float) -> list[tuple]:
+    return [(call_id, kind, (msg or "")[:500], lat, now) for kind, msg, lat in faults]
+
+
 def _new_id(cur: sqlite3.Cursor) -> int:
     """The id of the row an INSERT just added (sqlite3 types lastrowid Optional: None before any INSERT)."""
     if cur.lastrowid is None:
@@ -331,6 +338,13 @@ class Ledger:
             " VALUES (?, 'generate', ?, ?, 'pending', ?, ?)", (batch, provider, model, worst_cost, time.time()))
         return _new_id(cur)
 
+    def record_faults(self, call_id: int, faults: Sequence[tuple[str, str, float]]) -> None:
+        """The faults of a call cancelled before it ended (the plan filled, a signal): its pending row stays,
+        and what the server answered it (a 429 before the retry it was waiting for) is kept with it."""
+        if faults:
+            with self.db:
+                self.db.executemany(_ADD_FAULT, _fault_rows(call_id, faults, time.time()))
+
     def pending_calls(self) -> tuple[int, float]:
         """(count, worst-case cost) of calls sent and never answered, e.g. lost to a kill."""
         row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM calls WHERE status = 'pending'").fetchone()
@@ -366,9 +380,7 @@ class Ledger:
                  call.mode, call.error, now, call.reply))) for call in calls]
             call_id = call_ids[-1] if call_ids else None
             if faults:
-                self.db.executemany(
-                    "INSERT INTO faults (call_id, kind, message, latency, created_at) VALUES (?, ?, ?, ?, ?)",
-                    [(call_ids[0] if call_ids else None, kind, (msg or "")[:500], lat, now) for kind, msg, lat in faults])
+                self.db.executemany(_ADD_FAULT, _fault_rows(call_ids[0] if call_ids else None, faults, now))
             if examples:
                 # One statement for all the rows, so their ids are given, not read back one by one: the ids
                 # SQLite would give (an INTEGER PRIMARY KEY without AUTOINCREMENT takes the largest id + 1),

@@ -325,6 +325,27 @@ def test_sigterm_and_sigint_stop_generate_the_same_way(tmp_path, sig, code):
     assert "run end:" in log   # the run's cleanup ran (state, audit record, log)
 
 
+def test_faults_of_calls_stopped_while_waiting_to_retry_stay_in_the_ledger(tmp_path):
+    """A call stopped between a 429 and its retry (a signal; or the plan filling while it waits) is never
+    recorded as a call, but the 429 the server answered it is still a fault in the ledger, on its pending row."""
+    with FakeServer(responder=simulated_responder(seed=1), faults=["429", "429"], retry_after_s=30.0, max_requests=50,
+                    max_lifetime=60) as server:
+        path = plan_for(tmp_path, server.openai_url, concurrency=2)
+        out = tmp_path / "out"
+        proc = run_datagen(["generate", "--plan", str(path), "--outputs", str(out), "--quiet"], env_for(), tmp_path)
+        try:
+            assert wait_for(lambda: server.counts["429"] >= 2), "the server never answered the two 429s"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert proc.returncode == 130, err
+    rows = db(out).execute("SELECT f.kind, c.status FROM faults f JOIN calls c ON c.id = f.call_id").fetchall()
+    assert rows == [("rate_limit", "pending")] * 2
+
+
 # --- network: URLs, quota, hangs ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1/v1", "http://", "http://127.0.0.1:99999/v1"])
 def test_a_bad_base_url_is_refused_before_any_call(tmp_path, run_cli, monkeypatch, url):
