@@ -120,7 +120,7 @@ def plain_has_example(text: str) -> bool:
 
     from agent.audit import labels
 
-    for tok in labels._MD.parse(text):
+    for tok in labels._markdown().parse(text):
         if tok.type in ("fence", "code_block") and tok.content.strip():
             return True
         for child in tok.children or []:
@@ -132,7 +132,7 @@ def plain_has_example(text: str) -> bool:
 def plain_formats_found(text: str) -> list[str]:
     from agent.audit import labels
 
-    return labels.formats_in(labels._MD.parse(text))   # the full parse: no hint skip, inline content included
+    return labels.formats_in(labels._markdown().parse(text))   # the full parse: no hint skip, inline content included
 
 
 def test_markdown_fast_paths_equal_a_full_parse_of_every_text():

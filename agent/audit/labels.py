@@ -52,12 +52,6 @@ def _markdown(inline: bool = True) -> MarkdownIt:
     return parser if inline else parser.disable("inline")
 
 
-def __getattr__(name: str) -> Any:
-    if name == "_MD":    # the full parser, as tests reach it
-        return _markdown()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 WORKED_EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.)[,:]?\s[^.!?\n]*?(?:\d|[\"'“`])", re.I)
 
 
