@@ -168,7 +168,7 @@ class _LengthTable:
       c. class projections (step 2), one class at a time: the bound starts as the sum of the counts' per-class
          parts, and each class's part is replaced by the LCS of that class's projections (never larger: the
          count bound holds for the projections too); rows drop out as soon as they cannot match, most after
-         2-3 of the 8 classes.
+         2-3 of the 6 classes that need a run.
     Short queries (<= _DIRECT characters) skip b-c: fuzz.ratio on the window is one machine word per column.
 
     short_only=True keeps just the texts a query of <= _DIRECT characters can match, without counts or
