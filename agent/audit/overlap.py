@@ -19,8 +19,8 @@ _COMMON_DF = 16  # n-grams held by this many examples are candidates for the avo
 _EMPTY = -1  # a free slot of a KeyTable: never a key
 _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 _NEVER = np.iinfo(np.int64).max  # a threshold no count passes
-_PAIR_WORDS = 1 << 20
-_WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all  # bitmap words ANDed at once when counting the frequent keys pairs share
+_PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
+_WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
