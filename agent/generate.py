@@ -93,10 +93,10 @@ def judged_faithfulness(completion: Completion) -> dict[str, int]:
         return {}
 
 
-
 def fault_rows(out: Outcome) -> list[tuple[str, str, float]]:
     """(kind, message, latency) of each failed attempt of a call, as the ledger's faults table keeps them."""
     return [(a.kind or "error", a.message, a.latency_s) for a in out.attempts if a.status != "ok"]
+
 
 class Engine:
     def __init__(self, plan: Plan, ledger: Ledger, provider: Provider, limiter: Limiter, prices: PriceTable,
