@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -72,9 +72,14 @@ def count_lines(text: str) -> int:
 _line_count = functools.lru_cache(maxsize=8192)(count)   # count() of one line, cached per process
 
 
+def framed(counts: Iterable[int]) -> int:
+    """OpenAI's chat accounting from each message's own count: ~3 tokens of framing per message plus 3 for the
+    reply primer."""
+    return 3 + sum(3 + c for c in counts)
+
+
 def count_messages(messages: list[dict]) -> int:
-    """OpenAI's chat accounting: ~3 tokens of framing per message plus 3 for the reply primer."""
-    return 3 + sum(3 + count(str(m.get("content", ""))) for m in messages)
+    return framed(count(str(m.get("content", ""))) for m in messages)
 
 
 # tiktoken_ext/openai_public.py: o200k_base's expected_hash (of the decompressed .tiktoken file) and pattern
@@ -104,7 +109,7 @@ class Tokenizer:
 
     def count_messages(self, messages: list[dict]) -> int:
         """OpenAI's chat accounting (~3 tokens of framing per message, 3 for the reply primer)."""
-        return 3 + sum(3 + self.count(str(m.get("content", ""))) for m in messages)
+        return framed(self.count(str(m.get("content", ""))) for m in messages)
 
 
 @functools.cache

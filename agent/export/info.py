@@ -72,8 +72,8 @@ class Stats:
         with the default tokenizer: a chat's messages are counted once here for both figures."""
         if "messages" in record:
             msgs = record["messages"]
-            counts = [tokens.count(str(m.get("content", ""))) for m in msgs]   # count_messages' own terms
-            n_tokens = 3 + sum(3 + c for c in counts)
+            counts = [tokens.count(str(m.get("content", ""))) for m in msgs]
+            n_tokens = tokens.framed(counts)   # tokens.count_messages(msgs), from the counts kept for the figures
             users = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "user"]
             replies = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "assistant"]
         else:
