@@ -293,7 +293,7 @@ _OTHER, _VERB, _MAYBE = 0, 1, 2
 def _reading(word: str, tag: str) -> tuple[int, str | None, str | None, bool]:
     """What verbs_and_topics() makes of a tagged token before looking at its neighbours, cached per
     (word, tag): (kind, verb, noun, verb_only). kind _VERB: a verb (VB* tag); _MAYBE: a noun-tagged word
-    with a verb reading, a verb or not by its neighbours (_verb_by_context); _OTHER: not a verb. verb: its
+    with a verb reading, a verb or not by its neighbours (_verb_in_context); _OTHER: not a verb. verb: its
     lemma as a counted verb (None for be/have/do and "please"); noun: its word in a noun run (None: it
     closes the run); verb_only: lemminflect knows it only as a verb."""
     w = word.lower()
@@ -308,24 +308,6 @@ def _reading(word: str, tag: str) -> tuple[int, str | None, str | None, bool]:
         return _OTHER, None, noun, False
     has_verb, verb_only = _verb_forms(w)
     return (_MAYBE if has_verb else _OTHER), verb, noun, verb_only
-
-
-def _verb_by_context(tagged: list[tuple[str, str]], i: int, verb_only: bool) -> bool:
-    prev_word, prev_tag = tagged[i - 1] if i else ("", "")
-    next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else ""
-    if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
-        return True
-    return prev_tag not in _NOMINAL_LEFT and (next_tag in _OBJECT_RIGHT or verb_only)
-
-
-def _is_verb(tagged: list[tuple[str, str]], i: int) -> bool:
-    """VB* tags, plus three repairs of PatternTagger, whose unknown-word rule tags verbs as nouns
-    ("She deploys" -> NNS, "I use" -> NN): a noun-tagged word with a verb reading in lemminflect's
-    dictionary is a verb after a subject pronoun or modal, or when a determiner follows it and none
-    precedes it ("and monitors the logs"), or when the dictionary knows it only as a verb and nothing
-    nominal precedes it. (Words with a non-letter other than "-" are never verbs.)"""
-    kind, _, _, verb_only = _reading(*tagged[i])
-    return kind == _VERB or (kind == _MAYBE and _verb_by_context(tagged, i, verb_only))
 
 
 def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
@@ -362,7 +344,10 @@ def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
 
 def _verb_in_context(tokens: list[str], read: list[tuple[str, int, str | None, str | None, bool]], i: int,
                      last: int, verb_only: bool) -> bool:
-    """_verb_by_context() on verbs_and_topics()'s lists."""
+    """Is the noun-tagged word i with a verb reading (kind _MAYBE) a verb? PatternTagger's unknown-word rule tags
+    verbs as nouns ("She deploys" -> NNS, "I use" -> NN), repaired three ways: a verb after a subject pronoun or
+    modal, or when a determiner follows it and none precedes it ("and monitors the logs"), or when the dictionary
+    knows it only as a verb and nothing nominal precedes it. `tokens` and `read` are verbs_and_topics()'s lists."""
     prev_word, prev_tag = (tokens[i - 1], read[i - 1][0]) if i else ("", "")
     next_tag = read[i + 1][0] if i < last else ""
     if prev_word.lower() in _SUBJECTS or prev_tag == "MD":
@@ -384,7 +369,7 @@ def _first_token(token: str) -> tuple[str, int, str | None, str | None, bool]:
 
 
 def verbs(text: str) -> set[str]:
-    """Verb lemmas (VB* tags and repaired noun tags, see _is_verb), without be/have/do."""
+    """Verb lemmas (VB* tags and repaired noun tags, see _verb_in_context), without be/have/do."""
     return verbs_and_topics(text)[0]
 
 
