@@ -65,8 +65,7 @@ MODES = ("auto", "exact", "fast")
 # the square of the length): on the simulated provider's questions ~30% less time than 7 letter classes with
 # the space in one of them, for the same candidates (bench/notes/dedup.md).
 _LETTERS = "etaoinsrhldcumfpgwybvkxjqz"
-_N_LCS = 6                      # classes whose projections get an LCS run: the 5 letter classes and the rest
-_N_CLASSES = _N_LCS + 1         # and the space
+_N_LCS = 6   # classes whose projections get an LCS run: the 5 letter classes and the rest (not the space)
 _GROUPS = ["".join(sorted(g + g.upper())) for g in (_LETTERS[k::5] for k in range(5))]
 _DELETE_LETTERS = str.maketrans("", "", "".join(_GROUPS) + " ")             # leaves the rest
 _KEEP_GROUP = [str.maketrans("", "", "".join(c for c in "".join(_GROUPS) + " " if c not in g)) for g in _GROUPS]
