@@ -561,3 +561,24 @@ def test_the_scans_candidates_are_the_class_bounds_in_any_order_of_classes(order
 
 def test_the_class_order_runs_every_class_once():
     assert sorted(dedup._LCS_ORDER) == list(range(dedup._N_LCS))
+
+
+def _projections_by_str_translate(text: str) -> tuple[str, ...]:
+    """The class projections as dedup.py computed them before its ASCII bytes path (kept as the reference)."""
+    others = text.translate(dedup._DELETE_LETTERS)
+    letters = text.translate(dict.fromkeys(map(ord, set(others)))) if others else text
+    return (*(letters.translate(t) for t in dedup._KEEP_GROUP), others)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=string.printable + "\x00\x7fé", max_size=300))
+def test_projections_of_ascii_texts_equal_the_str_translate_path(text):
+    assert dedup._projections(text) == _projections_by_str_translate(text)
+    assert all(type(p) is str for p in dedup._projections(text))
+
+
+def test_projections_equal_the_str_translate_path_on_questions():
+    texts = _simulated_questions(300, 44) + _fuzzed_texts(200, 45) + make_corpus(300, seed=46)
+    assert sum(t.isascii() for t in texts) >= 300 and sum(not t.isascii() for t in texts) >= 20
+    for t in texts:
+        assert dedup._projections(t) == _projections_by_str_translate(t)

@@ -76,6 +76,10 @@ _GROUPS = ["".join(sorted(g + g.upper())) for g in (_LETTERS[k::5] for k in rang
 _LCS_ORDER = (3, 2, 4, 0, 1, 5)
 _DELETE_LETTERS = str.maketrans("", "", "".join(_GROUPS) + " ")             # leaves the rest
 _KEEP_GROUP = [str.maketrans("", "", "".join(c for c in "".join(_GROUPS) + " " if c not in g)) for g in _GROUPS]
+# the same deletions as byte sets, for ASCII texts: the letters and the space; all but them; all but one group
+_LETTER_BYTES = ("".join(_GROUPS) + " ").encode("ascii")
+_NOT_LETTER_BYTES = bytes(b for b in range(256) if b not in _LETTER_BYTES)
+_KEEP_GROUP_BYTES = [bytes(b for b in _LETTER_BYTES if chr(b) not in g) for g in _GROUPS]
 # Character-count bins, in class order (a bin's characters all belong to one class): each letter (both cases) its
 # own bin, the rest shared out over 4 bins by code point, the space last. Merging characters into a bin only
 # loosens the bound, never breaks it; merging the cases costs almost no pruning (capitals are rare).
@@ -124,7 +128,12 @@ def _may_match(lcs_bound: np.ndarray, total: np.ndarray, threshold: float) -> np
 
 def _projections(text: str) -> tuple[str, ...]:
     """The text's characters of each class but the space, in order (str.translate: ~3x faster than a regex sub
-    per class)."""
+    per class; an ASCII text's bytes.translate with a delete set: ~2x faster again on long texts)."""
+    if text.isascii():
+        raw = text.encode("ascii")
+        letters = raw.translate(None, _NOT_LETTER_BYTES)
+        return (*(letters.translate(None, d).decode("ascii") for d in _KEEP_GROUP_BYTES),
+                raw.translate(None, _LETTER_BYTES).decode("ascii"))
     others = text.translate(_DELETE_LETTERS)
     letters = text.translate(dict.fromkeys(map(ord, set(others)))) if others else text
     return (*(letters.translate(t) for t in _KEEP_GROUP), others)
