@@ -86,6 +86,7 @@ _KEEP_GROUP_BYTES = [bytes(b for b in _LETTER_BYTES if chr(b) not in g) for g in
 _CLASS_START = np.cumsum([0, *(len(g) // 2 for g in _GROUPS), 4])    # first bin of each class (the space: the last)
 _REST = int(_CLASS_START[-2])                                          # the rest's 4 bins start here
 _N_BINS = _REST + 5
+_CLASS_BINS = list(zip(_CLASS_START.tolist(), [*_CLASS_START[1:].tolist(), _N_BINS], strict=True))  # [first, last)
 _BIN_OF = np.array([_REST + cp % 4 for cp in range(128)], dtype=np.uint8)
 for _g, _chars in enumerate(_GROUPS):
     for _k, _ch in enumerate(sorted(set(_chars.lower()))):
@@ -294,28 +295,31 @@ class _LengthTable:
                 # count q of the query, so adding the query's excess over the cap keeps each bound an upper bound.
                 q, excess = np.minimum(counts, _CAP).astype(_COUNT), _class_sums(np.maximum(counts - _CAP, 0))
                 window = np.minimum(self._sorted_counts[:, a:b], q[:, None]).sum(axis=0) + int(excess.sum())
-            rows = rows[window >= (n + self._sorted_lens[a:b]) * per_char]
-            if len(tail):
-                rows = np.concatenate([rows, tail])   # the count bound of these comes with the parts below
-            rows.sort()
-            if len(rows):
-                need = (n + self._lens[rows]) * per_char
-                # (classes x rows) parts of the count bound
-                parts = _class_sums(np.minimum(self._counts[rows], q)).T
+            ok = window >= (n + self._sorted_lens[a:b]) * per_char
+            rows, bound = rows[ok], window[ok].astype(np.int64)
+            if len(tail):   # the rows added since the last sort: their count bound from the by-row counts
+                tail_bound = np.minimum(self._counts[tail], q).sum(axis=1, dtype=np.int64)
                 if excess is not None:
-                    parts += excess[:, None]
-                bound = parts.sum(axis=0)
-                # c = -1: the count bound alone (the recent rows have not been through it); then one LCS class at
-                # a time, in _LCS_ORDER (the space's part is its LCS already)
-                for c in (-1, *_LCS_ORDER):
-                    if c >= 0:
-                        bound += process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity,
-                                               dtype=np.int64)[0] - parts[c]
-                    live = bound >= need
-                    if not live.all():
-                        rows, need, bound, parts = rows[live], need[live], bound[live], parts[:, live]
-                        if not len(rows):
-                            break
+                    tail_bound += int(excess.sum())
+                rows, bound = np.concatenate([rows, tail]), np.concatenate([bound, tail_bound])
+            need = (n + self._lens[rows]) * per_char
+            # c = -1: the count bound alone (the recent rows have not been through it); then one LCS class at a time,
+            # in _LCS_ORDER (the space's part is its LCS already): class c's part of the count bound, the sum of its
+            # bins' mins (computed for the rows still in only), is replaced by its projections' LCS
+            for c in (-1, *_LCS_ORDER):
+                if not len(rows):
+                    break
+                if c >= 0:
+                    first, last = _CLASS_BINS[c]
+                    part = np.minimum(self._counts[rows, first:last], q[first:last]).sum(axis=1, dtype=np.int64)
+                    if excess is not None:
+                        part += int(excess[c])
+                    bound += process.cdist([proj[c]], self._proj[c, rows], scorer=LCSseq.similarity,
+                                           dtype=np.int64)[0] - part
+                live = bound >= need
+                if not live.all():
+                    rows, need, bound = rows[live], need[live], bound[live]
+            rows.sort()     # ids ascending (the window's rows come in length order)
         keep = rows.tolist()
         return [self.ids[r] for r in keep], [self.texts[r] for r in keep]
 
