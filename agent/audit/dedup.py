@@ -132,8 +132,8 @@ def _projections(text: str) -> tuple[str, ...]:
     per class; an ASCII text's bytes.translate with a delete set: ~2x faster again on long texts)."""
     if text.isascii():
         raw = text.encode("ascii")
-        letters = raw.translate(None, _NOT_LETTER_BYTES)
-        return (*(letters.translate(None, d).decode("ascii") for d in _KEEP_GROUP_BYTES),
+        only_letters = raw.translate(None, _NOT_LETTER_BYTES)
+        return (*(only_letters.translate(None, d).decode("ascii") for d in _KEEP_GROUP_BYTES),
                 raw.translate(None, _LETTER_BYTES).decode("ascii"))
     others = text.translate(_DELETE_LETTERS)
     letters = text.translate(dict.fromkeys(map(ord, set(others)))) if others else text
