@@ -11,8 +11,9 @@
 at 20,000 examples, generated once into --ledger-dir, ~8 min), replayed in one process: every example that
 reached the near-duplicate check, in ledger order, through find(), and add() for the ones the run accepted (the
 auditor's sequence). Reported: CPU (process_time) of find + add per accepted example over the first N accepted,
-and per find with N kept (the next 1,000 accepted texts; at most 19,000 of a 20,000 run), alternating rounds with the
-dedup.py given by --against; the answers must agree with each other and with the run's own verdicts.
+and per find with N kept (the next 1,000 accepted texts; at most 19,000 of a 20,000 run), against the dedup.py given
+by --against: the run's figure with the two taking turns find by find, the per-find figure in alternating rounds; the
+answers must agree with each other and with the run's own verdicts.
 
 `--find-cpu KEPT`: the CPU (process_time, not wall: the cores are shared) of one exact-mode find() against
 KEPT kept texts, over 1,000 probes (`--probes fresh`: new questions only, as most of a run's are; `mixed`:
@@ -155,17 +156,22 @@ def replay(sizes: list[int], ledger_dir: Path, against: str | None, rounds: int 
         steps = run[:bisect.bisect_left(accepted_before, n) + 1] if n < len(texts) else run
         cpu: dict[str, list[float]] = {name: [] for name in modules}
         answers: dict[str, list] = {}
-        for r in range(rounds):
-            for name in (list(modules) if r % 2 == 0 else list(reversed(modules))):
-                index = modules[name].NearDupIndex(THRESHOLD, "exact")   # type: ignore[attr-defined]
-                got = []
-                c0 = time.process_time()
-                for k, (text, ok, _) in enumerate(steps):
-                    got.append(index.find(text))
+        names = list(modules)
+        for _ in range(rounds):
+            # the trees take turns find by find (which goes first alternating): on shared cores a load change then
+            # hits both alike, where whole rounds one after the other moved single figures by +-20 %
+            index = {name: modules[name].NearDupIndex(THRESHOLD, "exact") for name in names}   # type: ignore[attr-defined]
+            spent = dict.fromkeys(names, 0.0)
+            answers = {name: [] for name in names}
+            for k, (text, ok, _) in enumerate(steps):
+                for name in (names if k % 2 == 0 else names[::-1]):
+                    c0 = time.process_time()
+                    answers[name].append(index[name].find(text))
                     if ok:
-                        index.add(k, text)
-                cpu[name].append((time.process_time() - c0) / sum(ok for _, ok, _ in steps) * 1000)
-                answers[name] = got
+                        index[name].add(k, text)
+                    spent[name] += time.process_time() - c0
+            for name in names:
+                cpu[name].append(spent[name] / sum(ok for _, ok, _ in steps) * 1000)
         assert all(a == answers["this tree"] for a in answers.values()), "different answers"
         assert all((a is not None) == dup for a, (_, _, dup) in zip(answers["this tree"], steps, strict=True)), \
             "not the run's verdicts"

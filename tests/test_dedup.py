@@ -518,3 +518,67 @@ def test_counts_over_the_storage_cap_keep_the_bound_an_upper_bound(monkeypatch):
     index = NearDupIndex(mode="exact")
     index.add("a", "e" * 90 + " eee")
     assert index.find("e" * 92) == ("a", similarity("e" * 92, "e" * 90 + " eee"))
+
+
+def _candidates_by_brute_force(texts: list[str], k: int, threshold: float = 0.85) -> list[int]:
+    """Which of texts[:k] the exact scan must hand on for texts[k]: every text in the length window when the
+    query is short, else every one whose class bound (the spaces' smaller count plus each class projection's
+    LCS, no pruning, no counts) reaches the LCS the rule needs. Computed pair by pair, independently of the
+    scan's order of classes, its count bound, its sorted copy and its cutoffs."""
+    text = texts[k]
+    lo, hi = length_window(len(text), threshold)
+    window = [j for j in range(k) if lo <= len(texts[j]) <= hi]
+    if len(text) <= dedup._DIRECT:
+        return window
+    mine = dedup._projections(text)
+    out = []
+    for j in window:
+        bound = min(text.count(" "), texts[j].count(" ")) + sum(
+            LCSseq.similarity(x, y) for x, y in zip(mine, dedup._projections(texts[j]), strict=True))
+        if bound >= (len(text) + len(texts[j])) * threshold * (1 - 1e-9) / 2:
+            out.append(j)
+    return out
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3, 4, 5), (5, 4, 3, 2, 1, 0), (1, 5, 0, 4, 2, 3), dedup._LCS_ORDER])
+def test_the_scans_candidates_are_the_class_bounds_in_any_order_of_classes(order, monkeypatch):
+    """The order the classes' LCS runs in is a matter of CPU only: for every order, the exact scan's candidates
+    are exactly the texts whose full class bound reaches the rule's need (a brute force), on simulated,
+    fuzzed and generated texts, with rows both in the sorted copy and recent."""
+    monkeypatch.setattr(dedup, "_LCS_ORDER", order)
+    monkeypatch.setattr(dedup, "_MERGE", 37)
+    texts = _simulated_questions(160, 41) + _fuzzed_texts(90, 42) + make_corpus(120, seed=43)
+    table = dedup._LengthTable(0.85)
+    found = 0
+    for k, text in enumerate(texts):
+        ids, held = table.candidates(text)
+        expected = _candidates_by_brute_force(texts, k)
+        assert ids == expected and held == [texts[j] for j in expected], k
+        found += len(ids)
+        table.add(k, text)
+    assert found >= 1000      # the scan was exercised: long windows, not a corpus of strangers
+
+
+def test_the_class_order_runs_every_class_once():
+    assert sorted(dedup._LCS_ORDER) == list(range(dedup._N_LCS))
+
+
+def _projections_by_str_translate(text: str) -> tuple[str, ...]:
+    """The class projections as dedup.py computed them before its ASCII bytes path (kept as the reference)."""
+    others = text.translate(dedup._DELETE_LETTERS)
+    letters = text.translate(dict.fromkeys(map(ord, set(others)))) if others else text
+    return (*(letters.translate(t) for t in dedup._KEEP_GROUP), others)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=string.printable + "\x00\x7fé", max_size=300))
+def test_projections_of_ascii_texts_equal_the_str_translate_path(text):
+    assert dedup._projections(text) == _projections_by_str_translate(text)
+    assert all(type(p) is str for p in dedup._projections(text))
+
+
+def test_projections_equal_the_str_translate_path_on_questions():
+    texts = _simulated_questions(300, 44) + _fuzzed_texts(200, 45) + make_corpus(300, seed=46)
+    assert sum(t.isascii() for t in texts) >= 300 and sum(not t.isascii() for t in texts) >= 20
+    for t in texts:
+        assert dedup._projections(t) == _projections_by_str_translate(t)
