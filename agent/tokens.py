@@ -58,18 +58,34 @@ def count(text: str) -> int:
 # excludes \r and \n; punctuation and line-break pieces end at the last break), and the pattern has no
 # lookbehind, so the text's tokens are the tokens of its lines, counted apart.
 _LINE_CUT = re.compile(r"(?<=[\r\n])(?=[!-~])")
+# It also always cuts after an ASCII punctuation character that a space follows ("; ", ", ", "] "): the only
+# pieces that can hold such a character are a punctuation run (` ?[^\s\p{L}\p{N}]+[\r\n]*`, which a space
+# ends), a letter piece's optional prefix (a letter must follow it) and a contraction ('s: a letter follows).
+# A spec line "[r1b7-3] topic: ...; question_type=factual; response_length=short (50-150 words); ..." is
+# then its id and the plan's own topic and label pieces, which every run repeats.
+_PUNCT_CUT = re.compile(r"(?<=[!-/:-@\[-`{-~])(?= )")
 
 
 def count_lines(text: str) -> int:
     """count(text), each line counted once per process: a batch prompt repeats most of its lines (template
-    text, the avoid list) from the call before, and only its new lines are encoded. tests/test_call_path.py
-    checks it equals count() on prompts and fuzzed texts."""
+    text, the avoid list) from the call before, and only its new lines are encoded, each in the pieces
+    between the cuts above (a new spec line is new only in its id). tests/test_call_path.py checks it
+    equals count() on prompts and fuzzed texts."""
     if encoding() is None:
         return count(text)   # the characters/4 estimate does not add up by lines
     return sum(_line_count(line) for line in _LINE_CUT.split(text))
 
 
-_line_count = functools.lru_cache(maxsize=8192)(count)   # count() of one line, cached per process
+@functools.lru_cache(maxsize=8192)   # count() of one line, cached per process
+def _line_count(line: str) -> int:
+    return sum(_piece_count(piece) for piece in _PUNCT_CUT.split(line))
+
+
+def _encode_len(text: str) -> int:
+    return len(encoding().encode_ordinary(text))
+
+
+_piece_count = functools.lru_cache(maxsize=8192)(_encode_len)   # count() of one piece of a line, per process
 
 
 def framed(counts: Iterable[int]) -> int:

@@ -127,12 +127,33 @@ def test_counting_by_lines_equals_counting_the_whole_text():
         prompts += [sample_request(plan).user, system_prompt(plan)]
         prompts += [build_request(plan, random_specs(plan, rng, 5, i), avoid=["q?"] * i).user for i in range(5)]
     pieces = ["word", "Word", " ", "  ", "\n", "\n\n", "\r\n", "\r", "\t", " \n", "'s", "'ll", "12345", "-", "- ",
-              "[r1b2-0]", ":", "!!", "é", "日本", "🙂", "\u00a0", "\u2028", "\x1c", "<|endoftext|>", "  \n  x"]
+              "[r1b2-0]", ":", "!!", "é", "日本", "🙂", "\u00a0", "\u2028", "\x1c", "<|endoftext|>", "  \n  x",
+              "; ", ", ", "] ", ") ", "' ", "'s ", "'S", " '", "=", "(", ".", "?", "; \n", ";\n ", ". . ", "\u3000",
+              "—", "… ", "« ", "123; 4", "\\ ", "` ", "~ ", "_ ", "- -", "$ 5"]
     fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
     texts = prompts + simulated_texts(200) + HAND_WRITTEN + fuzz
     for text in texts:
         assert tokens.count_lines(text) == tokens.count(text), repr(text)
     assert sum(len(tokens._LINE_CUT.split(t)) > 1 for t in texts) > 1000   # the split is taken
+    assert sum(len(tokens._PUNCT_CUT.split(t)) > 1 for t in texts) > 1000   # and the cut within lines
+
+
+def test_counting_by_pieces_equals_counting_the_whole_text_on_every_short_string():
+    """Brute force over short strings of characters chosen to meet every alternative of cl100k's pattern at a
+    cut: letters, a digit, an apostrophe (contractions), ASCII and other punctuation, spaces, line breaks."""
+    if tokens.encoding() is None:
+        pytest.skip("no tiktoken encoding offline")
+    import itertools
+
+    alphabet = ["a", "s", "D", "1", "'", ";", ")", "[", "\u00bb", " ", "  ", "\n", "\t", "\u00a0"]
+    cut = 0
+    for n in range(1, 5):
+        for chars in itertools.product(alphabet, repeat=n):
+            text = "".join(chars)
+            tokens._line_count.cache_clear()
+            assert tokens.count_lines(text) == len(tokens.encoding().encode_ordinary(text)), repr(text)
+            cut += len(tokens._PUNCT_CUT.split(text)) > 1
+    assert cut > 1000
 
 
 def test_a_request_estimated_at_dispatch_and_at_its_call_is_counted_once(monkeypatch):
