@@ -204,7 +204,7 @@ class Engine:
 
     def parallel(self) -> int:
         """Calls the run can have in flight now: the plan's cap, or what the adaptive limiter allows."""
-        return self.plan.generation.concurrency or self.limiter.stats.concurrency
+        return self.plan.generation.concurrency or self.limiter.concurrency
 
     def acceptance(self) -> float:
         """Share of specs sent this run that became accepted examples (surplus copies left out)."""
@@ -493,7 +493,7 @@ class Engine:
     def capacity(self) -> int:
         """Calls to keep in flight: the plan's cap, or what the adaptive limiter allows now (plus a little
         queue so a freed slot never waits for a draw). Not more: specs drawn early miss the rebalancing."""
-        return self.plan.generation.concurrency or self.limiter.stats.concurrency + 2
+        return self.plan.generation.concurrency or self.limiter.concurrency + 2
 
     def over_budget(self, worst: float) -> bool:
         """Would sending a call of this worst case risk the budget? Every call in flight is reserved at its

@@ -272,3 +272,13 @@ def test_the_request_is_not_changed():
     asyncio.run(call_with_retries(Scripted([ProviderError("x", retryable=True, kind="server")]), REQUEST,
                                   Limiter(), initial_wait=0.01))
     assert repr(REQUEST) == before
+
+
+def test_concurrency_is_the_stats_figure_as_the_window_moves():
+    limiter = Limiter()
+    seen = []
+    for limit in (32, 7, 1, 1024):
+        limiter._window.resize(limit)
+        assert limiter.concurrency == limiter.stats.concurrency == limit
+        seen.append(limiter.concurrency)
+    assert Limiter(concurrency=5).concurrency == 5 and seen == [32, 7, 1, 1024]

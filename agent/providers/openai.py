@@ -47,6 +47,7 @@ LOCAL_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key but t
 # a refusal names the structured-output feature; "X is not supported" about anything else is not one
 REFUSAL = re.compile(r"response_format|json_schema|json_object|structured output|guided_json", re.I)
 REFUSAL_STATUS = (400, 422, 500)
+RATE_PREFIX = "x-ratelimit-"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
@@ -274,13 +275,18 @@ def go_seconds(value: str) -> float | None:
 def rate_limits(headers: Any) -> dict[str, float]:
     """x-ratelimit-* headers as Completion.rate keys (requests_*, tokens_*)."""
     rate: dict[str, float] = {}
+    # one pass over the headers (httpx2's items() joins repeated ones with ", " as get() does), then lookups in
+    # the few rate headers: six get()s scanned the whole list each (tests/test_openai_path.py compares them)
+    found = {key: value for key, value in headers.items() if key.startswith(RATE_PREFIX)}
+    if not found:
+        return rate
     for kind in ("requests", "tokens"):
         for field in ("limit", "remaining"):
-            value = headers.get(f"x-ratelimit-{field}-{kind}")
+            value = found.get(f"x-ratelimit-{field}-{kind}")
             if value:
                 with contextlib.suppress(ValueError):
                     rate[f"{kind}_{field}"] = float(value)
-        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        reset = found.get(f"x-ratelimit-reset-{kind}")
         seconds = go_seconds(reset) if reset else None
         if seconds is not None:
             rate[f"{kind}_reset_s"] = seconds
