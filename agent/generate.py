@@ -8,7 +8,6 @@ done. Every completed call is audited and committed at once, so rebalancing foll
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -232,13 +231,15 @@ class Engine:
         instructions = self.steer.phrasing_instructions + self.auditor.instructions()
         temperature = min(1.5, self.plan.generation.temperature + self.steer.temperature_step)
         shown = self.avoid_list.shown(self.avoid)
+        # a seed per call, drawn from the run's seeded generator (after the references, as before): reproducible,
+        # yet calls differ. One seed for every call made a local llama.cpp model write the same question call
+        # after call (near-duplicates).
         request = self.prompts.request(specs, avoid=shown + self.steer.avoid_phrases,
                                        steering={"instructions": instructions}, temperature=temperature,
                                        avoid_cues=self.avoid_list.mode == "cues",
-                                       references=self.references.next() if self.references else ())
-        # a seed per call, drawn from the run's seeded generator: reproducible, yet calls differ. One seed for
-        # every call made a local llama.cpp model write the same question call after call (near-duplicates).
-        return dataclasses.replace(request, seed=self.rng.randrange(2**31)), (shown, self.avoid_list.mode)
+                                       references=self.references.next() if self.references else (),
+                                       seed=self.rng.randrange(2**31))
+        return request, (shown, self.avoid_list.mode)
 
     async def call(self, batch: int, specs: list[Spec], request: Request, avoid: tuple[list[str], str],
                    worst: float = 0.0) -> Outcome:

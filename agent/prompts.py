@@ -178,8 +178,10 @@ class PlanPrompts:
 
     def request(self, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                 temperature: float | None = None, system: str | None = None,
-                references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False) -> Request:
-        """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py)."""
+                references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False,
+                seed: int | None = None) -> Request:
+        """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py); seed: the
+        call's own (the plan's when None)."""
         plan = self.plan
         steering = steering or {}
         # grounding: each passage once, however many specs use it; references: real examples, style only
@@ -196,7 +198,7 @@ class PlanPrompts:
             temperature=g.temperature if temperature is None else temperature,
             max_tokens=self.output_budget(specs),
             timeout=g.timeout_seconds,
-            seed=g.seed,
+            seed=g.seed if seed is None else seed,
             specs=tuple(specs),
         )
 

@@ -362,3 +362,53 @@ def test_auditor_quota_lookup_equals_the_category_scan(tmp_path, path):
             auditor.quota("not_a_dimension", "x")
     finally:
         ledger.close()
+
+
+def _old_request_for(engine, specs):
+    """Engine.request_for before the seed went into PlanPrompts.request: the request built, then copied with it."""
+    import dataclasses
+
+    instructions = engine.steer.phrasing_instructions + engine.auditor.instructions()
+    temperature = min(1.5, engine.plan.generation.temperature + engine.steer.temperature_step)
+    shown = engine.avoid_list.shown(engine.avoid)
+    request = engine.prompts.request(specs, avoid=shown + engine.steer.avoid_phrases,
+                                     steering={"instructions": instructions}, temperature=temperature,
+                                     avoid_cues=engine.avoid_list.mode == "cues",
+                                     references=engine.references.next() if engine.references else ())
+    return dataclasses.replace(request, seed=engine.rng.randrange(2**31)), (shown, engine.avoid_list.mode)
+
+
+@pytest.mark.parametrize("name", ["example", "grounded"])
+def test_the_engine_builds_each_request_and_draws_its_seed_as_before(tmp_path, name, monkeypatch):
+    """Two engines of one plan, one building requests the old way: the same requests, seeds and draws after."""
+    from agent.generate import Engine
+    from agent.ledger import Ledger
+    from agent.limits import Limiter
+    from agent.providers import create
+    from agent.runner import grounding
+    from agent.tokens import load_prices
+
+    monkeypatch.chdir(ROOT)   # the plan's sources are read from the folder datagen runs in
+    plan = load_plan(ROOT / "plans" / f"{name}.yaml")
+    engines = []
+    for side in ("old", "new"):
+        passages, _, references = grounding(plan)
+        ledger = Ledger.open(tmp_path / side, plan, simulated=True)
+        engines.append(Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices(),
+                              passages=passages, references=references))
+    old, new = engines
+    rng = random.Random(8)
+    for _ in range(6):
+        calls_old, calls_new = old.draw_batch(), new.draw_batch()
+        assert calls_old == calls_new
+        for specs_old, specs_new in zip(calls_old, calls_new, strict=True):
+            avoid = [f"an earlier question {rng.randrange(1000)}?" for _ in range(rng.randrange(25))]
+            old.avoid, new.avoid = list(avoid), list(avoid)
+            if rng.random() < 0.3:
+                old.avoid_list.step = new.avoid_list.step = rng.randrange(3)
+            assert new.request_for(specs_new) == _old_request_for(old, specs_old)
+    assert old.rng.random() == new.rng.random()
+    if name == "grounded":
+        assert new.references and old.references and new.references.next() == old.references.next()
+    for e in engines:
+        e.ledger.close()
