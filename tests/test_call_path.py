@@ -412,3 +412,62 @@ def test_the_engine_builds_each_request_and_draws_its_seed_as_before(tmp_path, n
         assert new.references and old.references and new.references.next() == old.references.next()
     for e in engines:
         e.ledger.close()
+
+
+# ---- the engine's wait for its next finished call ----------------------------------------------------
+
+def _waits(script: list[list[int]], first_done: bool) -> list[tuple[list[str], list[str]]]:
+    """Run a script of rounds (each: new tasks, by how many event-loop turns each takes; its first entry also
+    the turns the loop gives away after its wait, as the engine's wait for its index) through the engine's wait
+    or asyncio.wait; the done and pending tasks each wait returned, by name."""
+    from agent.generate import FirstDone
+
+    async def job(turns: int, fail: bool) -> int:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if fail:
+            raise ValueError("a failed call")
+        return turns
+
+    async def main():
+        waiter = FirstDone()
+        names: dict[asyncio.Task, str] = {}
+        in_flight: set[asyncio.Task] = set()
+        seen = []
+        for r, new in enumerate(script):
+            for i, turns in enumerate(new):
+                task = asyncio.ensure_future(job(turns, turns % 5 == 4))
+                names[task] = f"{r}.{i}"
+                in_flight.add(waiter.watch(task) if first_done else task)
+            if not in_flight:
+                continue
+            if first_done:
+                done, in_flight = await waiter.wait(in_flight)
+            else:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            # sorted: a set of tasks iterates in the order of their addresses, which differ from run to run
+            seen.append((sorted(names[t] for t in done), sorted(names[t] for t in in_flight)))
+            for t in done:
+                t.exception()
+            for _ in range(new[0] % 3 if new else 0):
+                await asyncio.sleep(0)
+        for t in in_flight:
+            t.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        return seen
+
+    return asyncio.run(main())
+
+
+def test_the_engine_waits_for_its_next_finished_call_as_asyncio_wait_did():
+    rng = random.Random(12)
+    several = 0
+    for _ in range(300):
+        script = [[rng.choice([0, 0, 1, 2, 3, 4, 6, 9]) for _ in range(rng.choice([0, 1, 1, 2, 5, 12]))]
+                  for _ in range(rng.randint(1, 25))]
+        expected = _waits(script, first_done=False)
+        got = _waits(script, first_done=True)
+        # the same tasks done at each wait, and the same left in flight
+        assert got == expected, script
+        several += sum(len(done) > 1 for done, _ in expected)
+    assert several > 50   # waits that found several calls done at once (one at a time is the easy case)
