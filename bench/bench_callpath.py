@@ -41,7 +41,6 @@ import tempfile
 import time
 from pathlib import Path
 
-CLOCK = time.thread_time if os.environ.get("THREAD_TIME") else time.process_time
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -116,13 +115,14 @@ async def wire_calls(url: str, sent: list, transport: str, in_flight: int = 8) -
     # every line of the batch prompts uncounted again, as in a new run: the first call (not timed) counts the
     # system prompt and the template's lines; the timed calls count their own new lines (specs, avoid list)
     from agent import retries, tokens
-    for cache in (tokens._line_count, retries._count_cached, getattr(retries, "_estimate", None)):
+    for cache in (tokens._line_count, getattr(tokens, "_piece_count", None), retries._count_cached,
+                  getattr(retries, "_estimate", None)):
         if cache is not None:
             cache.cache_clear()
     await call(sent[0])
-    t = CLOCK()
+    t = time.process_time()
     done = await asyncio.gather(*(call(r) for r in sent))
-    cpu = CLOCK() - t
+    cpu = time.process_time() - t
     assert all(c.text for c in done)
     await provider.aclose()
     return cpu
@@ -178,14 +178,14 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
             if open_part and not inner:
                 overlaps.append(f"{name} ran while {open_part[-1]} was open")
             open_part.append(name)
-            t = CLOCK()
+            t = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[name] += CLOCK() - t
+                spent[name] += time.process_time() - t
                 open_part.pop()
                 if open_part:   # a part inside another: its time is not the outer part's
-                    spent[open_part[-1]] -= CLOCK() - t
+                    spent[open_part[-1]] -= time.process_time() - t
         return wrapper
 
     def timed_async(name: str, fn):
@@ -193,11 +193,11 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
             if open_part:
                 overlaps.append(f"{name} ran while {open_part[-1]} was open")
             open_part.append(name)
-            t = CLOCK()
+            t = time.process_time()
             try:
                 return await fn(*args, **kwargs)
             finally:
-                spent[name] += CLOCK() - t
+                spent[name] += time.process_time() - t
                 open_part.pop()
         return wrapper
 
@@ -205,11 +205,11 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
 
     def on_gc(phase: str, info: dict) -> None:   # collections that land in no timed part: the rest's share
         if phase == "start":
-            gc_started[0] = CLOCK()
+            gc_started[0] = time.process_time()
             return
-        spent["gc_all"] += CLOCK() - gc_started[0]
+        spent["gc_all"] += time.process_time() - gc_started[0]
         if not open_part:
-            spent["gc_rest"] += CLOCK() - gc_started[0]
+            spent["gc_rest"] += time.process_time() - gc_started[0]
 
     spent["gc_rest"] = spent["gc_all"] = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,13 +242,13 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
             tokens.encoding()   # the tokenizer's tables, loaded once per process
             client.post = timed_async("post", client.post)
             gc.collect()
-            t = CLOCK()
+            t = time.process_time()
             gc.callbacks.append(on_gc)
             try:
                 result = await engine.run()
             finally:
                 gc.callbacks.remove(on_gc)
-            total = CLOCK() - t
+            total = time.process_time() - t
             await provider.aclose()
             return result, total
 
@@ -277,7 +277,8 @@ def engine(args) -> None:
 
     for rnd in range(args.rounds):
         # every per-process cache of token counts empty, as at a run's start
-        for cache in (tokens.count, tokens._line_count, retries._count_cached, getattr(retries, "_estimate", None)):
+        for cache in (tokens.count, tokens._line_count, getattr(tokens, "_piece_count", None), retries._count_cached,
+                      getattr(retries, "_estimate", None)):
             if hasattr(cache, "cache_clear"):
                 cache.cache_clear()
         s = engine_own(args.engine, args.profile if rnd == 0 else None)
@@ -373,40 +374,40 @@ def main() -> None:
     asyncio.run(provider_calls([build(*requests[0])[1]]))   # the SDK's lazy imports
     # round 1 is a run's first pass over these texts; later rounds find every per-line and per-token cache warm
     for rnd in range(args.rounds):
-        t = CLOCK()
+        t = time.process_time()
         built = [build(specs, shown) for specs, shown in requests]
-        t_build = CLOCK() - t
-        t = CLOCK()
+        t_build = time.process_time() - t
+        t = time.process_time()
         for pair in built:
             for r in pair:
                 estimate_input(r)
-        t_est = CLOCK() - t
+        t_est = time.process_time() - t
         sent = [pair[1] for pair in built]
-        t = CLOCK()
+        t = time.process_time()
         asyncio.run(provider_calls(sent))
-        t_provider = CLOCK() - t
-        t = CLOCK()
+        t_provider = time.process_time() - t
+        t = time.process_time()
         for specs, c in zip(calls, completions, strict=True):
             parse_reply(c, plan.record_shape, [s.id for s in specs])
-        t_parse = CLOCK() - t
-        t = CLOCK()
+        t_parse = time.process_time() - t
+        t = time.process_time()
         for s, rec in records:
             check_record(rec, plan.record_shape, plan.quality, requested=s.labels)
-        t_check = CLOCK() - t
-        t = CLOCK()
+        t_check = time.process_time() - t
+        t = time.process_time()
         for s, rec in records:
             measure(rec, plan, requested=s.labels)
-        t_measure = CLOCK() - t
+        t_measure = time.process_time() - t
         users = [m["content"] for _, rec in records for m in rec["messages"] if m["role"] == "user"]
         replies = [rec["messages"][-1]["content"] for _, rec in records]
-        t = CLOCK()
+        t = time.process_time()
         for u in users:
             typo_signals(u)
-        t_typo = CLOCK() - t
-        t = CLOCK()
+        t_typo = time.process_time() - t
+        t = time.process_time()
         for r in replies:
             has_example(r)
-        t_example = CLOCK() - t
+        t_example = time.process_time() - t
         n, m = len(calls), len(records)
         print(f"round {rnd + 1}: per call: 2 requests {per(t_build, n)}, 2 estimates {per(t_est, n)}, "
               f"provider+SDK to the socket and back {per(t_provider, n)}, parse_reply {per(t_parse, n)}; per record ({m}): "
