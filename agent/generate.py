@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -184,6 +185,7 @@ class Engine:
         self.avoid_list = AvoidList()                # how the avoid list is shown (small models copy it)
         self.started = time.monotonic()
         self.reserved_cost = 0.0                     # the worst case of every call in flight, reserved at dispatch
+        self.unstarted: set[int] = set()             # pending rows of calls dispatched whose task has not run yet
         self.no_progress_calls = 0                   # completed calls in a row that accepted nothing
         self.accepted_this_run = 0
         # (accepted, specs asked, cost) per completed call, as far back as the brakes look: the rate test over the
@@ -294,6 +296,7 @@ class Engine:
         ids = [s.id for s in specs]
         if pending is None:
             pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, out.worst)
+        self.unstarted.discard(pending)
         out.pending = pending
         try:
             completion = await self.send(request, out)
@@ -325,8 +328,11 @@ class Engine:
         Written at dispatch, right after the last call's record, while SQLite's code and pages are still in the
         CPU's caches: in the call's task, after other calls' work, the same insert cost ~3x the CPU
         (bench/README.md). The same rows in the same order: tasks start in dispatch order, and nothing else
-        writes a call row in between."""
-        return self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, worst)
+        writes a call row in between; the row of a task cancelled before it started (never sent) is removed
+        when the run ends, as such a task never wrote one."""
+        pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, worst)
+        self.unstarted.add(pending)
+        return pending
 
     async def send(self, request, out: Outcome) -> Completion:
         return await call_with_retries(self.provider, request, self.limiter, out.attempts.append,
@@ -614,6 +620,12 @@ class Engine:
                 task.cancel()
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
+            if self.unstarted:   # dispatched, then cancelled before their task ran: never sent
+                try:
+                    self.ledger.drop_pending(sorted(self.unstarted))
+                except sqlite3.Error as e:   # e.g. the full disk that stopped the run: they stay, at their worst case
+                    log.warning("%d calls never sent stay counted at their worst case: %s", len(self.unstarted), e)
+                self.unstarted.clear()
             # the plan can fill (or the budget end) while a batch's last calls are queued or cancelled:
             # its audit record is still written, for what it did
             open_batches = [b for b, n in self.open_calls.items() if n > 0]

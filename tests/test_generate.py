@@ -435,3 +435,35 @@ def test_a_call_is_sent_only_after_its_pending_row_is_committed(tmp_path):
     result, _ = _run_engine(tmp_path, "run", Engine, plan_path, provider=Watching(model="simulated-1"))
     assert result.accepted == 60 and len(seen) > 12
     assert all(n == 1 for n, _ in seen) and [b for _, b in seen] == sorted(b for _, b in seen)
+
+
+def test_calls_dispatched_but_never_started_leave_no_pending_row(tmp_path, monkeypatch):
+    """The dispatch loop fails (a full disk) at the second pending row of its second round: the call dispatched
+    just before it never ran, never reached the provider, and leaves no pending row (as when each task wrote its
+    own); the first round's ten calls were recorded."""
+    import asyncio
+
+    from agent.generate import Engine
+    from agent.limits import Limiter
+    from agent.providers import create
+    from agent.tokens import load_prices
+
+    plan = load_plan(small_plan(tmp_path, total=60))   # 10 calls a batch
+    ledger = Ledger.open(tmp_path / "run", plan, simulated=True)
+    engine = Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices(), max_cost=100.0)
+    written = []
+    add_pending = ledger.add_pending
+
+    def twelfth_fails(*args):
+        if len(written) == 11:
+            raise sqlite3.OperationalError("database or disk is full")
+        written.append(add_pending(*args))
+        return written[-1]
+
+    monkeypatch.setattr(ledger, "add_pending", twelfth_fails)
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(engine.run())
+    statuses = dict(ledger.db.execute("SELECT status, COUNT(*) FROM calls GROUP BY 1").fetchall())
+    assert len(written) == 11 and statuses.get("pending", 0) == 0 and statuses["ok"] >= 10
+    assert ledger.pending_calls() == (0, 0)
+    ledger.close()
