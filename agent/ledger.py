@@ -338,6 +338,11 @@ class Ledger:
             " VALUES (?, 'generate', ?, ?, 'pending', ?, ?)", (batch, provider, model, worst_cost, time.time()))
         return _new_id(cur)
 
+    def drop_pending(self, call_ids: Sequence[int]) -> None:
+        """Pending rows of calls that were never sent (dispatched, then cancelled before their task ran)."""
+        with self.db:
+            self.db.executemany("DELETE FROM calls WHERE id = ? AND status = 'pending'", [(i,) for i in call_ids])
+
     def record_faults(self, call_id: int, faults: Sequence[tuple[str, str, float]]) -> None:
         """The faults of a call cancelled before it ended (the plan filled, a signal): its pending row stays,
         and what the server answered it (a 429 before the retry it was waiting for) is kept with it."""

@@ -175,6 +175,11 @@ class Limiter:
                             self._waited, self._rate_limited, self._cuts,
                             {name: b.per_minute for name, b in self._buckets.items()})
 
+    @property
+    def concurrency(self) -> int:
+        """The current in-flight limit (stats.concurrency, without building the whole LimiterStats)."""
+        return self._window.limit
+
     def expected_output(self, max_tokens: int) -> int:
         """Output tokens to reserve for a call: the running mean once known, else a guess below max_tokens."""
         return int(self._output) if self._output is not None else min(max_tokens, 1000)

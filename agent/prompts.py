@@ -168,6 +168,24 @@ class PlanPrompts:
         # (dimension, category) -> its _label_sizes entry: label sets rarely repeat, single labels always do
         self._sizes = {(d, c.name): _label_sizes(plan, {d: c.name})[0]
                        for d, dim in plan.dimensions.items() for c in dim.categories}
+        # (dimension, category) -> its part of a spec line, "response_length=short (50-150 words)"
+        self._parts = {(d, c.name): spec_lines(plan, [Spec(id="", labels={d: c.name})], self.words)[0][len("[] "):]
+                       for d, dim in plan.dimensions.items() for c in dim.categories}
+
+    def spec_lines(self, specs: Sequence[Spec]) -> list[str]:
+        """spec_lines(plan, specs), each label's part made once per plan (a label outside the plan afresh)."""
+        lines = []
+        parts = self._parts
+        for s in specs:
+            line = [f"topic: {s.topic}"] if s.topic else []
+            if s.passage:
+                line.append(f"doc: {s.passage}")
+            for item in s.labels.items():
+                part = parts.get(item)
+                line.append(part if part is not None else spec_lines(self.plan, [Spec(id="", labels=dict([item]))],
+                                                                     self.words)[0][len("[] "):])
+            lines.append(f"[{s.id}] " + "; ".join(line))
+        return lines
 
     def output_budget(self, specs: Sequence[Spec]) -> int:
         """output_budget(plan, specs), each label's sizes looked up once per plan."""
@@ -178,13 +196,15 @@ class PlanPrompts:
 
     def request(self, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                 temperature: float | None = None, system: str | None = None,
-                references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False) -> Request:
-        """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py)."""
+                references: Sequence[tuple[str, str]] = (), avoid_cues: bool = False,
+                seed: int | None = None) -> Request:
+        """avoid_cues: the avoid list holds short topic cues, not whole questions (agent/avoid.py); seed: the
+        call's own (the plan's when None)."""
         plan = self.plan
         steering = steering or {}
         # grounding: each passage once, however many specs use it; references: real examples, style only
         docs = {s.passage: s.document for s in specs if s.passage}
-        user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs, self.words), avoid=list(avoid),
+        user = render("batch.j2", specs=specs, spec_lines=self.spec_lines(specs), avoid=list(avoid),
                       avoid_cues=avoid_cues, steering={"instructions": steering.get("instructions", [])},
                       documents=docs, references=list(references))
         g = plan.generation
@@ -196,7 +216,7 @@ class PlanPrompts:
             temperature=g.temperature if temperature is None else temperature,
             max_tokens=self.output_budget(specs),
             timeout=g.timeout_seconds,
-            seed=g.seed,
+            seed=g.seed if seed is None else seed,
             specs=tuple(specs),
         )
 

@@ -1,6 +1,7 @@
 """The per-call and per-record parts of the client loop, in-process, CPU time (process_time) per part.
 
     .venv/bin/python bench/bench_callpath.py [--calls 400] [--rounds 3] [--wire-only]
+    .venv/bin/python bench/bench_callpath.py --engine 2000 [--rounds 3] [--profile out.prof]
 
 Runs the tree it sits in: copy it into another tree (e.g. a `git archive` of main) and run both, one after
 the other, to compare. The example plan, 5 specs a call; replies from the simulated provider. Per call: the
@@ -14,6 +15,16 @@ token estimate, call_with_retries (limiter slot, tenacity, timeout) and the Open
 loopback server in another process (its CPU is not ours) that answers at once with the simulated provider's
 replies; 8 calls in flight. Once per HTTP transport the installed SDK can use (httpx2; aiohttp with
 openai[aiohttp]), alternating.
+
+`--engine N`: the engine's own CPU per call, in-process: Engine.run over the example plan at N examples, with the
+real OpenAI provider, limiter, retries, ledger (SQLite in a temporary folder) and audit, the SDK's HTTP
+client's send() answering at once with the simulated provider's reply (usage and x-ratelimit-* headers as
+OpenAI sends them). CPU (process_time) of the whole loop minus what is not the engine's own: the SDK's
+`post` (the stubbed send and the simulated reply inside it included), `Engine.audit` and `Engine.close_batch`
+(the audit's). None of them suspends, so process_time around each is its own CPU (checked: no other part of
+the loop runs while one is open). Also per part: request_for, worst_cost, add_pending, record_call, the
+rest of record (call_rows, tally, release), draw_batch, and the remainder (the call's coroutines: Engine.call,
+call_with_retries, the limiter, the provider's glue around `post`, asyncio).
 """
 
 from __future__ import annotations
@@ -104,7 +115,8 @@ async def wire_calls(url: str, sent: list, transport: str, in_flight: int = 8) -
     # every line of the batch prompts uncounted again, as in a new run: the first call (not timed) counts the
     # system prompt and the template's lines; the timed calls count their own new lines (specs, avoid list)
     from agent import retries, tokens
-    for cache in (tokens._line_count, retries._count_cached, getattr(retries, "_estimate", None)):
+    for cache in (tokens._line_count, getattr(tokens, "_piece_count", None), retries._count_cached,
+                  getattr(retries, "_estimate", None)):
         if cache is not None:
             cache.cache_clear()
     await call(sent[0])
@@ -116,6 +128,171 @@ async def wire_calls(url: str, sent: list, transport: str, in_flight: int = 8) -
     return cpu
 
 
+def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
+    """One in-process engine run (see the module docstring): CPU seconds per part, and the call count."""
+    import gc
+
+    import httpx2
+    import yaml
+
+    from agent import tokens
+    from agent.generate import Engine
+    from agent.ledger import Ledger
+    from agent.limits import Limiter
+    from agent.plan import load_plan
+    from agent.prompts import sample_request
+    from agent.providers.base import Request
+    from agent.providers.openai import OpenAIProvider
+    from agent.providers.simulated import SimulatedProvider
+    from agent.tokens import load_prices
+
+    sim = SimulatedProvider(seed=1, drift=False)
+    headers = {"content-type": "application/json",
+               "x-ratelimit-limit-requests": "30000", "x-ratelimit-remaining-requests": "29999",
+               "x-ratelimit-reset-requests": "2ms", "x-ratelimit-limit-tokens": "150000000",
+               "x-ratelimit-remaining-tokens": "149990000", "x-ratelimit-reset-tokens": "4ms"}
+
+    async def send(request, **kwargs):
+        body = json.loads(request.content)
+        messages = body["messages"]
+        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        user = messages[-1]["content"]
+        c = sim.reply(Request(system=messages[0]["content"], user=user, schema=schema, seed=body.get("seed"),
+                              purpose="reask" if "Your previous reply" in user else "generate"))
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini-2024-07-18",
+                 "choices": [{"index": 0, "finish_reason": c.finish_reason,
+                              "message": {"role": "assistant", "content": c.text, "refusal": None}}],
+                 "usage": {"prompt_tokens": c.input_tokens, "completion_tokens": c.output_tokens,
+                           "total_tokens": c.input_tokens + c.output_tokens,
+                           "prompt_tokens_details": {"cached_tokens": 0}}}
+        return httpx2.Response(200, content=json.dumps(reply).encode(), headers=headers, request=request)
+
+    spent = {"post": 0.0, "audit": 0.0, "close_batch": 0.0, "request_for": 0.0, "worst_cost": 0.0,
+             "add_pending": 0.0, "record_call": 0.0, "record_rest": 0.0, "draw_batch": 0.0,
+             "save_state": 0.0, "snapshot": 0.0}
+    open_part: list[str] = []
+    overlaps: list[str] = []
+
+    def timed(name: str, fn, *, inner: bool = False):
+        def wrapper(*args, **kwargs):
+            if open_part and not inner:
+                overlaps.append(f"{name} ran while {open_part[-1]} was open")
+            open_part.append(name)
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - t
+                open_part.pop()
+                if open_part:   # a part inside another: its time is not the outer part's
+                    spent[open_part[-1]] -= time.process_time() - t
+        return wrapper
+
+    def timed_async(name: str, fn):
+        async def wrapper(*args, **kwargs):
+            if open_part:
+                overlaps.append(f"{name} ran while {open_part[-1]} was open")
+            open_part.append(name)
+            t = time.process_time()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - t
+                open_part.pop()
+        return wrapper
+
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:   # collections that land in no timed part: the rest's share
+        if phase == "start":
+            gc_started[0] = time.process_time()
+            return
+        spent["gc_all"] += time.process_time() - gc_started[0]
+        if not open_part:
+            spent["gc_rest"] += time.process_time() - gc_started[0]
+
+    spent["gc_rest"] = spent["gc_all"] = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+        data["total"] = examples
+        data["generation"].update(provider="openai", model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1")
+        (Path(tmp) / "plan.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        plan = load_plan(Path(tmp) / "plan.yaml")
+        ledger = Ledger.open(Path(tmp) / "out", plan, simulated=False)
+        provider = OpenAIProvider(model="gpt-4o-mini", api_key="sk-bench", base_url="http://127.0.0.1:9/v1")
+        engine = Engine(plan, ledger, provider, Limiter(), load_prices(), max_cost=1e6, budget_source="--max-cost")
+        engine.request_for = timed("request_for", engine.request_for)
+        engine.worst_cost = timed("worst_cost", engine.worst_cost)
+        engine.draw_batch = timed("draw_batch", engine.draw_batch)
+        engine.record = timed("record_rest", engine.record)
+        ledger.add_pending = timed("add_pending", ledger.add_pending)
+        # inside record: timed apart, and taken out of record's own time
+        engine.audit = timed("audit", engine.audit, inner=True)
+        engine.close_batch = timed("close_batch", engine.close_batch, inner=True)
+        ledger.record_call = timed("record_call", ledger.record_call, inner=True)
+        # the audit's state, saved once at the run's end (close_batch saves it during the run): not per call
+        ledger.save_state = timed("save_state", ledger.save_state)
+        engine.auditor.snapshot = timed("snapshot", engine.auditor.snapshot, inner=True)
+
+        async def run():
+            client = provider._sdk()
+            client._client.send = send
+            # the SDK's first request works out its platform headers in a worker thread: done before timing
+            await provider.complete(sample_request(plan))
+            tokens.encoding()   # the tokenizer's tables, loaded once per process
+            client.post = timed_async("post", client.post)
+            gc.collect()
+            t = time.process_time()
+            gc.callbacks.append(on_gc)
+            try:
+                result = await engine.run()
+            finally:
+                gc.callbacks.remove(on_gc)
+            total = time.process_time() - t
+            await provider.aclose()
+            return result, total
+
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            result, total = prof.runcall(asyncio.run, run())
+            prof.dump_stats(profile)
+        else:
+            result, total = asyncio.run(run())
+        calls = ledger.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        ledger.close()
+    if overlaps:
+        raise RuntimeError(f"{len(overlaps)} parts ran inside another, e.g. {overlaps[0]}")
+    if result.accepted != examples:
+        raise RuntimeError(f"the run accepted {result.accepted} of {examples}")
+    spent["total"] = total
+    spent["calls"] = calls
+    spent["own"] = total - sum(spent[k] for k in ("post", "audit", "close_batch", "save_state", "snapshot"))
+    return spent
+
+
+def engine(args) -> None:
+    from agent import retries, tokens
+
+    for rnd in range(args.rounds):
+        # every per-process cache of token counts empty, as at a run's start
+        for cache in (tokens.count, tokens._line_count, getattr(tokens, "_piece_count", None), retries._count_cached,
+                      getattr(retries, "_estimate", None)):
+            if hasattr(cache, "cache_clear"):
+                cache.cache_clear()
+        s = engine_own(args.engine, args.profile if rnd == 0 else None)
+        n = s["calls"]
+        rest = s["own"] - sum(s[k] for k in ("request_for", "worst_cost", "add_pending", "record_call",
+                                               "record_rest", "draw_batch"))
+        print(f"round {rnd + 1}: {args.engine} examples, {n:.0f} calls: engine's own CPU per call "
+              f"{per(s['own'], n)} (request_for {per(s['request_for'], n)}, worst_cost {per(s['worst_cost'], n)}, "
+              f"add_pending {per(s['add_pending'], n)}, record_call {per(s['record_call'], n)}, rest of record "
+              f"{per(s['record_rest'], n)}, draw_batch {per(s['draw_batch'], n)}, the call's coroutines and the loop "
+              f"{per(rest, n)}, of it garbage collection {per(s['gc_rest'], n)} (in all parts {per(s['gc_all'], n)})); not counted: SDK post {per(s['post'], n)}, audit {per(s['audit'], n)}, close_batch "
+              f"{per(s['close_batch'], n)}; load average {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def per(seconds: float, n: int) -> str:
     return f"{seconds / n * 1e3:.3f} ms"
 
@@ -125,7 +302,11 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--wire-only", action="store_true", help="only the call path over HTTP")
+    ap.add_argument("--engine", type=int, default=0, help="the engine's own CPU per call, Engine.run at N examples")
+    ap.add_argument("--profile", help="with --engine: cProfile the first round into this file")
     args = ap.parse_args()
+    if args.engine:
+        return engine(args)
 
 
     from agent import prompts

@@ -127,12 +127,35 @@ def test_counting_by_lines_equals_counting_the_whole_text():
         prompts += [sample_request(plan).user, system_prompt(plan)]
         prompts += [build_request(plan, random_specs(plan, rng, 5, i), avoid=["q?"] * i).user for i in range(5)]
     pieces = ["word", "Word", " ", "  ", "\n", "\n\n", "\r\n", "\r", "\t", " \n", "'s", "'ll", "12345", "-", "- ",
-              "[r1b2-0]", ":", "!!", "é", "日本", "🙂", "\u00a0", "\u2028", "\x1c", "<|endoftext|>", "  \n  x"]
+              "[r1b2-0]", ":", "!!", "é", "日本", "🙂", "\u00a0", "\u2028", "\x1c", "<|endoftext|>", "  \n  x",
+              "; ", ", ", "] ", ") ", "' ", "'s ", "'S", " '", "=", "(", ".", "?", "; \n", ";\n ", ". . ", "\u3000",
+              "—", "… ", "« ", "123; 4", "\\ ", "` ", "~ ", "_ ", "- -", "$ 5"]
     fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
     texts = prompts + simulated_texts(200) + HAND_WRITTEN + fuzz
     for text in texts:
         assert tokens.count_lines(text) == tokens.count(text), repr(text)
     assert sum(len(tokens._LINE_CUT.split(t)) > 1 for t in texts) > 1000   # the split is taken
+    assert sum(tokens.PIECE_CUT in t for t in texts) > 1000   # and the cut within lines
+    for text in texts:   # the quick split cuts where the regular expression does
+        assert tokens.lines(text) == tokens._LINE_CUT.split(text), repr(text)
+
+
+def test_counting_by_pieces_equals_counting_the_whole_text_on_every_short_string():
+    """Brute force over short strings of characters chosen to meet every alternative of cl100k's pattern at a
+    cut: letters, a digit, an apostrophe (contractions), ASCII and other punctuation, spaces, line breaks."""
+    if tokens.encoding() is None:
+        pytest.skip("no tiktoken encoding offline")
+    import itertools
+
+    alphabet = ["a", "s", "D", "1", "'", ";", ")", "[", "\u00bb", " ", "  ", "\n", "\t", "\u00a0"]
+    cut = 0
+    for n in range(1, 5):
+        for chars in itertools.product(alphabet, repeat=n):
+            text = "".join(chars)
+            tokens._line_count.cache_clear()
+            assert tokens.count_lines(text) == len(tokens.encoding().encode_ordinary(text)), repr(text)
+            cut += tokens.PIECE_CUT in text
+    assert cut > 500
 
 
 def test_a_request_estimated_at_dispatch_and_at_its_call_is_counted_once(monkeypatch):
@@ -339,3 +362,112 @@ def test_auditor_quota_lookup_equals_the_category_scan(tmp_path, path):
             auditor.quota("not_a_dimension", "x")
     finally:
         ledger.close()
+
+
+def _old_request_for(engine, specs):
+    """Engine.request_for before the seed went into PlanPrompts.request: the request built, then copied with it."""
+    import dataclasses
+
+    instructions = engine.steer.phrasing_instructions + engine.auditor.instructions()
+    temperature = min(1.5, engine.plan.generation.temperature + engine.steer.temperature_step)
+    shown = engine.avoid_list.shown(engine.avoid)
+    request = engine.prompts.request(specs, avoid=shown + engine.steer.avoid_phrases,
+                                     steering={"instructions": instructions}, temperature=temperature,
+                                     avoid_cues=engine.avoid_list.mode == "cues",
+                                     references=engine.references.next() if engine.references else ())
+    return dataclasses.replace(request, seed=engine.rng.randrange(2**31)), (shown, engine.avoid_list.mode)
+
+
+@pytest.mark.parametrize("name", ["example", "grounded"])
+def test_the_engine_builds_each_request_and_draws_its_seed_as_before(tmp_path, name, monkeypatch):
+    """Two engines of one plan, one building requests the old way: the same requests, seeds and draws after."""
+    from agent.generate import Engine
+    from agent.ledger import Ledger
+    from agent.limits import Limiter
+    from agent.providers import create
+    from agent.runner import grounding
+    from agent.tokens import load_prices
+
+    monkeypatch.chdir(ROOT)   # the plan's sources are read from the folder datagen runs in
+    plan = load_plan(ROOT / "plans" / f"{name}.yaml")
+    engines = []
+    for side in ("old", "new"):
+        passages, _, references = grounding(plan)
+        ledger = Ledger.open(tmp_path / side, plan, simulated=True)
+        engines.append(Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices(),
+                              passages=passages, references=references))
+    old, new = engines
+    rng = random.Random(8)
+    for _ in range(6):
+        calls_old, calls_new = old.draw_batch(), new.draw_batch()
+        assert calls_old == calls_new
+        for specs_old, specs_new in zip(calls_old, calls_new, strict=True):
+            avoid = [f"an earlier question {rng.randrange(1000)}?" for _ in range(rng.randrange(25))]
+            old.avoid, new.avoid = list(avoid), list(avoid)
+            if rng.random() < 0.3:
+                old.avoid_list.step = new.avoid_list.step = rng.randrange(3)
+            assert new.request_for(specs_new) == _old_request_for(old, specs_old)
+    assert old.rng.random() == new.rng.random()
+    if name == "grounded":
+        assert new.references and old.references and new.references.next() == old.references.next()
+    for e in engines:
+        e.ledger.close()
+
+
+# ---- the engine's wait for its next finished call ----------------------------------------------------
+
+def _waits(script: list[list[int]], first_done: bool) -> list[tuple[list[str], list[str]]]:
+    """Run a script of rounds (each: new tasks, by how many event-loop turns each takes; its first entry also
+    the turns the loop gives away after its wait, as the engine's wait for its index) through the engine's wait
+    or asyncio.wait; the done and pending tasks each wait returned, by name."""
+    from agent.generate import FirstDone
+
+    async def job(turns: int, fail: bool) -> int:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if fail:
+            raise ValueError("a failed call")
+        return turns
+
+    async def main():
+        waiter = FirstDone()
+        names: dict[asyncio.Task, str] = {}
+        in_flight: set[asyncio.Task] = set()
+        seen = []
+        for r, new in enumerate(script):
+            for i, turns in enumerate(new):
+                task = asyncio.ensure_future(job(turns, turns % 5 == 4))
+                names[task] = f"{r}.{i}"
+                in_flight.add(waiter.watch(task) if first_done else task)
+            if not in_flight:
+                continue
+            if first_done:
+                done, in_flight = await waiter.wait(in_flight)
+            else:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            # sorted: a set of tasks iterates in the order of their addresses, which differ from run to run
+            seen.append((sorted(names[t] for t in done), sorted(names[t] for t in in_flight)))
+            for t in done:
+                t.exception()
+            for _ in range(new[0] % 3 if new else 0):
+                await asyncio.sleep(0)
+        for t in in_flight:
+            t.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        return seen
+
+    return asyncio.run(main())
+
+
+def test_the_engine_waits_for_its_next_finished_call_as_asyncio_wait_did():
+    rng = random.Random(12)
+    several = 0
+    for _ in range(300):
+        script = [[rng.choice([0, 0, 1, 2, 3, 4, 6, 9]) for _ in range(rng.choice([0, 1, 1, 2, 5, 12]))]
+                  for _ in range(rng.randint(1, 25))]
+        expected = _waits(script, first_done=False)
+        got = _waits(script, first_done=True)
+        # the same tasks done at each wait, and the same left in flight
+        assert got == expected, script
+        several += sum(len(done) > 1 for done, _ in expected)
+    assert several > 50   # waits that found several calls done at once (one at a time is the easy case)

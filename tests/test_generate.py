@@ -358,3 +358,112 @@ def test_every_run_ends_with_an_audit_record_of_everything_it_did(tmp_path, run_
     assert summaries[-1]["total_accepted"] == accepted
     assert summaries[-1]["diversity"]["cumulative"]["examples"] == accepted
     assert sum(s["processed"] for s in summaries) == con.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+
+
+def _run_engine(tmp_path, name, engine_class, plan_path, provider=None):
+    import asyncio
+
+    from agent.limits import Limiter
+    from agent.providers import create
+    from agent.tokens import load_prices
+
+    plan = load_plan(plan_path)
+    ledger = Ledger.open(tmp_path / name, plan, simulated=True)
+    engine = engine_class(plan, ledger, provider or create("simulated", model="simulated-1"), Limiter(),
+                          load_prices(), max_cost=100.0)
+    result = asyncio.run(engine.run())
+    ledger.close()
+    return result, tmp_path / name / "ledger.sqlite"
+
+
+def _rows(db):
+    """Every table's rows in id order, without what the clock decides (times, latencies, elapsed seconds)."""
+    con = sqlite3.connect(db)
+    out = {}
+    for table, columns in {"calls": "id, batch, purpose, provider, model, status, kind, attempts, input_tokens, "
+                                    "output_tokens, cached_tokens, cost, mode, error, reply",
+                           "examples": "id, spec_id, call_id, batch, status, reason, topic, simulated, user_text, "
+                                       "requested, audited, detail, passage, record",
+                           "labels": "example_id, dimension, category", "faults": "call_id, kind, message"}.items():
+        out[table] = con.execute(f"SELECT {columns} FROM {table} ORDER BY rowid").fetchall()
+    out["batches"] = [{k: v for k, v in json.loads(s).items() if "elapsed" not in k}
+                      for s, in con.execute("SELECT summary FROM batches ORDER BY id")]
+    con.close()
+    return out
+
+
+def test_pending_rows_written_at_dispatch_leave_the_ledger_as_the_calls_wrote_them(tmp_path):
+    """The engine writes each call's pending row at dispatch; an engine whose calls write their own (the code
+    before) fills the same ledger, row for row, on a drifting simulated run (one call in flight: one order)."""
+    from agent.generate import Engine
+
+    class TaskWritesPending(Engine):
+        def pending_row(self, batch, worst):
+            return None   # Engine.call writes it when its task starts, as it did before
+
+    plan_path = small_plan(tmp_path, total=60)
+    data = yaml.safe_load(plan_path.read_text())
+    data["generation"]["concurrency"] = 1
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    old, old_db = _run_engine(tmp_path, "old", TaskWritesPending, plan_path)
+    new, new_db = _run_engine(tmp_path, "new", Engine, plan_path)
+    assert new.accepted == old.accepted == 60 and new.calls == old.calls
+    old_rows, new_rows = _rows(old_db), _rows(new_db)
+    assert len(old_rows["calls"]) > 12 and len(old_rows["examples"]) >= 60
+    assert new_rows == old_rows
+
+
+def test_a_call_is_sent_only_after_its_pending_row_is_committed(tmp_path):
+    """When the provider is asked, another connection already sees the call's own pending row (one call in
+    flight: the only one), so a kill from then on leaves it counted at its worst case."""
+    from agent.generate import Engine
+    from agent.providers.simulated import SimulatedProvider
+
+    seen: list[tuple[int, int]] = []
+
+    class Watching(SimulatedProvider):
+        async def complete(self, request):
+            con = sqlite3.connect(tmp_path / "run" / "ledger.sqlite")
+            seen.append(con.execute("SELECT COUNT(*), MAX(batch) FROM calls WHERE status = 'pending'").fetchone())
+            con.close()
+            return await super().complete(request)
+
+    plan_path = small_plan(tmp_path, total=60)
+    data = yaml.safe_load(plan_path.read_text())
+    data["generation"]["concurrency"] = 1
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result, _ = _run_engine(tmp_path, "run", Engine, plan_path, provider=Watching(model="simulated-1"))
+    assert result.accepted == 60 and len(seen) > 12
+    assert all(n == 1 for n, _ in seen) and [b for _, b in seen] == sorted(b for _, b in seen)
+
+
+def test_calls_dispatched_but_never_started_leave_no_pending_row(tmp_path, monkeypatch):
+    """The dispatch loop fails (a full disk) at the second pending row of its second round: the call dispatched
+    just before it never ran, never reached the provider, and leaves no pending row (as when each task wrote its
+    own); the first round's ten calls were recorded."""
+    import asyncio
+
+    from agent.generate import Engine
+    from agent.limits import Limiter
+    from agent.providers import create
+    from agent.tokens import load_prices
+
+    plan = load_plan(small_plan(tmp_path, total=60))   # 10 calls a batch
+    ledger = Ledger.open(tmp_path / "run", plan, simulated=True)
+    engine = Engine(plan, ledger, create("simulated", model="simulated-1"), Limiter(), load_prices(), max_cost=100.0)
+    written = []
+    add_pending = ledger.add_pending
+
+    def twelfth_fails(*args):
+        if len(written) == 11:
+            raise sqlite3.OperationalError("database or disk is full")
+        written.append(add_pending(*args))
+        return written[-1]
+
+    monkeypatch.setattr(ledger, "add_pending", twelfth_fails)
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(engine.run())
+    statuses = dict(ledger.db.execute("SELECT status, COUNT(*) FROM calls GROUP BY 1").fetchall())
+    assert len(written) == 11 and statuses.get("pending", 0) == 0 and statuses["ok"] >= 10
+    assert ledger.pending_calls() == (0, 0)
+    ledger.close()

@@ -272,3 +272,83 @@ def test_the_request_is_not_changed():
     asyncio.run(call_with_retries(Scripted([ProviderError("x", retryable=True, kind="server")]), REQUEST,
                                   Limiter(), initial_wait=0.01))
     assert repr(REQUEST) == before
+
+
+def test_concurrency_is_the_stats_figure_as_the_window_moves():
+    limiter = Limiter()
+    seen = []
+    for limit in (32, 7, 1, 1024):
+        limiter._window.resize(limit)
+        assert limiter.concurrency == limiter.stats.concurrency == limit
+        seen.append(limiter.concurrency)
+    assert Limiter(concurrency=5).concurrency == 5 and seen == [32, 7, 1, 1024]
+
+
+async def _old_call_with_retries(provider, request, limiter, on_attempt=None, max_attempts=8, max_wait=60.0,
+                                 initial_wait=0.5, max_seconds=None):
+    """call_with_retries before its first attempt ran ahead of tenacity: every attempt inside tenacity's loop."""
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+    from agent.retries import _attempt, _Backoff, _Clock, _retryable, estimate_input
+
+    est_input = estimate_input(request)
+    est_output = limiter.expected_output(request.max_tokens)
+    clock = _Clock(max_seconds)
+
+    def out_of_time(state) -> bool:
+        return clock.remaining() - (state.upcoming_sleep or 0.0) < 1.0
+
+    max_tries = stop_after_attempt(max_attempts)
+    retrying = AsyncRetrying(stop=lambda state: max_tries(state) or out_of_time(state),
+                             wait=_Backoff(initial_wait, max_wait), retry=retry_if_exception(_retryable), reraise=True)
+    number = 0
+    async for attempt in retrying:
+        with attempt:
+            number += 1
+            return await _attempt(provider, request, limiter, est_input, est_output, clock, number, on_attempt)
+    raise AssertionError("unreachable")
+
+
+def test_first_attempt_ahead_of_tenacity_retries_as_before(monkeypatch):
+    """Scripted fault sequences through the old and the new call_with_retries: the same attempts (kind, message,
+    number), the same waits asked for (jitter seeded alike), the same calls and the same result or error."""
+    import random
+
+    sleeps: list[float] = []
+
+    async def no_sleep(seconds, result=None):
+        sleeps.append(seconds)
+        return result
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    outcomes = [lambda i: ProviderError(f"server {i}", retryable=True, kind="server"),
+                lambda i: ProviderError(f"reset {i}", retryable=True, kind="connection"),
+                lambda i: ProviderError(f"bad {i}", retryable=False, kind="bad_request"),
+                lambda i: KeyError(f"bug {i}"),
+                None]   # success
+    rng = random.Random(4)
+
+    def run(fn, picks, kwargs, seed):
+        sleeps.clear()
+        random.seed(seed)
+        script = [p(i) if p else None for i, p in enumerate(picks)]   # new exception objects for each run
+        provider = Scripted(script[:script.index(None)] if None in script else script)
+        attempts: list[Attempt] = []
+        try:
+            result: object = asyncio.run(fn(provider, REQUEST, Limiter(), attempts.append, **kwargs))
+        except (ProviderError, KeyError) as e:
+            result = (type(e).__name__, str(e), getattr(e, "kind", None))
+        return (result if isinstance(result, tuple) else ("ok", result is provider.reply), provider.calls,
+                [(a.status, a.kind, a.message, a.number, a.retry_after) for a in attempts], list(sleeps))
+
+    kinds = set()
+    for case in range(400):
+        picks = [rng.choice(outcomes) for _ in range(rng.randint(1, 10))]
+        kwargs = {"max_attempts": rng.choice([1, 2, 3, 8]), "max_seconds": rng.choice([None, None, 2.0, 40.0]),
+                  "initial_wait": rng.choice([0.01, 0.5])}
+        old = run(_old_call_with_retries, picks, kwargs, case)
+        assert run(call_with_retries, picks, kwargs, case) == old, (picks, kwargs)
+        kinds.add((old[0][0], old[1] > 1, bool(old[3])))
+    # successes, errors raised at once and after retries, with and without waits, all met
+    assert {("ok", True, True), ("ok", False, False), ("ProviderError", True, True), ("ProviderError", False, False),
+            ("KeyError", False, False), ("KeyError", True, True)} <= kinds

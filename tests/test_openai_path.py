@@ -304,3 +304,47 @@ def test_aiohttp_is_used_where_installed_and_httpx2_is_the_fallback(fake_server,
     # user:password@ in the URL: aiohttp would refuse it beside the Authorization header
     with_user = OpenAIProvider(model="m", api_key="sk-test", base_url=server.openai_url.replace("//", "//u:p@"))
     assert with_user.transport == "httpx2"
+
+
+def _old_rate_limits(headers: Any) -> dict[str, float]:
+    """openai.rate_limits before it read the headers in one pass: a get() per header."""
+    import contextlib
+
+    from agent.providers.openai import go_seconds
+
+    rate: dict[str, float] = {}
+    for kind in ("requests", "tokens"):
+        for field in ("limit", "remaining"):
+            value = headers.get(f"x-ratelimit-{field}-{kind}")
+            if value:
+                with contextlib.suppress(ValueError):
+                    rate[f"{kind}_{field}"] = float(value)
+        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        seconds = go_seconds(reset) if reset else None
+        if seconds is not None:
+            rate[f"{kind}_reset_s"] = seconds
+    return rate
+
+
+def test_rate_headers_read_in_one_pass_equal_a_get_per_header():
+    import random
+
+    import httpx2
+
+    rng = random.Random(11)
+    names = [f"x-ratelimit-{f}-{k}" for f in ("limit", "remaining", "reset") for k in ("requests", "tokens")]
+    values = ["30000", "29999", "0", "", "1.5", "abc", "6m0s", "20ms", "1h2m3.5s", "7", " 12 ", "1e3", "-4"]
+    others = ["content-type", "x-request-id", "openai-processing-ms", "x-ratelimit-limit-input-tokens", "date"]
+    checked = 0
+    for _ in range(2000):
+        raw = []
+        for _ in range(rng.randrange(12)):
+            name = rng.choice(names + others)
+            name = name.upper() if rng.random() < 0.2 else name.title() if rng.random() < 0.2 else name
+            raw.append((name, rng.choice(values)))
+        headers = httpx2.Headers(raw)
+        assert rate_limits(headers) == _old_rate_limits(headers), raw
+        as_dict = dict(raw)   # a plain mapping: the same exact-case lookups
+        assert rate_limits(as_dict) == _old_rate_limits(as_dict), raw
+        checked += bool(_old_rate_limits(headers))
+    assert checked > 1000
