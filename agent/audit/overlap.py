@@ -21,6 +21,7 @@ _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 _NEVER = np.iinfo(np.int64).max  # a threshold no count passes
 _PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
 _WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all
+_GATHER = 1 << 19  # postings gathered at once when counting the rare keys a batch shares with earlier sets
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -435,14 +436,32 @@ class OverlapIndex:
         at = np.minimum(np.searchsorted(frequent, nums, sorter=order), len(frequent) - 1)
         return np.where(frequent[order[at]] == nums, order[at], -1)
 
-    def _gather(self, nums: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """The ids of the sets holding keys `nums` (int64); with labels: label[q] + id for each id of query q."""
+    def _gather(self, nums: np.ndarray) -> np.ndarray:
+        """The ids of the sets holding keys `nums` (int64)."""
         start, length = self._postings.span(nums)
-        found = self._postings.ids[_spans(start, length)]
-        if labels is None:
-            return found.astype(np.int64)
-        out = np.repeat(labels, length)
-        out += found
+        return self._postings.ids[_spans(start, length)].astype(np.int64)
+
+    def _rare_shared(self, nums: np.ndarray, set_at: np.ndarray, i0: int) -> np.ndarray:
+        """len(set_at) - 1 rows of i0: how many of each batch set's keys (nums[set_at[r]:set_at[r + 1]]) each
+        earlier set holds. The sets' postings are gathered a group at a time (at most _GATHER ids, unless one set
+        alone holds more) and counted set by set: one bincount per set, no (set, earlier set) pair codes to
+        build (a repeat and an add over every id gathered), and temporaries small enough for the allocator to
+        reuse (arrays past 32 MB are fresh pages from the kernel every time)."""
+        rows = len(set_at) - 1
+        out = np.zeros((rows, i0), dtype=np.int64)
+        start, length = self._postings.span(nums[set_at[0]:set_at[-1]])
+        ends = np.cumsum(length)
+        ends = np.concatenate([[0], ends])   # ids gathered before entry e (from set_at[0] on): ends[e - set_at[0]]
+        held = ends[set_at - set_at[0]]      # ids gathered before set r's first entry
+        r = 0
+        while r < rows:
+            last = max(r + 1, int(np.searchsorted(held, held[r] + _GATHER, side="right")) - 1)
+            last = min(last, rows)
+            e0, e1 = set_at[r] - set_at[0], set_at[last] - set_at[0]
+            found = self._postings.ids[_spans(start[e0:e1], length[e0:e1])]
+            for q in range(r, last):
+                out[q] = np.bincount(found[held[q] - held[r]:held[q + 1] - held[r]], minlength=i0)
+            r = last
         return out
 
     def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray, frequent: np.ndarray,
@@ -459,12 +478,13 @@ class OverlapIndex:
         flagged, hot = self.flagged.view.copy(), self.hot.view
         rare = (old[b.key] >= 1) & ~frequent
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
-        pair = self._gather(nums[b.key[rare]], b.owner[rare] * i0)  # batch set * i0 + earlier set, per shared key
+        by_set = np.argsort(b.owner[rare], kind="stable")   # the batch's rare entries, set by set
+        rare_nums, rare_owner = nums[b.key[rare]][by_set], b.owner[rare][by_set]
+        set_at = np.searchsorted(rare_owner, np.arange(b.m + 1))  # set r's entries: set_at[r]:set_at[r + 1]
         span = max(1, (1 << 21) // i0)  # R (span x i0) and its temporaries stay ~16 MB each
         for r0 in range(0, b.m, span):
             r1 = min(b.m, r0 + span)
-            part = pair if span >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
-            shared = np.bincount(part, minlength=(r1 - r0) * i0).reshape(r1 - r0, i0)  # |A∩B| over rare keys
+            shared = self._rare_shared(rare_nums, set_at[r0:r1 + 1], i0)  # |A∩B| over rare keys
             h, over = h_b[r0:r1], over_b[r0:r1]
             # |A∩B| <= shared + min(h_B, hot[A]): a pair can pass A's threshold only if shared > over_a - hot[A]
             # and B's only if shared > over_b - h_B, and matters only while that flag is off (two passes over
