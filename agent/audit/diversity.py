@@ -298,8 +298,8 @@ class DiversityTracker:
         trigrams = ((a[:-2] << 2 * _ID_BITS) | (a[1:-1] << _ID_BITS) | a[2:])[tri_ok]
         mattrs, distinct = segment_measures(ids, per_example)  # distinct: each example's number of word types
         out = []
-        for e, example in enumerate(examples):
-            n, found_verbs_topics = int(per_example[e]), verbs_and_topics(users[e])
+        for e, (example, n) in enumerate(zip(examples, per_example.tolist(), strict=True)):
+            found_verbs_topics = verbs_and_topics(users[e])
             labels = {str(k): str(v) for k, v in (example.get("labels") or {}).items()}
             out.append(_Example(n, distinct[e] / n if n else 0.0, mattrs[e], words[e], *found_verbs_topics, labels))
         if len(vocab) <= 16 * len(ids):  # the batch's distinct words by marking them: no sort

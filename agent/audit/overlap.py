@@ -555,7 +555,10 @@ class OverlapIndex:
         """The k keys held by the most sets (among those held by _COMMON_DF or more), with their df; ties in
         the order the keys reached _COMMON_DF (as heapq.nlargest over that order would give)."""
         dfs = self._df.view[self._common_nums.view]
-        top = np.argsort(-dfs, kind="stable")[:k]
+        held = np.arange(len(dfs))
+        if 0 < k < len(dfs):  # only the keys at or above the k-th largest df can be among the first k
+            held = np.flatnonzero(dfs >= np.partition(dfs, len(dfs) - k)[len(dfs) - k])
+        top = held[np.argsort(-dfs[held], kind="stable")][:k]   # ties: in arrival order, as a full stable sort
         names = {code: key for key, code in self._foreign.items()}
         return [(names.get(key, key), int(df)) for key, df in
                 zip(self._common.view[top].tolist(), dfs[top].tolist(), strict=True)]
