@@ -579,15 +579,15 @@ def fuzz_examples(seed: int, n: int) -> list[dict]:
 @pytest.mark.parametrize(("corpus", "frequent_df"), [("simulated", 256), ("simulated", 8), ("fuzz", 3)])
 def test_tracker_equals_its_d825af4_code_batch_after_batch(batch_size, corpus, frequent_df, monkeypatch):
     """Same batch and cumulative metrics, avoid list, verbs, topic counts and steering as the old code after
-    every batch, with a save and restore (agent/audit/state.py) half way; the rare keys' postings are
-    gathered in small groups so that a batch takes several."""
+    every batch, with a save and restore (agent/audit/state.py) half way; most rare keys' postings are joined
+    as arena views, the others gathered."""
     from agent.audit import overlap
     from agent.audit.auditor import STATE_MODULES
     from agent.audit.state import dumps, loads, same_shape
     from tests.tracker_d825af4 import overlap as old_overlap
     from tests.tracker_d825af4.diversity import DiversityTracker as OldTracker
 
-    monkeypatch.setattr(overlap, "_GATHER", 300)
+    monkeypatch.setattr(overlap, "_SLICE", 3)
     n = 400 if batch_size > 1 else 120
     examples = simulated_examples(n, 2) if corpus == "simulated" else fuzz_examples(batch_size, n)
     categories = {"tone": ["professional", "conversational", "mixed"]}
@@ -617,7 +617,7 @@ def test_overlap_index_equals_its_d825af4_code_on_random_sets(batch_size, freque
     from tests.tracker_d825af4 import overlap as old_overlap
 
     rng = random.Random(batch_size * 100 + frequent_df)
-    monkeypatch.setattr(overlap, "_GATHER", rng.choice([1, 20, 1 << 19]))
+    monkeypatch.setattr(overlap, "_SLICE", rng.choice([0, 2, 5, 1 << 30]))
     sets: list[set[int]] = []
     for _ in range(400):
         s = set(rng.sample(range(300), rng.randint(0, 30)))

@@ -21,7 +21,7 @@ _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 _NEVER = np.iinfo(np.int64).max  # a threshold no count passes
 _PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
 _WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all
-_GATHER = 1 << 19  # postings gathered at once when counting the rare keys a batch shares with earlier sets
+_SLICE = 32  # postings this long are joined as arena views when counting the rare keys a batch shares
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -443,25 +443,26 @@ class OverlapIndex:
 
     def _rare_shared(self, nums: np.ndarray, set_at: np.ndarray, i0: int) -> np.ndarray:
         """len(set_at) - 1 rows of i0: how many of each batch set's keys (nums[set_at[r]:set_at[r + 1]]) each
-        earlier set holds. The sets' postings are gathered a group at a time (at most _GATHER ids, unless one set
-        alone holds more) and counted set by set: one bincount per set, no (set, earlier set) pair codes to
-        build (a repeat and an add over every id gathered), and temporaries small enough for the allocator to
-        reuse (arrays past 32 MB are fresh pages from the kernel every time)."""
+        earlier set holds, one bincount per set over its keys' postings: no (set, earlier set) pair codes (a
+        repeat and an add over every id gathered). A key's postings of _SLICE ids or more are taken as views
+        of the arena and joined by np.concatenate (one copy; no index array, which costs three passes of 8
+        bytes per id: most ids sit in such keys); the short ones, where a view's Python cost would dominate,
+        through one gather for the whole batch."""
         rows = len(set_at) - 1
         out = np.zeros((rows, i0), dtype=np.int64)
-        start, length = self._postings.span(nums[set_at[0]:set_at[-1]])
-        ends = np.cumsum(length)
-        ends = np.concatenate([[0], ends])   # ids gathered before entry e (from set_at[0] on): ends[e - set_at[0]]
-        held = ends[set_at - set_at[0]]      # ids gathered before set r's first entry
-        r = 0
-        while r < rows:
-            last = max(r + 1, int(np.searchsorted(held, held[r] + _GATHER, side="right")) - 1)
-            last = min(last, rows)
-            e0, e1 = set_at[r] - set_at[0], set_at[last] - set_at[0]
-            found = self._postings.ids[_spans(start[e0:e1], length[e0:e1])]
-            for q in range(r, last):
-                out[q] = np.bincount(found[held[q] - held[r]:held[q + 1] - held[r]], minlength=i0)
-            r = last
+        first = int(set_at[0])
+        start, length = self._postings.span(nums[first:set_at[-1]])
+        ids = self._postings.ids
+        long = length >= _SLICE
+        short = ids[_spans(start[~long], length[~long])]   # set by set, as the entries
+        short_at = np.concatenate([[0], np.cumsum(np.where(long, 0, length))]).tolist()
+        long_at = np.concatenate([[0], np.cumsum(long)]).tolist()
+        views = list(map(ids.__getitem__, map(slice, start[long].tolist(), (start + length)[long].tolist())))
+        at = (set_at - first).tolist()
+        for r in range(rows):
+            e0, e1 = at[r], at[r + 1]
+            parts = [short[short_at[e0]:short_at[e1]], *views[long_at[e0]:long_at[e1]]]
+            out[r] = np.bincount(np.concatenate(parts, dtype=np.int64), minlength=i0)
         return out
 
     def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray, frequent: np.ndarray,
