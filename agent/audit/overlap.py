@@ -1,8 +1,9 @@
 """Exact, incremental n-gram overlap between examples (the seed's "< 30% between examples").
 
 Sets arrive a batch at a time and every step is a numpy operation over the whole batch (no Python-level
-work per n-gram): document frequencies give the pooled overlap without comparing pairs, and an inverted
-index gives each new example's nearest-neighbour share."""
+work per n-gram, except one array view per long posting list when counting what a new example shares):
+document frequencies give the pooled overlap without comparing pairs, and an inverted index gives each new
+example's nearest-neighbour share."""
 
 from __future__ import annotations
 
@@ -351,7 +352,7 @@ class OverlapIndex:
     Keys are numbered by a KeyTable and counted per number (document frequency, df); the inverted index
     (key number -> set ids) is a _Postings arena. Adding a batch: the pooled overlap grows by
     sum over its keys of C(df + c, 2) - C(df, 2) (c = holders in the batch); |A∩B| for an earlier A and a
-    new B is the number of B's keys whose postings hold A, bincounted from the gathered postings at once;
+    new B is the number of B's keys whose postings hold A, bincounted from B's gathered postings;
     pairs inside the batch come from SetBatch.within(). "Nearest neighbour > threshold" flags only switch on.
 
     Frequent n-grams (stock phrases: a key turns frequent once frequent_df sets and 1/frequent_share of all
