@@ -22,7 +22,7 @@ _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 _NEVER = np.iinfo(np.int64).max  # a threshold no count passes
 _PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
 _WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all
-_SLICE = 32  # postings this long are joined as arena views when counting the rare keys a batch shares
+_SLICE = 256  # posting lists this long are joined as arena views when counting the rare keys a batch shares
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
