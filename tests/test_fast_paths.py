@@ -634,3 +634,17 @@ def test_overlap_index_equals_its_d825af4_code_on_random_sets(batch_size, freque
         old.add_sets(sets[start:start + batch_size])
         assert overlap_view(new) == overlap_view(old)
     assert 0 < new.n_flagged < len(sets) and len(new._frequent.view) >= 5
+
+
+def test_stable_order_is_numpys_stable_argsort():
+    """The radix sort behind SetBatch and segment_measures orders int64 keys as np.argsort(kind="stable"):
+    ties in input order, negative keys (SetBatch's codes of non-int keys) first, every digit width."""
+    from agent.audit.overlap import stable_order
+
+    rng = np.random.default_rng(3)
+    for t in range(3000):
+        n = int(rng.integers(0, 60))
+        keys = [rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64), rng.integers(0, 5, n),
+                rng.integers(-3, 3, n) * (2**47 + 12345), rng.integers(0, 2**40, n) | (rng.integers(0, 2, n) << 62),
+                rng.integers(-2, 2**16, n)][t % 5]
+        assert stable_order(keys).tolist() == np.argsort(keys, kind="stable").tolist(), keys.tolist()

@@ -46,6 +46,24 @@ def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(out, out=out)
 
 
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for int64 keys, as a radix sort: stable argsorts of the keys' 16-bit
+    digits, lowest first (numpy radix-sorts 16-bit ints, O(n); on int64 it merge-sorts, ~2x the CPU at
+    20,000 keys). Only the digits some key uses are sorted; the top one with its sign bit flipped, so that
+    negative keys come first."""
+    order = np.arange(len(keys))
+    if not len(keys):
+        return order
+    low, high = int(keys.min()), int(keys.max())
+    top = 64 if low < 0 else max(1, high.bit_length())
+    for shift in range(0, top, 16):
+        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        if shift == 48 and low < 0:
+            digit ^= np.uint16(0x8000)
+        order = order[np.argsort(digit, kind="stable")]
+    return order
+
+
 class _Grow:
     """A growable numpy vector: numpy has no amortised O(1) append, and the index needs vector ops."""
 
@@ -275,7 +293,7 @@ class SetBatch:
         """keys[i] belongs to set owner[i] (owner ascending; repeats allowed, in each set's own order)."""
         self._flat = keys, owner  # kept for raw(): ties in most_common follow each set's own order
         self.m = m
-        order = np.lexsort((owner, keys))
+        order = stable_order(keys)   # owners ascend: a stable sort by key keeps them in order within a key
         keys, owner = keys[order], owner[order]
         keep = np.ones(len(keys), dtype=np.bool_)
         keep[1:] = (keys[1:] != keys[:-1]) | (owner[1:] != owner[:-1])
