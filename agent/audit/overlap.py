@@ -498,7 +498,7 @@ class OverlapIndex:
         flagged, hot = self.flagged.view.copy(), self.hot.view
         rare = (old[b.key] >= 1) & ~frequent
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
-        by_set = np.argsort(b.owner[rare], kind="stable")   # the batch's rare entries, set by set
+        by_set = stable_order(b.owner[rare])   # the batch's rare entries, set by set
         rare_nums, rare_owner = nums[b.key[rare]][by_set], b.owner[rare][by_set]
         set_at = np.searchsorted(rare_owner, np.arange(b.m + 1))  # set r's entries: set_at[r]:set_at[r + 1]
         span = max(1, (1 << 21) // i0)  # R (span x i0) and its temporaries stay ~16 MB each
