@@ -1,13 +1,16 @@
 """Benchmark: DiversityTracker.add_batch(100) on a tracker already holding N examples, and the rebuild.
 
 Run by hand:  .venv/bin/python bench/bench_diversity.py [--examples 50000] [--batches 5] [--write]
-              .venv/bin/python bench/bench_diversity.py --simulated 3000 [--rounds 2] [--replay CAPTURED.json]
+              .venv/bin/python bench/bench_diversity.py --simulated 3000 [--rounds 2] [--audit-batch 40]
+                  [--replay CAPTURED.json] [--save-corpus BATCHES.json]
 
 --simulated N: the engine's case instead: N examples from the simulated provider's text generator (its
 templates repeat, so most 3-grams recur: the costly case for the overlap index) fed to a fresh tracker in
 audit batches of 40, each followed by common_phrases(40) as a steered run does; CPU per example (process
 time, after one warm-up batch that loads the tagger and lemmatizer), over the run and over its last tenth.
---replay FILE: the same on add_batch inputs captured from an engine run (a JSON list of batches).
+--replay FILE: the same on add_batch inputs captured from an engine run (a JSON list of batches), or on a
+corpus written by --save-corpus (the simulated batches, so that another tree is fed the same ones without
+generating them again).
 Only the tracker's public API is used, so the same script can be copied into an older tree to measure
 before/after.
 --write appends nothing: it rewrites bench/notes/diversity.md with the figures of this run.
@@ -127,32 +130,39 @@ def simulated_examples(n: int, seed: int = 3) -> list[dict]:
     return out
 
 
-def simulated_run(n: int, rounds: int, batches: list[list[dict]] | None = None) -> None:
-    """The tracker fed the simulated corpus (or `batches` replayed), CPU per example over the whole run and
-    over its last tenth (what an example costs at n held), peak RSS."""
+def simulated_run(n: int, rounds: int, batches: list[list[dict]] | None = None, audit_batch: int = 40,
+                  save: Path | None = None) -> None:
+    """The tracker fed the simulated corpus (or `batches` replayed), CPU per example over the whole run, over
+    its last tenth (what an example costs at n held) and over each tenth (how that cost grows), peak RSS."""
     if batches is None:
         examples = simulated_examples(n)
-        batches = [examples[i:i + 40] for i in range(0, n, 40)]
+        batches = [examples[i:i + audit_batch] for i in range(0, n, audit_batch)]
+        if save is not None:
+            import json
+
+            save.write_text(json.dumps(batches))
     n = sum(map(len, batches))
     DiversityTracker().add_batch(simulated_examples(3, seed=99))  # loads the tagger and lemmatizer
     for r in range(rounds):
         tracker = DiversityTracker({"tone": list(TONES), "format": list(FORMATS)})
         c0 = time.process_time()
-        held, tail_from = 0, None
+        held, marks = 0, [(0, c0)]   # (examples held, process time) at each tenth of the run
         for batch in batches:
-            if tail_from is None and held >= n * 9 // 10:
-                tail_from = (held, time.process_time())
+            if held >= n * len(marks) // 10:
+                marks.append((held, time.process_time()))
             tracker.add_batch(batch)
             tracker.common_phrases(40)
             held += len(batch)
         end = time.process_time()
+        marks.append((n, end))
         cpu = end - c0
-        tail_held, tail_cpu = tail_from or (0, c0)
+        tenths = [1000 * (t1 - t0) / max(1, h1 - h0) for (h0, t0), (h1, t1) in zip(marks, marks[1:], strict=False)]
         m = tracker.metrics()
         print(f"round {r + 1}: add_batch + common_phrases over {n} examples: {1000 * cpu / n:.3f} ms CPU per "
-              f"example ({1000 * (end - tail_cpu) / max(1, n - tail_held):.3f} ms over the last tenth); load average "
+              f"example ({tenths[-1]:.3f} ms over the last tenth); load average "
               f"{os.getloadavg()[0]:.1f}; peak RSS {rss_mb():.0f} MB; overlap {m.ngram_overlap:.4f} nn>30% "
               f"{m.share_nn_over_30:.4f} verbs {m.unique_verbs} topics {m.unique_topics}")
+        print("  ms per example in each tenth: " + ", ".join(f"{t:.3f}" for t in tenths))
 
 
 def rss_mb() -> float:
@@ -167,6 +177,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="rewrite bench/notes/diversity.md")
     parser.add_argument("--simulated", type=int, default=0, help="the simulated provider's corpus instead (see above)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--audit-batch", type=int, default=40, help="examples per add_batch with --simulated")
+    parser.add_argument("--save-corpus", type=Path, default=None,
+                        help="with --simulated: also write its batches as JSON, for --replay in another tree")
     parser.add_argument("--replay", type=Path, default=None,
                         help="a JSON list of add_batch inputs captured from an engine run, replayed (first N examples "
                              "with --simulated N)")
@@ -183,7 +196,7 @@ def main() -> None:
         simulated_run(held, args.rounds, batches)
         return
     if args.simulated:
-        simulated_run(args.simulated, args.rounds)
+        simulated_run(args.simulated, args.rounds, audit_batch=args.audit_batch, save=args.save_corpus)
         return
 
     texts = Texts(seed=1)

@@ -533,3 +533,118 @@ def test_substring_hints_equal_the_regexes_they_replace():
             assert labels._may_name_example(text), repr(text)
     assert sum(not labels._may_name_example(t) for t in simulated_texts()) > 200   # the skip is taken
     assert differ > 10      # "jſon" texts: the regex parsed them, for nothing
+
+
+# ---- the tracker against its d825af4 code (tests/tracker_d825af4), batch after batch ---------------------
+
+def tracker_view(tracker, n_planned: int) -> dict:
+    """Everything a run reads from a tracker: metrics, avoid list, verbs, topic counts, and the steering."""
+    from agent.audit.diversity import shortfalls, steering
+
+    metrics = tracker.metrics()
+    found = shortfalls(metrics, metrics.examples, n_planned)
+    return {"metrics": metrics.to_dict(), "phrases": tracker.common_phrases(40), "verbs": tracker.used_verbs,
+            "topics": dict(tracker.topic_counts()),
+            "steering": [steering(found, tracker.used_verbs, temperature=t) for t in (True, False)]}
+
+
+def overlap_view(index) -> dict:
+    """The overlap index's figures and its per-set state."""
+    return {"figures": (index.distinct, index.shared, index.min_sum, index.n_flagged),
+            "flagged": index.flagged.view.tolist(), "hot": index.hot.view.tolist(),
+            "frequent": index._frequent.view.tolist(), "common": index.most_common(30)}
+
+
+def fuzz_examples(seed: int, n: int) -> list[dict]:
+    """Short texts from a tiny vocabulary with stock phrases in most of them (3-grams turn frequent at once),
+    near copies, empty and one-word texts, and the odd non-ASCII word."""
+    rng = random.Random(seed)
+    words = ["make", "sure", "to", "the", "gpu", "node", "run", "fails", "use", "a", "key", "naïve", "don't", "é"]
+    stock = ["make sure to", "use the gpu", "the node fails"]
+    out: list[dict] = []
+    for _ in range(n):
+        if out and rng.random() < 0.2:
+            e = dict(rng.choice(out))
+            e["response"] = e["response"] + " " + rng.choice(words)
+        else:
+            parts = [rng.choice(stock) if rng.random() < 0.5 else " ".join(rng.choices(words, k=rng.randint(0, 6)))
+                     for _ in range(rng.randint(0, 6))]
+            e = {"user": "How do I " + " ".join(rng.choices(words, k=rng.randint(0, 5))) + "?",
+                 "response": ". ".join(parts), "labels": {"tone": rng.choice(["professional", "mixed"])}}
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 50, 200])
+@pytest.mark.parametrize(("corpus", "frequent_df"), [("simulated", 256), ("simulated", 8), ("fuzz", 3)])
+def test_tracker_equals_its_d825af4_code_batch_after_batch(batch_size, corpus, frequent_df, monkeypatch):
+    """Same batch and cumulative metrics, avoid list, verbs, topic counts and steering as the old code after
+    every batch, with a save and restore (agent/audit/state.py) half way; most rare keys' postings are joined
+    as arena views, the others gathered."""
+    from agent.audit import overlap
+    from agent.audit.auditor import STATE_MODULES
+    from agent.audit.state import dumps, loads, same_shape
+    from tests.tracker_d825af4 import overlap as old_overlap
+    from tests.tracker_d825af4.diversity import DiversityTracker as OldTracker
+
+    monkeypatch.setattr(overlap, "_SLICE", 3)
+    n = 400 if batch_size > 1 else 120
+    examples = simulated_examples(n, 2) if corpus == "simulated" else fuzz_examples(batch_size, n)
+    categories = {"tone": ["professional", "conversational", "mixed"]}
+    new, old = DiversityTracker(categories), OldTracker(categories)
+    new._totals.index = OverlapIndex(frequent_df=frequent_df)
+    old._totals.index = old_overlap.OverlapIndex(frequent_df=frequent_df)
+    for start in range(0, n, batch_size):
+        batch = examples[start:start + batch_size]
+        assert new.add_batch(batch).to_dict() == old.add_batch(batch).to_dict()
+        assert tracker_view(new, n) == tracker_view(old, n)
+        assert overlap_view(new._totals.index) == overlap_view(old._totals.index)
+        if start < n // 2 <= start + batch_size:
+            restored = loads(dumps(new, STATE_MODULES), STATE_MODULES)
+            assert same_shape(restored, DiversityTracker(categories))
+            new = restored
+    figures = new.metrics()
+    assert figures.share_nn_over_30 > 0 and len(new.common_phrases(40)) >= (10 if corpus == "simulated" else 4)
+    assert frequent_df > 8 or len(new._totals.index._frequent.view) > 0   # the frequent-key bitmap is used
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 50, 200])
+@pytest.mark.parametrize(("frequent_df", "frequent_share"), [(2, 8), (5, 3), (40, 10**9)])
+def test_overlap_index_equals_its_d825af4_code_on_random_sets(batch_size, frequent_df, frequent_share, monkeypatch):
+    """Random small sets (empty ones too) over a small universe, a few keys forced into most sets so they turn
+    frequent: the same flags, hot counts, frequent keys, figures and most common keys after every batch."""
+    from agent.audit import overlap
+    from tests.tracker_d825af4 import overlap as old_overlap
+
+    rng = random.Random(batch_size * 100 + frequent_df)
+    monkeypatch.setattr(overlap, "_SLICE", rng.choice([0, 2, 5, 1 << 30]))
+    sets: list[set[int]] = []
+    for _ in range(400):
+        s = set(rng.sample(range(300), rng.randint(0, 30)))
+        if rng.random() < 0.8:
+            s |= {1000 + k for k in range(5) if rng.random() < 0.9}   # the forced frequent keys
+        if sets and rng.random() < 0.15:
+            donor = sorted(rng.choice(sets))
+            s |= set(rng.sample(donor, k=min(8, len(donor))))
+        sets.append(s)
+    new = OverlapIndex(0.3, frequent_df=frequent_df, frequent_share=frequent_share)
+    old = old_overlap.OverlapIndex(0.3, frequent_df=frequent_df, frequent_share=frequent_share)
+    for start in range(0, len(sets), batch_size):
+        new.add_sets(sets[start:start + batch_size])
+        old.add_sets(sets[start:start + batch_size])
+        assert overlap_view(new) == overlap_view(old)
+    assert 0 < new.n_flagged < len(sets) and len(new._frequent.view) >= 5
+
+
+def test_stable_order_is_numpys_stable_argsort():
+    """The radix sort behind SetBatch and segment_measures orders int64 keys as np.argsort(kind="stable"):
+    ties in input order, negative keys (SetBatch's codes of non-int keys) first, every digit width."""
+    from agent.audit.overlap import stable_order
+
+    rng = np.random.default_rng(3)
+    for t in range(3000):
+        n = int(rng.integers(0, 60))
+        keys = [rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64), rng.integers(0, 5, n),
+                rng.integers(-3, 3, n) * (2**47 + 12345), rng.integers(0, 2**40, n) | (rng.integers(0, 2, n) << 62),
+                rng.integers(-2, 2**16, n)][t % 5]
+        assert stable_order(keys).tolist() == np.argsort(keys, kind="stable").tolist(), keys.tolist()

@@ -1,8 +1,9 @@
 """Exact, incremental n-gram overlap between examples (the seed's "< 30% between examples").
 
 Sets arrive a batch at a time and every step is a numpy operation over the whole batch (no Python-level
-work per n-gram): document frequencies give the pooled overlap without comparing pairs, and an inverted
-index gives each new example's nearest-neighbour share."""
+work per n-gram, except one array view per long posting list when counting what a new example shares):
+document frequencies give the pooled overlap without comparing pairs, and an inverted index gives each new
+example's nearest-neighbour share."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ _CHUNK = 1 << 20  # keys per slice when a table or arena is rebuilt
 _NEVER = np.iinfo(np.int64).max  # a threshold no count passes
 _PAIR_WORDS = 1 << 20  # bitmap words ANDed at once when counting the frequent keys pairs share
 _WHOLE_ROW = 0.5  # a batch set unsure against more than this share of the earlier sets is compared with all
+_SLICE = 256  # posting lists this long are joined as arena views when counting the rare keys a batch shares
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64/phi spread keys evenly
 
 
@@ -42,6 +44,24 @@ def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     out[0] = starts[0]
     out[np.cumsum(lengths[:-1])] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
     return np.cumsum(out, out=out)
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for int64 keys, as a radix sort: stable argsorts of the keys' 16-bit
+    digits, lowest first (numpy radix-sorts 16-bit ints, O(n); on int64 it merge-sorts, ~2x the CPU at
+    20,000 keys). Only the digits some key uses are sorted; the top one with its sign bit flipped, so that
+    negative keys come first."""
+    order = np.arange(len(keys))
+    if not len(keys):
+        return order
+    low, high = int(keys.min()), int(keys.max())
+    top = 64 if low < 0 else max(1, high.bit_length())
+    for shift in range(0, top, 16):
+        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        if shift == 48 and low < 0:
+            digit ^= np.uint16(0x8000)
+        order = order[np.argsort(digit, kind="stable")]
+    return order
 
 
 class _Grow:
@@ -273,7 +293,7 @@ class SetBatch:
         """keys[i] belongs to set owner[i] (owner ascending; repeats allowed, in each set's own order)."""
         self._flat = keys, owner  # kept for raw(): ties in most_common follow each set's own order
         self.m = m
-        order = np.lexsort((owner, keys))
+        order = stable_order(keys)   # owners ascend: a stable sort by key keeps them in order within a key
         keys, owner = keys[order], owner[order]
         keep = np.ones(len(keys), dtype=np.bool_)
         keep[1:] = (keys[1:] != keys[:-1]) | (owner[1:] != owner[:-1])
@@ -350,7 +370,7 @@ class OverlapIndex:
     Keys are numbered by a KeyTable and counted per number (document frequency, df); the inverted index
     (key number -> set ids) is a _Postings arena. Adding a batch: the pooled overlap grows by
     sum over its keys of C(df + c, 2) - C(df, 2) (c = holders in the batch); |A∩B| for an earlier A and a
-    new B is the number of B's keys whose postings hold A, bincounted from the gathered postings at once;
+    new B is the number of B's keys whose postings hold A, bincounted from B's gathered postings;
     pairs inside the batch come from SetBatch.within(). "Nearest neighbour > threshold" flags only switch on.
 
     Frequent n-grams (stock phrases: a key turns frequent once frequent_df sets and 1/frequent_share of all
@@ -435,14 +455,33 @@ class OverlapIndex:
         at = np.minimum(np.searchsorted(frequent, nums, sorter=order), len(frequent) - 1)
         return np.where(frequent[order[at]] == nums, order[at], -1)
 
-    def _gather(self, nums: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """The ids of the sets holding keys `nums` (int64); with labels: label[q] + id for each id of query q."""
+    def _gather(self, nums: np.ndarray) -> np.ndarray:
+        """The ids of the sets holding keys `nums` (int64)."""
         start, length = self._postings.span(nums)
-        found = self._postings.ids[_spans(start, length)]
-        if labels is None:
-            return found.astype(np.int64)
-        out = np.repeat(labels, length)
-        out += found
+        return self._postings.ids[_spans(start, length)].astype(np.int64)
+
+    def _rare_shared(self, nums: np.ndarray, set_at: np.ndarray, i0: int) -> np.ndarray:
+        """len(set_at) - 1 rows of i0: how many of each batch set's keys (nums[set_at[r]:set_at[r + 1]]) each
+        earlier set holds, one bincount per set over its keys' postings: no (set, earlier set) pair codes (a
+        repeat and an add over every id gathered). A key's postings of _SLICE ids or more are taken as views
+        of the arena and joined by np.concatenate (one copy; no index array, which costs three passes of 8
+        bytes per id: most ids sit in such keys); the short ones, where a view's Python cost would dominate,
+        through one gather for the whole batch."""
+        rows = len(set_at) - 1
+        out = np.zeros((rows, i0), dtype=np.int64)
+        first = int(set_at[0])
+        start, length = self._postings.span(nums[first:set_at[-1]])
+        ids = self._postings.ids
+        long = length >= _SLICE
+        short = ids[_spans(start[~long], length[~long])]   # set by set, as the entries
+        short_at = np.concatenate([[0], np.cumsum(np.where(long, 0, length))]).tolist()
+        long_at = np.concatenate([[0], np.cumsum(long)]).tolist()
+        views = list(map(ids.__getitem__, map(slice, start[long].tolist(), (start + length)[long].tolist())))
+        at = (set_at - first).tolist()
+        for r in range(rows):
+            e0, e1 = at[r], at[r + 1]
+            parts = [short[short_at[e0]:short_at[e1]], *views[long_at[e0]:long_at[e1]]]
+            out[r] = np.bincount(np.concatenate(parts, dtype=np.int64), minlength=i0)
         return out
 
     def _flags(self, b: SetBatch, nums: np.ndarray, old: np.ndarray, frequent: np.ndarray,
@@ -459,12 +498,13 @@ class OverlapIndex:
         flagged, hot = self.flagged.view.copy(), self.hot.view
         rare = (old[b.key] >= 1) & ~frequent
         h_b = np.bincount(b.owner[frequent], minlength=b.m)
-        pair = self._gather(nums[b.key[rare]], b.owner[rare] * i0)  # batch set * i0 + earlier set, per shared key
+        by_set = stable_order(b.owner[rare])   # the batch's rare entries, set by set
+        rare_nums, rare_owner = nums[b.key[rare]][by_set], b.owner[rare][by_set]
+        set_at = np.searchsorted(rare_owner, np.arange(b.m + 1))  # set r's entries: set_at[r]:set_at[r + 1]
         span = max(1, (1 << 21) // i0)  # R (span x i0) and its temporaries stay ~16 MB each
         for r0 in range(0, b.m, span):
             r1 = min(b.m, r0 + span)
-            part = pair if span >= b.m else pair[(pair >= r0 * i0) & (pair < r1 * i0)] - r0 * i0
-            shared = np.bincount(part, minlength=(r1 - r0) * i0).reshape(r1 - r0, i0)  # |A∩B| over rare keys
+            shared = self._rare_shared(rare_nums, set_at[r0:r1 + 1], i0)  # |A∩B| over rare keys
             h, over = h_b[r0:r1], over_b[r0:r1]
             # |A∩B| <= shared + min(h_B, hot[A]): a pair can pass A's threshold only if shared > over_a - hot[A]
             # and B's only if shared > over_b - h_B, and matters only while that flag is off (two passes over
@@ -535,7 +575,10 @@ class OverlapIndex:
         """The k keys held by the most sets (among those held by _COMMON_DF or more), with their df; ties in
         the order the keys reached _COMMON_DF (as heapq.nlargest over that order would give)."""
         dfs = self._df.view[self._common_nums.view]
-        top = np.argsort(-dfs, kind="stable")[:k]
+        held = np.arange(len(dfs))
+        if 0 < k < len(dfs):  # only the keys at or above the k-th largest df can be among the first k
+            held = np.flatnonzero(dfs >= np.partition(dfs, len(dfs) - k)[len(dfs) - k])
+        top = held[np.argsort(-dfs[held], kind="stable")][:k]   # ties: in arrival order, as a full stable sort
         names = {code: key for key, code in self._foreign.items()}
         return [(names.get(key, key), int(df)) for key, df in
                 zip(self._common.view[top].tolist(), dfs[top].tolist(), strict=True)]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.audit.overlap import stable_order
+
 WORD = re.compile(r"\w+(?:['’]\w+)*")
 AUXILIARIES = frozenset({"be", "have", "do"})
 
@@ -93,7 +95,7 @@ def segment_measures(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> 
     seg = np.repeat(np.arange(len(lengths)), lengths)
     start = np.repeat(np.cumsum(lengths) - lengths, lengths)
     key = seg * (int(ids.max(initial=0)) + 1) + ids
-    order = np.argsort(key, kind="stable")  # by segment and id, then position
+    order = stable_order(key)  # by segment and id, then position
     prev = np.full(n, -1, dtype=np.int64)
     same = key[order[1:]] == key[order[:-1]]
     prev[order[1:][same]] = order[:-1][same]
