@@ -10,14 +10,15 @@ import statistics
 from collections import Counter
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from agent.audit.diversity import THRESHOLDS, DiversityTracker, Metrics, shortfalls, steering
 from agent.audit.overlap import OverlapIndex, pooled_overlap, share_nn_over
 from agent.audit.text_stats import (
-    _mattr_ids,
     distinct_n,
     mattr,
+    mattr_segments,
     ngrams,
     normalised_entropy,
     tokenize,
@@ -113,7 +114,8 @@ def test_mattr_implementations_equal_the_definition():
         else:
             expected = ttr(tokens)
         assert mattr(tokens, window) == pytest.approx(expected)
-        assert _mattr_ids(ids, window) == pytest.approx(expected)
+        one_segment = mattr_segments(np.asarray(ids, dtype=np.int64), np.array([len(ids)]), window)[0]
+        assert one_segment == pytest.approx(expected)
 
 
 def test_distinct_n_hand_computed():

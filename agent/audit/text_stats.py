@@ -75,11 +75,6 @@ def mattr(tokens: Sequence[str], window: int = 50) -> float:
     return total / ((len(tokens) - window + 1) * window)
 
 
-def _mattr_ids(ids: Sequence[int], window: int = 50) -> float:
-    """mattr() on token ids (equal to mattr(), tested)."""
-    return mattr_segments(np.asarray(ids, dtype=np.int64), np.array([len(ids)]), window)[0]
-
-
 def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> list[float]:
     """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them."""
     return segment_measures(ids, lengths, window)[0]
