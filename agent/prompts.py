@@ -95,20 +95,32 @@ def word_ranges(plan: Plan) -> dict[str, dict[str, str]]:
     return out
 
 
-def spec_lines(plan: Plan, specs: list[Spec], words: dict[str, dict[str, str]] | None = None) -> list[str]:
+def spec_lines(plan: Plan, specs: list[Spec], words: dict[str, dict[str, str]] | None = None,
+               parts: dict[tuple[str, str], str] | None = None) -> list[str]:
     """One line per spec: '[id] topic: ...; question_type=factual; response_length=short (50-150 words); ...'.
-    words: word_ranges(plan), when the caller has it already."""
+    words: word_ranges(plan), when the caller has it already; parts: label_parts(plan, words), each label's
+    part made once per plan (PlanPrompts: a call's lines are then lookups; a label outside it is made afresh)."""
     words = word_ranges(plan) if words is None else words
     lines = []
     for s in specs:
-        parts = [f"topic: {s.topic}"] if s.topic else []
+        line = [f"topic: {s.topic}"] if s.topic else []
         if s.passage:
-            parts.append(f"doc: {s.passage}")
+            line.append(f"doc: {s.passage}")
         for dim, cat in s.labels.items():
-            rng = words.get(dim, {}).get(cat)
-            parts.append(f"{dim}={cat}" + (f" ({rng})" if rng else ""))
-        lines.append(f"[{s.id}] " + "; ".join(parts))
+            part = parts.get((dim, cat)) if parts else None
+            line.append(_label_part(words, dim, cat) if part is None else part)
+        lines.append(f"[{s.id}] " + "; ".join(line))
     return lines
+
+
+def _label_part(words: dict[str, dict[str, str]], dim: str, cat: str) -> str:
+    rng = words.get(dim, {}).get(cat)
+    return f"{dim}={cat}" + (f" ({rng})" if rng else "")
+
+
+def label_parts(plan: Plan, words: dict[str, dict[str, str]]) -> dict[tuple[str, str], str]:
+    """(dimension, category) -> its part of a spec line, "response_length=short (50-150 words)"."""
+    return {(d, c.name): _label_part(words, d, c.name) for d, dim in plan.dimensions.items() for c in dim.categories}
 
 
 SPEC_LINE = re.compile(r"^\[(?P<id>[^\]]+)\] (?P<body>.*)$", re.M)
@@ -168,24 +180,7 @@ class PlanPrompts:
         # (dimension, category) -> its _label_sizes entry: label sets rarely repeat, single labels always do
         self._sizes = {(d, c.name): _label_sizes(plan, {d: c.name})[0]
                        for d, dim in plan.dimensions.items() for c in dim.categories}
-        # (dimension, category) -> its part of a spec line, "response_length=short (50-150 words)"
-        self._parts = {(d, c.name): spec_lines(plan, [Spec(id="", labels={d: c.name})], self.words)[0][len("[] "):]
-                       for d, dim in plan.dimensions.items() for c in dim.categories}
-
-    def spec_lines(self, specs: Sequence[Spec]) -> list[str]:
-        """spec_lines(plan, specs), each label's part made once per plan (a label outside the plan afresh)."""
-        lines = []
-        parts = self._parts
-        for s in specs:
-            line = [f"topic: {s.topic}"] if s.topic else []
-            if s.passage:
-                line.append(f"doc: {s.passage}")
-            for item in s.labels.items():
-                part = parts.get(item)
-                line.append(part if part is not None else spec_lines(self.plan, [Spec(id="", labels=dict([item]))],
-                                                                     self.words)[0][len("[] "):])
-            lines.append(f"[{s.id}] " + "; ".join(line))
-        return lines
+        self._parts = label_parts(plan, self.words)
 
     def output_budget(self, specs: Sequence[Spec]) -> int:
         """output_budget(plan, specs), each label's sizes looked up once per plan."""
@@ -204,7 +199,7 @@ class PlanPrompts:
         steering = steering or {}
         # grounding: each passage once, however many specs use it; references: real examples, style only
         docs = {s.passage: s.document for s in specs if s.passage}
-        user = render("batch.j2", specs=specs, spec_lines=self.spec_lines(specs), avoid=list(avoid),
+        user = render("batch.j2", specs=specs, spec_lines=spec_lines(plan, specs, self.words, self._parts), avoid=list(avoid),
                       avoid_cues=avoid_cues, steering={"instructions": steering.get("instructions", [])},
                       documents=docs, references=list(references))
         g = plan.generation
