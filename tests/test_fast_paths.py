@@ -535,7 +535,7 @@ def test_substring_hints_equal_the_regexes_they_replace():
     assert differ > 10      # "jſon" texts: the regex parsed them, for nothing
 
 
-# ---- the tracker against its d825af4 code (tests/tracker_d825af4), batch after batch ---------------------
+# ---- the tracker against its d825af4 code (read from the repository's history), batch after batch ----------
 
 def tracker_view(tracker, n_planned: int) -> dict:
     """Everything a run reads from a tracker: metrics, avoid list, verbs, topic counts, and the steering."""
@@ -584,8 +584,10 @@ def test_tracker_equals_its_d825af4_code_batch_after_batch(batch_size, corpus, f
     from agent.audit import overlap
     from agent.audit.auditor import STATE_MODULES
     from agent.audit.state import dumps, loads, same_shape
-    from tests.tracker_d825af4 import overlap as old_overlap
-    from tests.tracker_d825af4.diversity import DiversityTracker as OldTracker
+    from tests.old_code import load
+
+    old_code = load("d825af4", ["overlap", "text_stats", "diversity"])
+    old_overlap, OldTracker = old_code["overlap"], old_code["diversity"].DiversityTracker
 
     monkeypatch.setattr(overlap, "_SLICE", 3)
     n = 400 if batch_size > 1 else 120
@@ -614,8 +616,9 @@ def test_overlap_index_equals_its_d825af4_code_on_random_sets(batch_size, freque
     """Random small sets (empty ones too) over a small universe, a few keys forced into most sets so they turn
     frequent: the same flags, hot counts, frequent keys, figures and most common keys after every batch."""
     from agent.audit import overlap
-    from tests.tracker_d825af4 import overlap as old_overlap
+    from tests.old_code import load
 
+    old_overlap = load("d825af4", ["overlap"])["overlap"]
     rng = random.Random(batch_size * 100 + frequent_df)
     monkeypatch.setattr(overlap, "_SLICE", rng.choice([0, 2, 5, 1 << 30]))
     sets: list[set[int]] = []
