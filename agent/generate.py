@@ -287,15 +287,12 @@ class Engine:
         return request, (shown, self.avoid_list.mode)
 
     async def call(self, batch: int, specs: list[Spec], request: Request, avoid: tuple[list[str], str],
-                   worst: float = 0.0, pending: int | None = None) -> Outcome:
-        """One call and its re-ask (and judge). `pending`: its ledger row (Ledger.add_pending), written at
-        dispatch; written here when not given."""
+                   worst: float, pending: int) -> Outcome:
+        """One call and its re-ask (and judge). `pending`: its ledger row, written at dispatch (pending_row)."""
         out = Outcome(batch, specs, worst=worst)
         started = time.monotonic()
         out.avoid = avoid
         ids = [s.id for s in specs]
-        if pending is None:
-            pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, out.worst)
         self.unstarted.discard(pending)
         out.pending = pending
         try:
@@ -323,7 +320,7 @@ class Engine:
         out.latency = time.monotonic() - started
         return out
 
-    def pending_row(self, batch: int, worst: float) -> int | None:
+    def pending_row(self, batch: int, worst: float) -> int:
         """The ledger row of a call about to be dispatched, counted at its worst case until its record settles it.
         Written at dispatch, right after the last call's record, while SQLite's code and pages are still in the
         CPU's caches: in the call's task, after other calls' work, the same insert cost ~3x the CPU

@@ -397,9 +397,13 @@ def test_pending_rows_written_at_dispatch_leave_the_ledger_as_the_calls_wrote_th
     before) fills the same ledger, row for row, on a drifting simulated run (one call in flight: one order)."""
     from agent.generate import Engine
 
-    class TaskWritesPending(Engine):
+    class TaskWritesPending(Engine):   # each call writes its pending row when its task starts, as before
         def pending_row(self, batch, worst):
-            return None   # Engine.call writes it when its task starts, as it did before
+            return -1
+
+        async def call(self, batch, specs, request, avoid, worst, pending):
+            pending = self.ledger.add_pending(batch, self.provider.name, self.plan.generation.model, worst)
+            return await super().call(batch, specs, request, avoid, worst, pending)
 
     plan_path = small_plan(tmp_path, total=60)
     data = yaml.safe_load(plan_path.read_text())
