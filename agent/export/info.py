@@ -13,7 +13,7 @@ import hashlib
 import time
 from array import array
 from bisect import bisect_right
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,8 @@ class Stats:
     single_turn: int = 0
     systems: set[bytes] = field(default_factory=set)                # digests of distinct system prompts
     no_system: int = 0
-    labels: dict[str, Counter[str]] = field(default_factory=dict)   # dimension -> category -> examples written
+    # dimension -> category -> examples written (a defaultdict: no Counter built per label that is counted)
+    labels: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     query_hist: list[int] = field(default_factory=lambda: [0] * len(TOKEN_BINS))
     reply_hist: list[int] = field(default_factory=lambda: [0] * len(TOKEN_BINS))
     left_out: int = 0                                               # records the format cannot hold
@@ -99,10 +100,7 @@ class Stats:
         else:
             self.no_system += 1
         for dim, cat in labels.items():
-            per_category = self.labels.get(dim)
-            if per_category is None:
-                per_category = self.labels[dim] = Counter()
-            per_category[cat] += 1
+            self.labels[dim][cat] += 1
         return n_tokens
 
     def place(self, file: str, n_tokens: int) -> None:
