@@ -11,7 +11,6 @@ and PER_CATEGORY ids per category.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,8 +137,6 @@ class Tally:
         # dimension -> category -> the `per` smallest (order key, id) so far, ascending (the plan's categories)
         self.picks: dict[str, dict[str, list[tuple[int, int]]]] = {
             d: {c.name: [] for c in dim.categories} for d, dim in plan.dimensions.items()}
-        # dimension -> category -> the key a row needs to be picked: below the largest picked once `per` are
-        self.bound: dict[str, dict[str, float]] = {d: dict.fromkeys(cats, math.inf) for d, cats in self.picks.items()}
         self.accepted = 0                                         # Ledger.accepted_count()
         self.label_counts: dict[str, dict[str, int]] = {}         # Ledger.label_counts(): the same rows counted
 
@@ -160,13 +157,11 @@ class Tally:
             if counts is None:
                 counts = self.label_counts[d] = {}
             counts[c] = counts.get(c, 0) + 1
-            if key < self.bound.get(d, {}).get(c, -1):
-                picked = self.picks[d][c]
+            picked = self.picks.get(d, {}).get(c)   # None: a label outside the plan's categories
+            if picked is not None and (len(picked) < self.per or key < picked[-1][0]):
                 picked.append((key, row["id"]))
                 picked.sort()
                 del picked[self.per:]
-                if len(picked) == self.per:
-                    self.bound[d][c] = picked[-1][0]
 
     def examples(self, ledger: Ledger) -> dict[str, dict[str, list[Sample]]]:
         """examples_by_category's answer: the picked rows, read by id."""
