@@ -161,14 +161,13 @@ def _code_block_hint(text: str) -> bool:
     return "```" in text or "~~~" in text or "\t" in text or "    " in text
 
 
-_FENCE_MARK = re.compile(r"```|~~~")          # _first_fence_mark's reference (tests)
 _OPENING = re.compile(r"`{3,}[^`\n]*")       # a backtick fence's opening line (its info holds no backtick)
 _CLOSING = re.compile(r" {0,3}`{3,}[ \t]*")   # a line that would close it
 
 
 def _first_fence_mark(text: str) -> int:
-    """Where _FENCE_MARK first matches, -1 if nowhere: two substring searches instead of a two-character-class
-    scan (the second search stops where the first found a mark)."""
+    """Where the first fence mark (``` or ~~~) starts, -1 if nowhere: two substring searches instead of a regex
+    scanning for either (the second search stops where the first found a mark)."""
     backticks = text.find("```")
     tildes = text.find("~~~", 0, backticks if backticks >= 0 else len(text))
     return tildes if tildes >= 0 else backticks
