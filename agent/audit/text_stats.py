@@ -10,7 +10,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 
@@ -244,12 +244,18 @@ def pos_tags(text: str) -> list[tuple[str, str]]:
     distinct token is tagged once by the parser's own find_tags; tests/test_fast_paths.py checks the
     tags equal find_tags on whole sentences."""
     tagged: list[tuple[str, str]] = []
+    for tokens in _sentence_tokens(text):
+        tagged.append((tokens[0], _first_tag(tokens[0])))
+        tagged += zip(tokens[1:], map(_tag, tokens[1:]), strict=True)
+    return tagged
+
+
+def _sentence_tokens(text: str) -> Iterator[list[str]]:
+    """The tokens of each sentence that holds any, as pos_tags() and verbs_and_topics() tag them."""
     for sentence in _SENTENCE_END.split(text.replace("’", "'")):
         tokens = _TAG_TOKEN.findall(sentence)
         if tokens:
-            tagged.append((tokens[0], _first_tag(tokens[0])))
-            tagged += zip(tokens[1:], map(_tag, tokens[1:]), strict=True)
-    return tagged
+            yield tokens
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -312,12 +318,10 @@ def verbs_and_topics(text: str) -> tuple[set[str], set[str]]:
     tag and reading from one cached call (tests/test_fast_paths.py checks the rules token by token)."""
     tokens: list[str] = []
     read: list[tuple[str, int, str | None, str | None, bool]] = []  # per token: (tag, *_reading)
-    for sentence in _SENTENCE_END.split(text.replace("’", "'")):
-        found = _TAG_TOKEN.findall(sentence)
-        if found:
-            tokens += found
-            read.append(_first_token(found[0]))
-            read += map(_token, islice(found, 1, None))
+    for found in _sentence_tokens(text):
+        tokens += found
+        read.append(_first_token(found[0]))
+        read += map(_token, islice(found, 1, None))
     found_verbs: set[str] = set()
     found_topics: set[str] = set()
     run: list[str] = []
