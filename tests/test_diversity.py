@@ -18,9 +18,9 @@ from agent.audit.overlap import OverlapIndex, pooled_overlap, share_nn_over
 from agent.audit.text_stats import (
     distinct_n,
     mattr,
-    mattr_segments,
     ngrams,
     normalised_entropy,
+    segment_measures,
     tokenize,
     topics,
     ttr,
@@ -114,7 +114,7 @@ def test_mattr_implementations_equal_the_definition():
         else:
             expected = ttr(tokens)
         assert mattr(tokens, window) == pytest.approx(expected)
-        one_segment = mattr_segments(np.asarray(ids, dtype=np.int64), np.array([len(ids)]), window)[0]
+        one_segment = segment_measures(np.asarray(ids, dtype=np.int64), np.array([len(ids)]), window)[0][0]
         assert one_segment == pytest.approx(expected)
 
 

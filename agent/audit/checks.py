@@ -365,21 +365,8 @@ def _negative(read: list[tuple[str, str, str, Rules]]) -> list[Issue]:
     return issues
 
 
-def is_refusal(text: str) -> bool:
-    """A refusal phrase that is neither an idiom nor a hedge ("I can't guarantee ...")."""
-    return _refuses(*_reading(text))
-
-
-def is_decline(text: str) -> bool:
-    return _declines(*_reading(text))
-
-
-def has_redirect(text: str) -> bool:
-    """REDIRECT anywhere outside the refused clauses themselves."""
-    return _redirects(*_reading(text))
-
-
 def _refuses(s: str, rules: Rules) -> bool:
+    """A refusal phrase that is neither an idiom nor a hedge ("I can't guarantee ..."); s and rules: _reading's."""
     return _may_refuse(s, rules) and any(not rules.hedge.match(s, m.end()) for m in rules.refusal.finditer(s))
 
 
@@ -388,6 +375,7 @@ def _declines(s: str, rules: Rules) -> bool:
 
 
 def _redirects(s: str, rules: Rules) -> bool:
+    """REDIRECT anywhere outside the refused clauses themselves."""
     s = CODE.sub(" ", s) if "`" in s else s     # every CODE match holds a backtick
     return rules.redirect.search(_without_refused_clauses(s, rules)) is not None
 

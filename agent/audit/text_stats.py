@@ -75,11 +75,6 @@ def mattr(tokens: Sequence[str], window: int = 50) -> float:
     return total / ((len(tokens) - window + 1) * window)
 
 
-def mattr_segments(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> list[float]:
-    """mattr() of each consecutive segment of `ids` (lengths[k] ids each), vectorised over all of them."""
-    return segment_measures(ids, lengths, window)[0]
-
-
 def segment_measures(ids: np.ndarray, lengths: np.ndarray, window: int = 50) -> tuple[list[float], list[int]]:
     """(mattr() of each consecutive segment of `ids` (lengths[k] ids each), its number of distinct ids),
     vectorised over all of them: token i adds one type to every window of its segment that holds it but not
