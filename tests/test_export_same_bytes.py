@@ -1,0 +1,110 @@
+"""Round 6 (issue 11 item 7, the export's CPU): every file `datagen export` writes is the same bytes as the
+code at the start of the round (9590651) wrote from the same ledger, in each trainer format.
+
+The old code runs as it was: its tree comes out of this checkout's history (`git archive`) and its own CLI
+exports a copy of the same ledger, beside the current CLI. Outside a git checkout that holds the commit the
+test is skipped, saying why. The only bytes allowed to differ are the export's own clock ("exported:
+2026-12-02 08:00:00 UTC"), masked in both. The chat ledger also gets records the fast path must leave to
+the converter (pipeline._scan: a plain chat record's stored JSON is written as it is): keys in another order,
+a key the format drops, text JSON escapes, a message list that is not plain.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from agent.export import formats
+from agent.ledger import CallRow, ExampleRow, Ledger
+from agent.records import user_text
+from tests.test_export import copy_run, runs  # noqa: F401 - runs is a fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE = "9590651"
+CLOCK = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+
+
+@pytest.fixture(scope="module")
+def old_tree(tmp_path_factory) -> Path:
+    """The code at BEFORE, unpacked from this checkout's history."""
+    try:
+        archive = subprocess.run(["git", "archive", BEFORE, "agent", "prompts"], cwd=ROOT, capture_output=True,
+                                 check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"commit {BEFORE} is not in this checkout's history ({e})")
+    tree = tmp_path_factory.mktemp("before")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def odd_chat_rows(ledger: Ledger) -> None:
+    """Accepted chat records that are not plain {"role", "content"} lists, and plain ones with hard text."""
+    row = next(iter(ledger.iter_accepted()))
+    labels = row["audited"]
+    system, user, reply = (row["record"]["messages"][i]["content"] for i in range(3))
+    records = [
+        {"messages": [{"content": system, "role": "system"}, {"role": "user", "content": user + " (order)"},
+                      {"role": "assistant", "content": reply}]},
+        {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user + " (name)",
+                                                               "name": "ann"},
+                      {"role": "assistant", "content": reply}]},
+        {"messages": [{"role": "user", "content": user + " caf\u00e9 \u2028 \x07 \"q\" \\ \U0001f600 \u00a0end"},
+                      {"role": "assistant", "content": reply + "\n\t\u0000"}]},
+        {"messages": [{"role": "user", "content": user + " (extra key)"}, {"role": "assistant", "content": reply}],
+         "meta": {"source": "import"}},
+    ]
+    assert not formats.is_plain_chat(records[0]) and not formats.is_plain_chat(records[1])
+    assert formats.is_plain_chat(records[2]) and not formats.is_plain_chat(records[3])
+    ledger.record_call([CallRow(batch=97, purpose="generate", provider="simulated", model="simulated-1", status="ok")],
+                       [ExampleRow(spec_id=f"odd-{i}", status="accepted", requested=labels, audited=labels,
+                                   record=r, user_text=user_text(r)) for i, r in enumerate(records)])
+
+
+EXPORT = """
+import sys
+from pathlib import Path
+from agent.export import export
+from agent.ledger import Ledger
+ledger = Ledger(Path(sys.argv[1]) / "ledger.sqlite")
+export(ledger.stored_plan(), ledger, Path(sys.argv[2]), fmt=sys.argv[3])
+"""
+
+
+def export_files(tree: Path, run: Path, fmt: str) -> dict[str, bytes]:
+    """export() of `tree`'s code on the ledger in `run`, in a process of its own: {file name: bytes}."""
+    out = run / "out"
+    done = subprocess.run([sys.executable, "-c", EXPORT, str(run), str(out), fmt], cwd=tree, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return {p.name: CLOCK.sub(b"<clock>", p.read_bytes()) for p in sorted(out.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize(("shape", "fmt"), [("chat", "openai"), ("chat", "sharegpt"), ("chat", "alpaca"),
+                                            ("preference", "dpo"), ("kto", "kto")])
+def test_every_file_is_the_bytes_the_old_export_wrote(runs, old_tree, tmp_path, shape, fmt):  # noqa: F811
+    _, ledger, folder = copy_run(runs, shape, tmp_path / "now")
+    if shape == "chat":
+        odd_chat_rows(ledger)
+    ledger.close()
+    shutil.copytree(folder, tmp_path / "before" / folder.name)
+    before = export_files(old_tree, tmp_path / "before" / folder.name, fmt)
+    now = export_files(ROOT, folder, fmt)
+    assert {"training_data.jsonl", "validation_data.jsonl", "dataset_info.txt", "report.html"} <= set(now)
+    assert list(now) == list(before)
+    for name in now:
+        assert now[name] == before[name], name
+    if fmt == "openai":   # the odd rows are in the files, and the plain one kept its escapes as stored
+        # (split on "\n" alone: str.splitlines would also cut at the U+2028 inside a line)
+        lines = (now["training_data.jsonl"] + now["validation_data.jsonl"]).decode().split("\n")[:-1]
+        assert sum(1 for line in lines if "(order)" in line or "(name)" in line or "(extra key)" in line) == 3
+        assert sum(1 for line in lines if "caf\u00e9 \u2028 \\u0007" in line) == 1
+        assert all(json.loads(line) for line in lines)
