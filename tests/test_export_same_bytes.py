@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from agent.export import formats
+from agent.export.validate import validate_file
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.records import user_text
+from tests import old_code
 from tests.test_export import copy_run, runs  # noqa: F401 - runs is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,3 +110,33 @@ def test_every_file_is_the_bytes_the_old_export_wrote(runs, old_tree, tmp_path, 
         assert sum(1 for line in lines if "(order)" in line or "(name)" in line or "(extra key)" in line) == 3
         assert sum(1 for line in lines if "caf\u00e9 \u2028 \\u0007" in line) == 1
         assert all(json.loads(line) for line in lines)
+
+
+def test_validate_reads_lines_as_the_old_code_did(tmp_path):
+    """validate_file takes a plain chat line as its own canonical record (no copy): every figure, error and
+    message is still the old code's, on plain lines, near-plain ones and broken ones, with OpenAI's rules too."""
+    old = old_code.load(BEFORE, ["formats", "validate"], folder="agent/export")["validate"]
+    plain = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I log in?"},
+                          {"role": "assistant", "content": "Open the page and press Log in."}]}
+    lines = [json.dumps(plain), json.dumps({"messages": plain["messages"][1:]}),
+             json.dumps({"messages": [{"content": "Hi?", "role": "user"}, {"role": "assistant", "content": "Hello."}]}),
+             json.dumps({"messages": [{"role": "user", "content": "Hi?", "weight": 1},
+                                      {"role": "assistant", "content": "Hello.", "weight": 0}]}),
+             json.dumps({"messages": [{"role": "user", "content": "Hi?"}, {"role": "bot", "content": "Hello."}]}),
+             json.dumps({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "Hello."}]}),
+             json.dumps({"messages": [{"role": ["user"], "content": "Hi?"}]}),
+             json.dumps({"messages": []}), json.dumps({"messages": ["Hi?"]}), json.dumps({"messages": plain["messages"],
+                                                                                        "extra": 1}),
+             json.dumps({"messages": [{"role": "user", "content": "Mail me at ann.lee@example.org please?"},
+                                      {"role": "assistant", "content": "As an AI, I cannot."}]}),
+             json.dumps({"messages": [{"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Hi?"}]}),
+             "{not json", json.dumps(plain)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n\n")
+    for kwargs in ({}, {"fmt": "openai"}, {"rules": "openai"}, {"near_dups": False}):
+        now, before = validate_file(path, **kwargs), old.validate_file(path, **kwargs)
+        assert now.summary() == before.summary()
+        assert [str(e) for e in now.errors] == [str(e) for e in before.errors]
+        assert (now.codes, now.valid, now.examples, now.tokens_total, now.near_duplicates) == \
+               (before.codes, before.valid, before.examples, before.tokens_total, before.near_duplicates)
+        assert now.valid >= 1 and now.error_lines >= 8 and now.codes["bad_json"] == 1
