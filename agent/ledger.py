@@ -513,8 +513,11 @@ class Ledger:
             "SELECT id, spec_id, batch, topic, requested, audited, record, user_text, passage FROM examples"
             " WHERE status = 'accepted' AND id > ? ORDER BY id", (after_id,))
         for row in cur:
+            requested = json.loads(row[4])
+            # audited labels are mostly the requested ones, stored as the same text (_labels_json): decoded once
+            audited = requested.copy() if row[5] == row[4] and type(requested) is dict else json.loads(row[5])
             yield {"id": row[0], "spec_id": row[1], "batch": row[2], "topic": row[3],
-                   "requested": json.loads(row[4]), "audited": json.loads(row[5]),
+                   "requested": requested, "audited": audited,
                    "record": json.loads(row[6]), "user_text": row[7], "passage": row[8], "record_json": row[6]}
 
     def batches(self) -> list[BatchSummary]:

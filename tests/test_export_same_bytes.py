@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.export import formats
+from agent.export import export, formats
 from agent.export.validate import validate_file
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.records import user_text
@@ -140,3 +140,48 @@ def test_validate_reads_lines_as_the_old_code_did(tmp_path):
         assert (now.codes, now.valid, now.examples, now.tokens_total, now.near_duplicates) == \
                (before.codes, before.valid, before.examples, before.tokens_total, before.near_duplicates)
         assert now.valid >= 1 and now.error_lines >= 8 and now.codes["bad_json"] == 1
+
+
+def test_iter_accepted_rows_are_the_stored_rows_decoded(runs, tmp_path):  # noqa: F811
+    """Ledger.iter_accepted decodes audited labels stored as the requested ones' text once and copies them:
+    every row still equals a plain decode of its columns, and its two label dicts are its own."""
+    _, ledger, _ = copy_run(runs, "chat", tmp_path)
+    odd_chat_rows(ledger)
+    ledger.record_call([CallRow(batch=96, purpose="generate", provider="simulated", model="simulated-1", status="ok")],
+                       [ExampleRow(spec_id="relabelled", status="accepted", requested={"tone": "formal"},
+                                   audited={"tone": "casual"}, record={"messages": []}, user_text="")])
+    stored = ledger.db.execute("SELECT id, requested, audited, record FROM examples WHERE status = 'accepted' "
+                               "ORDER BY id").fetchall()
+    rows = list(ledger.iter_accepted())
+    assert [(r["id"], r["requested"], r["audited"], r["record"], r["record_json"]) for r in rows] == \
+           [(i, json.loads(q), json.loads(a), json.loads(rec), rec) for i, q, a, rec in stored]
+    assert [list(r["audited"]) for r in rows] == [list(json.loads(a)) for _, _, a, _ in stored]
+    same = [r for r, (_, q, a, _) in zip(rows, stored, strict=True) if q == a]
+    assert same and len(same) < len(rows)
+    for r in same:
+        r["audited"]["tone"] = "changed"
+        assert r["requested"].get("tone") != "changed"
+
+
+def test_a_stored_line_written_wrong_is_still_caught(runs, tmp_path, monkeypatch):  # noqa: F811
+    """The fast path writes the stored JSON text as the line; should that text ever differ from the record
+    (here: one line's text broken, another's role changed), the re-read of the written files reports it and
+    the checklist fails, as for any line the writer got wrong."""
+    plan, ledger, folder = copy_run(runs, "chat", tmp_path)
+    real = Ledger.iter_accepted
+
+    def broken(self, after_id=0):
+        for i, row in enumerate(real(self, after_id)):
+            if i == 3:
+                row["record_json"] = row["record_json"][:-2]
+            elif i == 7:
+                row["record_json"] = row["record_json"].replace('"role": "assistant"', '"role": "bot"', 1)
+            yield row
+
+    monkeypatch.setattr(Ledger, "iter_accepted", broken)
+    result = export(plan, ledger, folder, val_split=0.0)
+    report = result.reports["training_data.jsonl"]
+    assert report.codes["bad_json"] == 1 and report.codes["bad_structure"] == 1 and report.error_lines == 2
+    assert [e.line for e in report.errors] == [4, 8]
+    text = (folder / "dataset_info.txt").read_text()
+    assert "- [FAIL] All examples are valid JSON" in text and "- [FAIL] Validation script passes" in text
