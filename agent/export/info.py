@@ -75,33 +75,35 @@ class Stats:
         messages are counted once here for both figures."""
         count = tokens.count
         if "messages" in record:
-            users: list[int] = []
-            replies: list[int] = []
-            n_tokens = 3   # tokens.count_messages(msgs) (OpenAI's framing), from the counts kept for the figures
+            # one loop: each message counted once, for its role's figures and the line's framed total
+            n_tokens = 3   # tokens.count_messages(msgs): OpenAI's framing, from the counts kept for the figures
+            turns = 0      # records.user_turns
             for m in record["messages"]:
                 n = count(str(m.get("content", "")))
                 n_tokens += 3 + n
                 role = m["role"]
                 if role == "user":
-                    users.append(n)
+                    turns += 1
+                    self.user_msgs += 1
+                    self.user_tokens += n
+                    self.query_hist[bin_of(n)] += 1
                 elif role == "assistant":
-                    replies.append(n)
-            turns = len(users)   # records.user_turns
+                    self.reply_msgs += 1
+                    self.reply_tokens += n
+                    self.reply_hist[bin_of(n)] += 1
         else:
             n_tokens = example_tokens(record)
-            users = [count(record["prompt"])]
-            replies = [count(record.get("chosen", record.get("completion", "")))]
-            if "rejected" in record:
-                self.rejected_tokens += count(record["rejected"])
-            turns = 1
-        for n in users:
+            n = count(record["prompt"])
             self.user_msgs += 1
             self.user_tokens += n
             self.query_hist[bin_of(n)] += 1
-        for n in replies:
+            n = count(record.get("chosen", record.get("completion", "")))
             self.reply_msgs += 1
             self.reply_tokens += n
             self.reply_hist[bin_of(n)] += 1
+            if "rejected" in record:
+                self.rejected_tokens += count(record["rejected"])
+            turns = 1
         if turns > 1:
             self.multi_turn += 1
         else:
