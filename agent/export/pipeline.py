@@ -2,8 +2,9 @@
 
     1. one pass over the accepted examples (_scan) converts each record (formats.py) and writes it, in ledger
        order, to one file in a staging folder of this export's own (.datagen-export-XXXX inside the target
-       folder); it keeps what the split needs (id, stratum, first user text), each line's figures (its
-       tokens, info.Stats) and what the report shows per category (samples.Tally)
+       folder; a plain chat record exported as openai is its stored JSON text, written as it is); it keeps
+       what the split needs (id, stratum, first user text), each line's figures (its tokens, info.Stats) and
+       what the report shows per category (samples.Tally)
     2. the split (split.py) picks the validation lines; _place streams the staged lines into the training
        and validation files (bytes copied, nothing converted twice) and says which file each line's
        figures belong to
