@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -185,3 +186,41 @@ def test_a_stored_line_written_wrong_is_still_caught(runs, tmp_path, monkeypatch
     assert [e.line for e in report.errors] == [4, 8]
     text = (folder / "dataset_info.txt").read_text()
     assert "- [FAIL] All examples are valid JSON" in text and "- [FAIL] Validation script passes" in text
+
+
+def test_a_plain_chat_is_its_own_openai_line_and_canonical_record():
+    """What _scan's fast path relies on, over many shapes near a plain chat: whenever is_plain_chat says yes,
+    the converter's line is the record's own JSON text and to_canonical gives the record back; every record
+    built plain says yes."""
+    rng = random.Random(11)
+    said_yes = said_no = 0
+    for _ in range(3000):
+        msgs: list = []
+        for _ in range(rng.randint(0, 4)):
+            role = rng.choice(["system", "user", "assistant", "assistant", "bot", 3, ["user"]])
+            content = rng.choice(["Hi?", "caf\u00e9 \u2028", "", 7, None, ["x"]])
+            m = {"role": role, "content": content}
+            if rng.random() < 0.15:
+                m = {"content": content, "role": role}
+            if rng.random() < 0.1:
+                m["name"] = "ann"
+            if rng.random() < 0.05:
+                m = rng.choice(["text", ["role", "content"], {"role": "user"}])
+            msgs.append(m)
+        record: dict = {"messages": msgs}
+        if rng.random() < 0.05:
+            record["meta"] = 1
+        if rng.random() < 0.03:
+            record = {"messages": "Hi?"}
+        built_plain = type(record["messages"]) is list and bool(msgs) and len(record) == 1 and all(
+            type(m) is dict and list(m) == ["role", "content"] and m["role"] in ("system", "user", "assistant")
+            and type(m["content"]) is str for m in msgs)
+        assert formats.is_plain_chat(record) == built_plain
+        if built_plain:
+            said_yes += 1
+            text = json.dumps(record, ensure_ascii=False)
+            assert json.dumps(formats.to_format(json.loads(text), "openai"), ensure_ascii=False) == text
+            assert formats.to_canonical(formats.to_format(record, "openai"), "openai") == record
+        else:
+            said_no += 1
+    assert said_yes > 100 and said_no > 1000
