@@ -507,14 +507,18 @@ class Ledger:
         return self.db.execute("SELECT spec_id, user_text FROM examples WHERE status = 'accepted' ORDER BY id").fetchall()
 
     def iter_accepted(self, after_id: int = 0) -> Iterator[dict[str, Any]]:
-        """Accepted examples in insertion order, streamed (constant memory)."""
+        """Accepted examples in insertion order, streamed (constant memory). "record_json" is the record as
+        stored: json.dumps(record, ensure_ascii=False)'s text (the export writes it as it is, see _scan)."""
         cur = self.db.execute(
             "SELECT id, spec_id, batch, topic, requested, audited, record, user_text, passage FROM examples"
             " WHERE status = 'accepted' AND id > ? ORDER BY id", (after_id,))
         for row in cur:
+            requested = json.loads(row[4])
+            # audited labels are mostly the requested ones, stored as the same text (_labels_json): decoded once
+            audited = requested.copy() if row[5] == row[4] and type(requested) is dict else json.loads(row[5])
             yield {"id": row[0], "spec_id": row[1], "batch": row[2], "topic": row[3],
-                   "requested": json.loads(row[4]), "audited": json.loads(row[5]),
-                   "record": json.loads(row[6]), "user_text": row[7], "passage": row[8]}
+                   "requested": requested, "audited": audited,
+                   "record": json.loads(row[6]), "user_text": row[7], "passage": row[8], "record_json": row[6]}
 
     def batches(self) -> list[BatchSummary]:
         return [BatchSummary.loads(s) for (s,) in self.db.execute("SELECT summary FROM batches ORDER BY id")]

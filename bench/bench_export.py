@@ -6,7 +6,9 @@
     .venv/bin/python bench/bench_export.py --ledger outputs/example   # the ledger's CPU per call, replaying a run
 
 `--cpu RUN_FOLDER`: the CPU (process_time, in-process; the cores are shared) of export() on a copy of a
-finished run (its ledger and stored plan), after a warm-up, and what the checks found. `--code TREE` runs
+finished run (its ledger and stored plan), after a warm-up, and what the checks found; `--rounds N` exports N times in the one process (round 1 is the
+figure: a run exports once; later rounds run warm) and tiktoken's own CPU on the same texts is printed apart
+(the floor of the token figures). `--code TREE` runs
 another checkout's agent package instead (`git archive REV | tar -x -C /tmp/old`) to compare commits.
 `--ledger RUN_FOLDER`: the run's calls replayed into a new ledger in-process, as the engine writes them
 (add_pending, then record_call with the call's examples, its category state and settles=, record_batch
@@ -171,7 +173,7 @@ def child_validate(path: Path, near_dups: bool) -> dict:
             "codes": dict(report.codes.most_common(6)), "near_duplicates": report.near_duplicates}
 
 
-def export_cpu(run_folder: Path) -> None:
+def export_cpu(run_folder: Path, rounds: int = 1) -> None:
     from agent.export.pipeline import export
     from agent.ledger import Ledger
 
@@ -182,18 +184,39 @@ def export_cpu(run_folder: Path) -> None:
         plan = ledger.stored_plan()
         assert plan is not None, f"{run_folder}: no plan stored in the ledger"
         warm_up()
-        c0 = time.process_time()
-        result = export(plan, ledger, work / "out")
-        cpu = time.process_time() - c0
+        cpus = []
+        for i in range(rounds):   # round 1 is what a run's one export costs; later ones run warm
+            out = work / f"out{i}"
+            c0 = time.process_time()
+            result = export(plan, ledger, out)
+            cpus.append(time.process_time() - c0)
+            shutil.rmtree(out)
+        cpu = cpus[0]
         found = {name: (r.valid, r.near_duplicates, r.cross_duplicates, r.tokens_total, dict(r.codes))
                  for name, r in result.reports.items()}
         import agent
 
-        print(json.dumps({"code": str(Path(agent.__file__).parent.parent), "examples": result.stats.total, "cpu_s": round(cpu, 3),
-                          "ms_per_example": round(cpu / max(1, result.stats.total) * 1000, 3),
+        n = max(1, result.stats.total)
+        print(json.dumps({"code": str(Path(agent.__file__).parent.parent), "examples": result.stats.total,
+                          "cpu_s": round(cpu, 3), "ms_per_example": round(cpu / n * 1000, 3),
+                          "rounds_ms_per_example": [round(c / n * 1000, 3) for c in cpus],
+                          "tiktoken_ms_per_example": round(tiktoken_cpu(ledger) / n * 1000, 3),
                           "load": os.getloadavg()[0], "reports": found}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def tiktoken_cpu(ledger) -> float:
+    """The CPU of tiktoken alone on what the export counts: each distinct message text of the accepted
+    records once (the export's counts are cached per text, so the few system prompts cost once)."""
+    from agent import tokens
+
+    encode = tokens.encoding().encode_ordinary
+    texts = {m["content"] for row in ledger.iter_accepted() for m in row["record"].get("messages", [])}
+    c0 = time.process_time()
+    for text in texts:
+        encode(text)
+    return time.process_time() - c0
 
 
 def ledger_cpu(run_folder: Path) -> None:
@@ -276,11 +299,12 @@ def main() -> None:
     p.add_argument("--cpu", type=Path, metavar="RUN_FOLDER", help="only export()'s CPU on a copy of this run")
     p.add_argument("--ledger", type=Path, metavar="RUN_FOLDER", help="only the ledger's CPU per call, replaying this run")
     p.add_argument("--code", type=Path, metavar="TREE", help="with --cpu/--ledger: import agent from this checkout")
+    p.add_argument("--rounds", type=int, default=1, help="with --cpu: export this many times in the one process")
     a = p.parse_args()
     if a.code:
         sys.path.insert(0, str(a.code.resolve()))
     if a.cpu:
-        return export_cpu(a.cpu)
+        return export_cpu(a.cpu, a.rounds)
     if a.ledger:
         return ledger_cpu(a.ledger)
     if a.child:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from agent.export.validate import example_tokens
 from agent.ledger import CallRow, ExampleRow, Ledger
 from agent.plan import Plan
 from agent.records import response_text, user_text, user_turns
-from tests.test_export import copy_run, runs  # noqa: F401 - runs is a fixture
+from tests.test_export import copy_run, plan_data, runs  # noqa: F401 - runs is a fixture
 
 # ---- the references: the code before this change --------------------------------------------------
 
@@ -221,3 +222,37 @@ def test_describe_counts_each_line_as_validate_does():
                {"system": "s", "prompt": "p?", "chosen": "yes, fully", "rejected": "no"},
                {"system": "", "prompt": "p?", "completion": "ok", "label": True}]
     assert [stats.describe(r, {}, "") for r in records] == [example_tokens(r) for r in records]
+
+
+def test_tally_picks_and_counts_equal_a_brute_force():
+    """Tally.add skips the per-label test for a row whose order key is at or above its bound (every category
+    full, the largest key they hold): the picks must still be each category's `per` smallest keys, and the
+    label counts every pair, in first-seen order, on rows that fill some categories late or never."""
+    plan = Plan.model_validate(plan_data("chat", 60))
+    rng = random.Random(5)
+    dims = {d: [c.name for c in dim.categories] for d, dim in plan.dimensions.items()}
+    rare = next(iter(dims))
+    rows = []
+    for i in rng.sample(range(1, 10**6), 3000):
+        audited = {d: rng.choice(cats[1:]) if d == rare and rng.random() < 0.9 else rng.choice(cats)
+                   for d, cats in dims.items() if rng.random() < 0.95}
+        if rng.random() < 0.02:
+            audited[rare] = "not_in_the_plan"
+        rows.append({"id": i, "record": {"messages": [{"role": "user", "content": "q"},
+                                                      {"role": "assistant", "content": "a b"}]},
+                     "audited": audited, "requested": audited})
+    tally = samples.Tally(plan)
+    for row in rows:
+        tally.add(row)
+    assert tally.bound is not None   # the fast path was taken
+    for d, cats in dims.items():
+        for c in cats:
+            keys = sorted((samples.order_key(r["id"]), r["id"]) for r in rows if r["audited"].get(d) == c)
+            assert tally.picks[d][c] == keys[:samples.PER_CATEGORY]
+    pairs: dict[str, dict[str, int]] = {}
+    for r in rows:
+        for d, c in r["audited"].items():
+            pairs.setdefault(d, {})[c] = pairs.get(d, {}).get(c, 0) + 1
+    assert tally.label_counts == pairs
+    assert [list(v) for v in tally.label_counts.values()] == [list(v) for v in pairs.values()]
+    assert list(tally.label_counts) == list(pairs)

@@ -125,7 +125,8 @@ def test_a_written_text_that_differs_from_the_splits_gets_the_full_check(runs, t
 
     monkeypatch.setattr(formats, "to_canonical", edited)
     finds = counting(monkeypatch, NearDupIndex, "find")
-    result = export(plan, ledger, folder, val_split=0.25)
+    # sharegpt: the converter's path (a plain chat exported as openai is written as stored, never converted)
+    result = export(plan, ledger, folder, fmt="sharegpt", val_split=0.25)
     assert result.split.unique and not result.stats.same_user_texts
     # the split's search is proven empty by the run (Ledger.proves_unique); the written files, which differ
     # from what the run checked, are searched in full

@@ -101,6 +101,25 @@ def to_format(record: dict[str, Any], fmt: str) -> dict[str, Any] | None:
     raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
+def is_plain_chat(record: dict[str, Any]) -> bool:
+    """True when `record` is exactly {"messages": [{"role": system|user|assistant, "content": str}, ...]} (a
+    non-empty list, these keys in this order): then to_format(record, "openai") equals it, key order and all
+    (the same JSON text), and to_canonical of that line gives it back (export.pipeline._scan relies on both)."""
+    if len(record) != 1:
+        return False
+    msgs = record.get("messages")
+    if type(msgs) is not list or not msgs:
+        return False
+    for m in msgs:
+        if type(m) is not dict or list(m) != _ROLE_CONTENT or type(m["role"]) is not str \
+                or m["role"] not in TO_SHAREGPT or type(m["content"]) is not str:
+            return False
+    return True
+
+
+_ROLE_CONTENT = ["role", "content"]
+
+
 def _assistant(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
 

@@ -14,6 +14,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from agent import tokens
 from agent.coverage import lines as coverage_lines
 from agent.export.validate import example_tokens
 from agent.plan import Plan
-from agent.records import BatchSummary, ExportContext, user_turns
+from agent.records import BatchSummary, ExportContext
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
@@ -67,31 +68,43 @@ class Stats:
     def total(self) -> int:
         return sum(self.files.values())
 
-    def describe(self, record: dict[str, Any], labels: dict[str, str], system: str) -> int:
+    def describe(self, record: dict[str, Any], labels: Iterable[tuple[str, str]], system: str) -> int:
         """One written example, whichever file it lands in (place() says which): `record` is the canonical
-        form of the written line, `system` the original's. Returns the line's tokens, validate.example_tokens
-        with the default tokenizer: a chat's messages are counted once here for both figures."""
+        form of the written line, `labels` its (dimension, category) pairs, `system` the original's system
+        prompt. Returns the line's tokens, validate.example_tokens with the default tokenizer: a chat's
+        messages are counted once here for both figures."""
+        count = tokens.count
         if "messages" in record:
-            msgs = record["messages"]
-            counts = [tokens.count(str(m.get("content", ""))) for m in msgs]
-            n_tokens = tokens.framed(counts)   # tokens.count_messages(msgs), from the counts kept for the figures
-            users = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "user"]
-            replies = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "assistant"]
+            # one loop: each message counted once, for its role's figures and the line's framed total
+            n_tokens = 3   # tokens.count_messages(msgs): OpenAI's framing, from the counts kept for the figures
+            turns = 0      # records.user_turns
+            for m in record["messages"]:
+                n = count(str(m.get("content", "")))
+                n_tokens += 3 + n
+                role = m["role"]
+                if role == "user":
+                    turns += 1
+                    self.user_msgs += 1
+                    self.user_tokens += n
+                    self.query_hist[bin_of(n)] += 1
+                elif role == "assistant":
+                    self.reply_msgs += 1
+                    self.reply_tokens += n
+                    self.reply_hist[bin_of(n)] += 1
         else:
             n_tokens = example_tokens(record)
-            users = [tokens.count(record["prompt"])]
-            replies = [tokens.count(record.get("chosen", record.get("completion", "")))]
-            if "rejected" in record:
-                self.rejected_tokens += tokens.count(record["rejected"])
-        for n in users:
+            n = count(record["prompt"])
             self.user_msgs += 1
             self.user_tokens += n
             self.query_hist[bin_of(n)] += 1
-        for n in replies:
+            n = count(record.get("chosen", record.get("completion", "")))
             self.reply_msgs += 1
             self.reply_tokens += n
             self.reply_hist[bin_of(n)] += 1
-        if user_turns(record) > 1:
+            if "rejected" in record:
+                self.rejected_tokens += count(record["rejected"])
+            turns = 1
+        if turns > 1:
             self.multi_turn += 1
         else:
             self.single_turn += 1
@@ -99,7 +112,7 @@ class Stats:
             self.systems.add(hashlib.blake2b(system.encode(), digest_size=8).digest())
         else:
             self.no_system += 1
-        for dim, cat in labels.items():
+        for dim, cat in labels:
             self.labels[dim][cat] += 1
         return n_tokens
 

@@ -2,8 +2,9 @@
 
     1. one pass over the accepted examples (_scan) converts each record (formats.py) and writes it, in ledger
        order, to one file in a staging folder of this export's own (.datagen-export-XXXX inside the target
-       folder); it keeps what the split needs (id, stratum, first user text), each line's figures (its
-       tokens, info.Stats) and what the report shows per category (samples.Tally)
+       folder; a plain chat record exported as openai is its stored JSON text, written as it is); it keeps
+       what the split needs (id, stratum, first user text), each line's figures (its tokens, info.Stats) and
+       what the report shows per category (samples.Tally)
     2. the split (split.py) picks the validation lines; _place streams the staged lines into the training
        and validation files (bytes copied, nothing converted twice) and says which file each line's
        figures belong to
@@ -210,27 +211,37 @@ class Scan:
 
 
 def _scan(plan: Plan, ledger: Ledger, path: Path, fmt: str, by: tuple[str, ...]) -> Scan:
-    """Pass 1: every accepted example read once, converted, written to `path` and described."""
+    """Pass 1: every accepted example read once, converted, written to `path` and described.
+
+    A plain chat record (formats.is_plain_chat) exported as openai is its own line: the ledger stored it as
+    json.dumps(record, ensure_ascii=False), the very bytes json.dumps(to_format(record)) would give, and
+    to_canonical of that line is the record itself; so the stored text is written as it is (no convert, no
+    dump, no second parse). Any other record or format is converted and dumped."""
     scan = Scan(path, samples.Tally(plan))
     stats, tally = scan.stats, scan.tally
     labels_of = set(plan.dimensions)
+    plain = fmt == "openai"
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for row in ledger.iter_accepted():
             tally.add(row)   # every accepted example, the ones the format leaves out too
             record = row["record"]
-            out = formats.to_format(record, fmt)
-            if out is None:
-                stats.left_out += 1
-                stats.left_out_reason = formats.MULTI_TURN_REASON
-                continue   # left out of the file, so it takes no place in either side
+            if plain and formats.is_plain_chat(record):
+                line, written = row["record_json"], record
+            else:
+                out = formats.to_format(record, fmt)
+                if out is None:
+                    stats.left_out += 1
+                    stats.left_out_reason = formats.MULTI_TURN_REASON
+                    continue   # left out of the file, so it takes no place in either side
+                line, written = json.dumps(out, ensure_ascii=False), formats.to_canonical(out, fmt)
+                stats.same_user_texts &= user_text(written) == user_text(record)   # what the split checked
             labels = row["audited"] or row["requested"]
-            scan.items.append(split.Item(row["id"], tuple(labels.get(d, "") for d in by), user_text(record)))
+            scan.items.append(split.Item(row["id"], tuple([labels.get(d, "") for d in by]), user_text(record)))
             dropped = formats.drops_system(record, fmt)
             stats.system_dropped += dropped
-            f.write(json.dumps(out, ensure_ascii=False) + "\n")
-            written = formats.to_canonical(out, fmt)
-            stats.same_user_texts &= user_text(written) == user_text(record)   # what the split checked
-            scan.tokens.append(stats.describe(written, {d: c for d, c in labels.items() if d in labels_of},
+            f.write(line)
+            f.write("\n")
+            scan.tokens.append(stats.describe(written, [(d, c) for d, c in labels.items() if d in labels_of],
                                               "" if dropped else _system(record)))
     return scan
 

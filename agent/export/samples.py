@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +138,20 @@ class Tally:
         # dimension -> category -> the `per` smallest (order key, id) so far, ascending (the plan's categories)
         self.picks: dict[str, dict[str, list[tuple[int, int]]]] = {
             d: {c.name: [] for c in dim.categories} for d, dim in plan.dimensions.items()}
+        # No row whose order key is at or above `bound` can enter any category's picks: once every category has
+        # `per` picks, the largest key they hold (None until then). Most rows then skip the per-label test.
+        self.bound: int | None = None
         self.accepted = 0                                         # Ledger.accepted_count()
-        self.label_counts: dict[str, dict[str, int]] = {}         # Ledger.label_counts(): the same rows counted
+        self.pairs: Counter[tuple[str, str]] = Counter()           # (dimension, category) -> accepted rows
+
+    @property
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """Ledger.label_counts(): the same rows counted (the labels table holds an accepted row's audited
+        labels; Ledger.record_call), each dimension and category in the order the rows first showed it."""
+        out: dict[str, dict[str, int]] = {}
+        for (d, c), n in self.pairs.items():
+            out.setdefault(d, {})[c] = n
+        return out
 
     def add(self, row: dict[str, Any]) -> None:
         record = row["record"]
@@ -149,19 +162,24 @@ class Tally:
                 if length is not None:
                     length.words.append(word_count(response_text(record) if measure == "response_words"
                                                    else user_text(record)))
-        # the labels table holds an accepted row's audited labels (Ledger.record_call): the same pairs
         self.accepted += 1
+        audited = row["audited"] or {}
+        self.pairs.update(audited.items())
         key = order_key(row["id"])
-        for d, c in (row["audited"] or {}).items():
-            counts = self.label_counts.get(d)
-            if counts is None:
-                counts = self.label_counts[d] = {}
-            counts[c] = counts.get(c, 0) + 1
+        if self.bound is not None and key >= self.bound:
+            return
+        changed = False
+        for d, c in audited.items():
             picked = self.picks.get(d, {}).get(c)   # None: a label outside the plan's categories
             if picked is not None and (len(picked) < self.per or key < picked[-1][0]):
                 picked.append((key, row["id"]))
                 picked.sort()
                 del picked[self.per:]
+                changed = True
+        if changed:
+            lists = [picked for cats in self.picks.values() for picked in cats.values()]
+            if all(len(picked) >= self.per for picked in lists):
+                self.bound = max(picked[-1][0] for picked in lists)
 
     def examples(self, ledger: Ledger) -> dict[str, dict[str, list[Sample]]]:
         """examples_by_category's answer: the picked rows, read by id."""

@@ -26,7 +26,7 @@ from agent import tokens
 from agent.audit.checks import check_record
 from agent.audit.dedup import NearDupIndex
 from agent.errors import InputError
-from agent.export.formats import FORMATS, SHAPE_OF, Unconvertible, detect, to_canonical
+from agent.export.formats import FORMATS, SHAPE_OF, Unconvertible, detect, is_plain_chat, to_canonical
 from agent.plan import Quality
 from agent.records import user_text
 from agent.yamlfile import open_input
@@ -271,7 +271,9 @@ def _check_record(report: Report, index: NearDupIndex | None, number: int, obj: 
                        f"pass --format to say which")
             return
     try:
-        record = to_canonical(obj, report.format)
+        # a plain chat line is its own canonical record (formats.is_plain_chat): read as it is, not copied
+        plain = report.format == "openai" and isinstance(obj, dict) and is_plain_chat(obj)
+        record = obj if plain else to_canonical(obj, report.format)
     except Unconvertible as e:
         report.add(number, "bad_structure", f"not a {report.format} record: {e}")
         return
