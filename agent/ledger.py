@@ -134,8 +134,8 @@ def _record_text(record: dict[str, Any]) -> str:
     record goes to the encoder. The same text (tests/test_ledger_fast.py): json's separators, its escape of a
     string (an ASCII string without DEL escapes alike through json's faster ASCII routine, as nothing in it is
     left for ensure_ascii to escape)."""
-    messages = record.get("messages")
-    if len(record) != 1 or type(messages) is not list:
+    messages = record.get("messages") if type(record) is dict and len(record) == 1 else None
+    if type(messages) is not list:
         return _dumps_text(record)
     parts = []
     for m in messages:

@@ -192,6 +192,6 @@ def test_record_text_equals_the_encoder_on_records_and_fuzz():
                 {"messages": [{"content": "content first", "role": "user"}]},
                 {"messages": [{"role": "user", "content": "x", "name": "extra key"}]},
                 {"messages": [{"role": "user", "content": 3}]}, {"messages": [["role", "user"]]},
-                {"messages": [{"role": "user", "content": "x"}], "extra": 1}, {}]
+                {"messages": [{"role": "user", "content": "x"}], "extra": 1}, {}, ["not", "a", "dict"]]
     for record in records:
         assert _record_text(record) == json.dumps(record, ensure_ascii=False), record
