@@ -8,6 +8,7 @@ done. Every completed call is audited and committed at once, so rebalancing foll
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import sqlite3
@@ -39,6 +40,7 @@ FATAL_KINDS = {"auth", "quota"}
 RATE_WINDOW = 20         # completed calls the acceptance-rate brake looks back over
 YIELD_SPAN = 3           # the yield brake looks back over this many times max_calls_without_progress calls
 MIN_YIELD = 0.05         # ... and stops a run whose calls there accepted fewer than this share of what they asked
+YOUNG_OBJECTS = 10_000   # the collector's first threshold while a run's loop runs (the default is 700)
 REPLY_KEPT = 2000        # characters of an unusable reply kept in the ledger
 
 
@@ -568,6 +570,12 @@ class Engine:
         self.update_progress()
         # resume sends its first calls at once; the near-duplicate index is rebuilt meanwhile
         index_ready: asyncio.Future | None = asyncio.ensure_future(asyncio.to_thread(self.auditor.load_index))
+        # A call leaves thousands of short-lived objects (the reply's JSON, its items, rows): at the collector's
+        # default first threshold (700) that was several young collections a call, and an older one every ten.
+        # A higher first threshold halves the collector's CPU per call (bench/README.md "Round 6: loop"); what
+        # it frees is the same, a little later. Restored when the run ends.
+        collector = gc.get_threshold()
+        gc.set_threshold(max(collector[0], YOUNG_OBJECTS), *collector[1:])
         try:
             while self.auditor.n_accepted < self.plan.total:
                 if not queue:
@@ -611,6 +619,7 @@ class Engine:
                     raise NoProgress(self.diagnosis(why))
                 self.update_progress()
         finally:
+            gc.set_threshold(*collector)
             if index_ready is not None:
                 await index_ready  # never leave the worker thread running past the run
             for task in in_flight:

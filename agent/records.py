@@ -180,7 +180,9 @@ class BatchSummary:
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        out["diversity"] = asdict(self.diversity)
+        # the metrics as they are, not asdict's deep copy (the summary is encoded to JSON right after; the other
+        # fields were never copied either)
+        out["diversity"] = {"batch": self.diversity.batch, "cumulative": self.diversity.cumulative}
         out["steering"] = self.steering.to_json()
         out["missing"] = [asdict(m) for m in self.missing]
         out["unfillable"] = [asdict(u) for u in self.unfillable]

@@ -49,7 +49,7 @@ def reply_schema(shape: str, ids: list[str] | tuple[str, ...] = ()) -> dict[str,
     With `ids`, the item ids are an enum of exactly those ids and the array holds exactly that many items:
     grammar-constrained servers (llama.cpp, vLLM) then cannot invent ids or item counts.
     """
-    item = _strict_schema(_model_schema(shape))   # fresh dicts every call: callers may change theirs
+    item = json.loads(_item_schema_text(shape))   # fresh dicts every call: callers may change theirs
     examples: dict[str, Any] = {"type": "array", "items": item}
     if ids:
         item["properties"]["id"] = {"type": "string", "enum": list(ids)}
@@ -63,6 +63,13 @@ def _model_schema(shape: str) -> dict[str, Any]:
     """pydantic's schema of an item model, built once per shape (model_json_schema costs ~1.5 ms a call);
     read-only: _strict_schema copies it."""
     return ITEM_MODELS[shape].model_json_schema()
+
+
+@functools.cache
+def _item_schema_text(shape: str) -> str:
+    """The strict item schema as JSON text, built once per shape: decoding it makes fresh dicts and lists at a
+    third of the cost of _strict_schema's walk (the same values in the same key order)."""
+    return json.dumps(_strict_schema(_model_schema(shape)))
 
 
 def _strict_schema(node: Any, defs: dict[str, Any] | None = None) -> Any:

@@ -136,6 +136,7 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
     import yaml
 
     from agent import tokens
+    from agent.audit.diversity import DiversityTracker
     from agent.generate import Engine
     from agent.ledger import Ledger
     from agent.limits import Limiter
@@ -169,7 +170,7 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
 
     spent = {"post": 0.0, "audit": 0.0, "close_batch": 0.0, "request_for": 0.0, "worst_cost": 0.0,
              "add_pending": 0.0, "record_call": 0.0, "record_rest": 0.0, "draw_batch": 0.0,
-             "save_state": 0.0, "snapshot": 0.0}
+             "save_state": 0.0, "snapshot": 0.0, "dedup": 0.0, "tracker": 0.0}
     open_part: list[str] = []
     overlaps: list[str] = []
 
@@ -233,6 +234,14 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
         # the audit's state, saved once at the run's end (close_batch saves it during the run): not per call
         ledger.save_state = timed("save_state", ledger.save_state)
         engine.auditor.snapshot = timed("snapshot", engine.auditor.snapshot, inner=True)
+        # inside audit and close_batch: the near-duplicate index and the diversity tracker (their own branches'
+        # parts), taken out of the audit's and close_batch's time, so "loop" below is the rest of the loop
+        index = engine.auditor.index
+        index.find = timed("dedup", index.find, inner=True)
+        index.add = timed("dedup", index.add, inner=True)
+        tracked = {name: getattr(DiversityTracker, name) for name in ("add_batch", "common_phrases")}
+        for name, method in tracked.items():   # on the class: an instance attribute would reach its snapshot
+            setattr(DiversityTracker, name, timed("tracker", method, inner=True))
 
         async def run():
             client = provider._sdk()
@@ -252,14 +261,18 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
             await provider.aclose()
             return result, total
 
-        if profile:
-            import cProfile
+        try:
+            if profile:
+                import cProfile
 
-            prof = cProfile.Profile()
-            result, total = prof.runcall(asyncio.run, run())
-            prof.dump_stats(profile)
-        else:
-            result, total = asyncio.run(run())
+                prof = cProfile.Profile()
+                result, total = prof.runcall(asyncio.run, run())
+                prof.dump_stats(profile)
+            else:
+                result, total = asyncio.run(run())
+        finally:
+            for name, method in tracked.items():
+                setattr(DiversityTracker, name, method)
         calls = ledger.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         ledger.close()
     if overlaps:
@@ -268,7 +281,11 @@ def engine_own(examples: int, profile: str | None = None) -> dict[str, float]:
         raise RuntimeError(f"the run accepted {result.accepted} of {examples}")
     spent["total"] = total
     spent["calls"] = calls
-    spent["own"] = total - sum(spent[k] for k in ("post", "audit", "close_batch", "save_state", "snapshot"))
+    spent["own"] = total - sum(spent[k] for k in ("post", "audit", "close_batch", "save_state", "snapshot", "dedup",
+                                                   "tracker"))
+    # the loop's own CPU outside the SDK's post, the near-duplicate index and the diversity tracker (round 6)
+    spent["loop"] = spent["own"] + spent["audit"] + spent["close_batch"]
+    spent["accepted"] = result.accepted
     return spent
 
 
@@ -290,7 +307,10 @@ def engine(args) -> None:
               f"add_pending {per(s['add_pending'], n)}, record_call {per(s['record_call'], n)}, rest of record "
               f"{per(s['record_rest'], n)}, draw_batch {per(s['draw_batch'], n)}, the call's coroutines and the loop "
               f"{per(rest, n)}, of it garbage collection {per(s['gc_rest'], n)} (in all parts {per(s['gc_all'], n)})); not counted: SDK post {per(s['post'], n)}, audit {per(s['audit'], n)}, close_batch "
-              f"{per(s['close_batch'], n)}; load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{per(s['close_batch'], n)}, dedup {per(s['dedup'], n)}, tracker {per(s['tracker'], n)}; "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"  the loop outside the SDK's post, dedup and the tracker: {per(s['loop'], n)} a call, "
+              f"{per(s['loop'], s['accepted'])} per accepted example", flush=True)
 
 
 def per(seconds: float, n: int) -> str:

@@ -471,3 +471,34 @@ def test_calls_dispatched_but_never_started_leave_no_pending_row(tmp_path, monke
     assert len(written) == 11 and statuses.get("pending", 0) == 0 and statuses["ok"] >= 10
     assert ledger.pending_calls() == (0, 0)
     ledger.close()
+
+
+def test_the_collectors_first_threshold_is_raised_for_the_run_and_restored(tmp_path):
+    """While the loop runs, the collector's first threshold is YOUNG_OBJECTS (fewer young collections a call);
+    the process's own setting is back when the run ends, also when it ends in an error."""
+    import gc
+
+    from agent.generate import YOUNG_OBJECTS, Engine
+    from agent.providers.simulated import SimulatedProvider
+
+    seen: list[tuple[int, int, int]] = []
+
+    class Watching(SimulatedProvider):
+        async def complete(self, request):
+            seen.append(gc.get_threshold())
+            if len(seen) == 30:
+                raise RuntimeError("a bug in the provider")
+            return await super().complete(request)
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 9, 11)
+    try:
+        plan_path = small_plan(tmp_path, total=60)
+        result, _ = _run_engine(tmp_path, "run", Engine, plan_path, provider=Watching(model="simulated-1"))
+        assert result.accepted == 60 and seen and all(t == (YOUNG_OBJECTS, 9, 11) for t in seen)
+        assert gc.get_threshold() == (700, 9, 11)
+        with pytest.raises(RuntimeError, match="a bug in the provider"):
+            _run_engine(tmp_path, "again", Engine, small_plan(tmp_path, total=300), provider=Watching(model="simulated-1"))
+        assert len(seen) >= 30 and gc.get_threshold() == (700, 9, 11)
+    finally:
+        gc.set_threshold(*before)

@@ -178,3 +178,45 @@ def test_planner_writes_declared_measures(tmp_path):
     for dim in data["dimensions"].values():
         for c in dim["categories"]:
             assert not re.search(r"\d+-\d+", c["description"]), c
+
+
+# ---- round 6: the auditor's Measures (the plan's part worked out once) ---------------------------------
+
+def test_measures_kept_per_plan_equal_measure(tmp_path):
+    """labels.Measures(plan)(record, requested) gives measure(record, plan, requested) for every plan shape (the
+    example, DPO and KTO forms, a plan of undeclared-then-inferred categories, open and shared bounds, formats
+    requested or not, or unknown) on simulated and hand-written records."""
+    import random
+
+    from agent.audit.labels import Measures
+    from tests.test_fast_paths import HAND_WRITTEN, simulated_texts
+
+    def bounds(data):
+        rl = data["dimensions"]["response_length"]["categories"]
+        rl[0].pop("min_words", None)            # open below
+        rl[-1].pop("max_words", None)           # open above
+        rl[1]["min_words"] += 5                   # a gap between two categories: a count in it fits none
+
+    plans = [load_plan(EXAMPLE_PLAN), load_plan(write(tmp_path, bounds, "bounds.yaml")),
+             load_plan(write(tmp_path, rename_examples(declared=True), "renamed.yaml"))]
+    from tests.test_labels import DPO, KTO, PLAN
+    plans += [PLAN, DPO, KTO]    # every format declared; the preference and KTO shapes
+    texts = simulated_texts(150) + HAND_WRITTEN
+    rng = random.Random(6)
+    records = []
+    for _ in range(600):
+        q, a = rng.choice(texts), rng.choice(texts)
+        records += [chat(q, a), chat(q, a, rng.choice(texts), rng.choice(texts)), {"messages": []},
+                    {"prompt": q, "chosen": a, "rejected": rng.choice(texts)}, {"prompt": q, "completion": a}]
+    for plan in plans:
+        measures = Measures(plan)
+        for record in rng.sample(records, 800):
+            requested = {d: rng.choice([c.name for c in dim.categories] + ["not_a_category", ""])
+                         for d, dim in plan.dimensions.items() if rng.random() < 0.8}
+            for asked in (requested, None, {}):
+                expected = measure(record, plan, asked)
+                assert measures(record, asked) == expected
+                assert list(measures(record, asked)) == list(expected)
+                if "messages" in record or "prompt" in record:
+                    from agent.records import user_text
+                    assert measures(record, asked, user=user_text(record)) == expected

@@ -84,3 +84,37 @@ def test_an_old_ledgers_summaries_load_in_audit_status_and_export(tmp_path, run_
     assert "unfillable: tone.casual short by 5" in r.out
     labels, costs = batch_costs(Ledger(db).batches())
     assert labels[-1] == "3" and costs[-1] == 0.0   # no cost_total stored: no cost put on it
+
+
+def old_to_json(s: BatchSummary) -> dict:
+    """BatchSummary.to_json before round 6: the diversity metrics deep-copied by dataclasses.asdict."""
+    from dataclasses import asdict, fields
+
+    out = {f.name: getattr(s, f.name) for f in fields(s) if f.name != "extra"}
+    out["diversity"] = asdict(s.diversity)
+    out["steering"] = s.steering.to_json()
+    out["missing"] = [asdict(m) for m in s.missing]
+    out["unfillable"] = [asdict(u) for u in s.unfillable]
+    return {**s.extra, **out}
+
+
+def test_a_summary_is_stored_as_the_same_json_as_before(tmp_path, run_cli, monkeypatch):
+    """to_json no longer deep-copies the diversity metrics: the text record_batch stores is the same, for a
+    hand-written summary of every field and for every summary a simulated run writes."""
+    summaries = [BatchSummary.from_json(json.loads(json.dumps(FIRST_RELEASE)))]
+    record_batch = Ledger.record_batch
+
+    def keep(self, summary, state=None):
+        summaries.append(summary)
+        return record_batch(self, summary, state)
+
+    monkeypatch.setattr(Ledger, "record_batch", keep)
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    data["total"] = 60
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("generate", "--plan", str(plan_path), "--outputs", str(tmp_path / "out"))
+    assert r.code == 0, r.err
+    assert len(summaries) > 2 and all(s.diversity.cumulative for s in summaries[1:])
+    for s in summaries:
+        assert json.dumps(s.to_json()) == json.dumps(old_to_json(s))
