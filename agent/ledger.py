@@ -21,7 +21,6 @@ counts and categories and by the engine for spend and pacing):
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import logging
 import os
@@ -30,8 +29,6 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring as _ESCAPE
-from json.encoder import encode_basestring_ascii as _ESCAPE_ASCII
 from pathlib import Path
 from typing import Any
 
@@ -126,41 +123,6 @@ def is_surplus(reason: str | None) -> bool:
 # json.dumps builds a new encoder for every call with a keyword argument: one each, made once (same output)
 _dumps = json.JSONEncoder().encode                      # json.dumps(value)
 _dumps_text = json.JSONEncoder(ensure_ascii=False).encode   # json.dumps(value, ensure_ascii=False)
-
-
-def _record_text(record: dict[str, Any]) -> str:
-    """_dumps_text(record): a chat record {"messages": [{"role": ..., "content": ...}, ...]} is written from its
-    strings' escapes, each system prompt's once per process (the plan's few come with every record); any other
-    record goes to the encoder. The same text (tests/test_ledger_fast.py): json's separators, its escape of a
-    string (an ASCII string without DEL escapes alike through json's faster ASCII routine, as nothing in it is
-    left for ensure_ascii to escape)."""
-    messages = record.get("messages") if type(record) is dict and len(record) == 1 else None
-    if type(messages) is not list:
-        return _dumps_text(record)
-    parts = []
-    for m in messages:
-        if type(m) is not dict or len(m) != 2:
-            return _dumps_text(record)
-        role, content = m.get("role"), m.get("content")
-        if type(role) is not str or type(content) is not str or tuple(m) != _MESSAGE_KEYS:
-            return _dumps_text(record)
-        parts.append(f'{{"role": {_escaped_role(role)}, "content": '
-                     f'{_escaped_system(content) if role == "system" else _escaped(content)}}}')
-    return '{"messages": [' + ", ".join(parts) + "]}"
-
-
-_MESSAGE_KEYS = ("role", "content")
-
-
-def _escaped(text: str) -> str:
-    """json's escape of a string with ensure_ascii=False (its C routines)."""
-    if text.isascii() and "\x7f" not in text:     # isascii is a flag read; DEL is the one character they treat apart
-        return _ESCAPE_ASCII(text)
-    return _ESCAPE(text)
-
-
-_escaped_role = functools.lru_cache(maxsize=16)(_escaped)       # "system", "user", "assistant"
-_escaped_system = functools.lru_cache(maxsize=64)(_escaped)     # the plan's system prompts
 
 
 def _has_json1(db: sqlite3.Connection) -> bool:
@@ -430,7 +392,7 @@ class Ledger:
                 # read inside this write transaction, where no other writer can take one.
                 first = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM examples").fetchone()[0]
                 rows = [(first + i, ex.spec_id, call_id, batch, ex.status, ex.reason, ex.detail, ex.topic,
-                         *_labels_json(ex), _record_text(ex.record) if ex.record is not None else None, ex.user_text,
+                         *_labels_json(ex), _dumps_text(ex.record) if ex.record is not None else None, ex.user_text,
                          int(simulated), now, ex.passage or None) for i, ex in enumerate(examples)]
                 self.db.executemany(
                     "INSERT INTO examples (id, spec_id, call_id, batch, status, reason, detail, topic, requested,"

@@ -184,22 +184,10 @@ class PlanPrompts:
 
     def output_budget(self, specs: Sequence[Spec]) -> int:
         """output_budget(plan, specs), each label's sizes looked up once per plan."""
-        # _spec_tokens inlined (a call and a list per spec): the same operations in the same order, so the same float
-        sizes, none, pairs = self._sizes, (None, None), self.plan.record_shape == "preference"
-        total = 0.0
-        for s in specs:
-            words, turns = 0.0, 1.0
-            for item in s.labels.items():
-                max_words, mid = sizes.get(item, none)
-                if max_words:
-                    words += max_words
-                if mid is not None:
-                    turns = max(turns, mid)
-            words = (words or 400) * turns
-            if pairs:
-                words *= 2     # chosen and rejected
-            total += words * WORDS_TO_TOKENS + JSON_TOKENS_PER_EXAMPLE
-        return _budget(self.plan, total)
+        none = (None, None)
+        return _budget(self.plan, sum(
+            _spec_tokens(self.plan, s.labels, [self._sizes.get(item, none) for item in s.labels.items()])
+            for s in specs))
 
     def request(self, specs: list[Spec], *, avoid: Sequence[str] = (), steering: dict | None = None,
                 temperature: float | None = None, system: str | None = None,

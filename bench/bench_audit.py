@@ -97,14 +97,6 @@ def labels_child(code: Path, records_file: Path, reps: int) -> None:
     records = pickle.loads(records_file.read_bytes())
     import agent
     print(f"agent from {Path(agent.__file__).parent}", file=sys.stderr)
-    # the labels as the auditor measures them: a tree with labels.Measures (round 6) keeps one per plan
-    from agent.audit import labels as labels_module
-    per_plan = getattr(labels_module, "Measures", None)
-    if per_plan is not None:
-        kept = per_plan(plan)
-
-        def measure(record: dict, _plan: Any, requested: dict) -> dict:   # noqa: F811 - the auditor's way
-            return kept(record, requested)
     for record, requested, _ in records[:50]:     # warm: the dictionary and the parsers load once per run
         check_record(record, "chat", plan.quality, requested)
         measure(record, plan, requested)
@@ -124,11 +116,9 @@ def labels_child(code: Path, records_file: Path, reps: int) -> None:
     found = {spec.id: (check_record(record, "chat", plan.quality, requested), measure(record, plan, requested))
              for record, requested, spec in records}
 
-    def admit_pass(ledger: Ledger, looked_up: bool = False) -> float:
+    def admit_pass(ledger: Ledger) -> float:
         auditor = Auditor(plan, ledger)
         auditor.index = NoIndex()
-        if looked_up and hasattr(auditor, "measure"):    # a tree whose auditor keeps its Measures
-            auditor.measure = lambda record, requested=None, user=None: found[current[0]][1]
         auditor._quotas = dict.fromkeys(auditor._quotas, 10**9)   # room everywhere, as in a run's first examples
         t = time.process_time()
         for (_, _, spec), item in zip(records, items, strict=True):
@@ -146,7 +136,7 @@ def labels_child(code: Path, records_file: Path, reps: int) -> None:
         auditor_module.measure = lambda record, plan, requested=None: found[current[0]][1]
         auditor_module.to_record = _tracking(auditor_module.to_record, current := [""])
         for _ in range(reps):
-            own += admit_pass(ledger, looked_up=True)
+            own += admit_pass(ledger)
         ledger.close()
     print(" ".join(f"{x / (reps * len(records)) * 1e3:.4f}" for x in (checks, labels, admit, own)))
 

@@ -164,34 +164,3 @@ def test_a_ledger_made_before_loses_the_indexes_and_counts_the_same(tmp_path):
             again.lost_counts(), [r["id"] for r in again.iter_accepted()], again.last_accepted_id()) == counts
     assert counts[0]["behaviour"] == {"normal": 12 * 2 + 1, "ambiguous": 12 * 2} and counts[1] == 12 * 4 + 1
     again.close()
-
-
-# ---- round 6: a chat record's JSON written from its strings' escapes -------------------------------------
-
-def test_record_text_equals_the_encoder_on_records_and_fuzz():
-    """_record_text gives json.dumps(record, ensure_ascii=False), character for character: on the simulated
-    provider's records, on fuzzed chat records (quotes, backslashes, control characters, DEL, non-ASCII,
-    lone surrogates, U+2028) and on records of other shapes, which go to the encoder."""
-    import random
-
-    from agent.ledger import _record_text
-    from tests.test_fast_paths import simulated_texts
-
-    texts = simulated_texts(100)
-    records = [{"messages": [{"role": "system", "content": "You are a support agent."},
-                             {"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-               for q, a in zip(texts[::2], texts[1::2], strict=True)]
-    rng = random.Random(6)
-    alphabet = 'ab "\\\n\r\t\x00\x08\x0c\x1f\x7f\x80é½🙂\u2028\ud800/<>&'
-    for _ in range(5000):
-        messages = [{"role": rng.choice(["system", "user", "assistant", "tool\x7f", "é"]),
-                     "content": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))}
-                    for _ in range(rng.randint(0, 4))]
-        records.append({"messages": messages})
-    records += [{"messages": []}, {"prompt": "p", "chosen": "c", "rejected": "r"}, {"messages": "text"},
-                {"messages": [{"content": "content first", "role": "user"}]},
-                {"messages": [{"role": "user", "content": "x", "name": "extra key"}]},
-                {"messages": [{"role": "user", "content": 3}]}, {"messages": [["role", "user"]]},
-                {"messages": [{"role": "user", "content": "x"}], "extra": 1}, {}, ["not", "a", "dict"]]
-    for record in records:
-        assert _record_text(record) == json.dumps(record, ensure_ascii=False), record

@@ -18,7 +18,7 @@ from agent.audit import grounding
 from agent.audit.checks import check_record
 from agent.audit.dedup import NearDupIndex
 from agent.audit.diversity import DiversityTracker, shortfalls, steering
-from agent.audit.labels import Measures
+from agent.audit.labels import measure
 from agent.audit.state import StateError, dumps, loads, same_shape
 from agent.ledger import SURPLUS, ExampleRow, Ledger, is_lost, is_surplus
 from agent.plan import Plan
@@ -78,7 +78,6 @@ class Auditor:
         # filled by load_index(), which the engine runs in a thread while the first calls are in flight
         self.kept_texts = ledger.accepted_texts()
         self.measured_dims = [d for d, dim in plan.dimensions.items() if dim.measure != "trusted"]
-        self.measure = Measures(plan)            # labels.measure with this plan's part worked out once
         self.plan_hash = state.categories.plan_hash
         self.misses: Counter[tuple[str, str]] = Counter(state.categories.misses)
         # a category given up on stays given up on across resumes of the same plan; its shortfall is recomputed
@@ -125,7 +124,7 @@ class Auditor:
         issues = check_record(record, self.shape, self.plan.quality, requested=spec.labels)
         if issues:
             return self._reject(row, f"check:{issues[0].code}", "; ".join(i.message for i in issues[:3]))
-        measured = self.measure(record, requested=spec.labels, user=text)
+        measured = measure(record, self.plan, requested=spec.labels)
         # requested labels, overridden by an LLM judge's where the plan asks for one, then by measurement
         labels = {**spec.labels, **(judged or {}), **{d: c for d, c in measured.items() if d in spec.labels}}
         row.audited = labels   # an off_spec row keeps None for the dimension it fits no category of

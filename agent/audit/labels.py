@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import pkgutil
 import re
 from collections.abc import Callable, Sequence
@@ -114,75 +113,6 @@ def measure(record: dict[str, Any], plan: Plan, requested: dict[str, str] | None
         elif kind == "format":
             out[name] = _format(dim, formats_found(reply), (requested or {}).get(name))
     return out
-
-
-class Measures:
-    """measure(record, plan, requested) for a plan that does not change while it is used (an Auditor's, for its
-    run): what measure() reads of the plan for every record (each dimension's kind, the bucket bounds, which
-    category declares a value, each category's format) laid out once. The same labels as measure()
-    (tests/test_measures.py)."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.steps: list[tuple[str, str, Any]] = []
-        for name, dim in plan.dimensions.items():
-            kind = dim.measure
-            table: Any
-            if kind in ("response_words", "input_words", "turns"):
-                table = _bounds(dim, "turns" if kind == "turns" else "words")
-            elif kind in ("code", "typos"):     # the field a category declares is named as the kind
-                table = {value: _declaring(dim, kind, value) for value in (True, False)}
-            elif kind == "format":
-                table = ({f: _declaring(dim, "format", f) for f in FORMAT_ORDER}, _declaring(dim, "format", "plain"),
-                         {c.name: c.format for c in reversed(dim.categories)})   # the first of a name wins
-            else:
-                continue
-            self.steps.append((name, kind, table))
-
-    def __call__(self, record: dict[str, Any], requested: dict[str, str] | None = None,
-                 user: str | None = None) -> dict[str, str | None]:
-        """user: the record's user_text, when the caller has it already."""
-        reply = response_text(record)
-        out: dict[str, str | None] = {}
-        for name, kind, table in self.steps:
-            if kind == "response_words":
-                out[name] = _bucketed(word_count(reply), table)
-            elif kind == "input_words":
-                out[name] = _bucketed(word_count(user_text(record) if user is None else user), table)
-            elif kind == "turns":
-                out[name] = _bucketed(user_turns(record), table)
-            elif kind == "code":
-                out[name] = table[has_example(reply)]
-            elif kind == "typos":
-                out[name] = table[has_typos(_user_texts(record))]
-            else:
-                declared, plain, formats = table
-                found = formats_found(reply)
-                if not found:
-                    out[name] = plain
-                    continue
-                asked = requested.get(name) if requested else None
-                want = formats.get(asked) if asked else None
-                out[name] = declared[want if want in found else found[0]]
-        return out
-
-
-def _bounds(dimension: Dimension, unit: str) -> list[tuple[float, float, str]]:
-    """bucket()'s bounds: (low, high, category) for each category with a bound, an open one as -inf / inf."""
-    low, high = _BOUNDS[unit]
-    out = []
-    for cat in dimension.categories:
-        lo, hi = getattr(cat, low), getattr(cat, high)
-        if lo is not None or hi is not None:
-            out.append((-math.inf if lo is None else lo, math.inf if hi is None else hi, cat.name))
-    return out
-
-
-def _bucketed(count: int, bounds: list[tuple[float, float, str]]) -> str | None:
-    """bucket(count, dimension) over _bounds(dimension)."""
-    for lo, hi, name in bounds:
-        if lo <= count <= hi:
-            return name
-    return None
 
 
 def _declaring(dim: Dimension, field_name: str, value: object) -> str | None:
