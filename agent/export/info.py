@@ -22,7 +22,7 @@ from agent import tokens
 from agent.coverage import lines as coverage_lines
 from agent.export.validate import example_tokens
 from agent.plan import Plan
-from agent.records import BatchSummary, ExportContext
+from agent.records import BatchSummary, ExportContext, user_turns
 
 TOKEN_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 EDGE_BEHAVIOURS = ("ambiguous", "adversarial", "negative")
@@ -73,38 +73,27 @@ class Stats:
         form of the written line, `labels` its (dimension, category) pairs, `system` the original's system
         prompt. Returns the line's tokens, validate.example_tokens with the default tokenizer: a chat's
         messages are counted once here for both figures."""
-        count = tokens.count
         if "messages" in record:
-            # one loop: each message counted once, for its role's figures and the line's framed total
-            n_tokens = 3   # tokens.count_messages(msgs): OpenAI's framing, from the counts kept for the figures
-            turns = 0      # records.user_turns
-            for m in record["messages"]:
-                n = count(str(m.get("content", "")))
-                n_tokens += 3 + n
-                role = m["role"]
-                if role == "user":
-                    turns += 1
-                    self.user_msgs += 1
-                    self.user_tokens += n
-                    self.query_hist[bin_of(n)] += 1
-                elif role == "assistant":
-                    self.reply_msgs += 1
-                    self.reply_tokens += n
-                    self.reply_hist[bin_of(n)] += 1
+            msgs = record["messages"]
+            counts = [tokens.count(str(m.get("content", ""))) for m in msgs]
+            n_tokens = tokens.framed(counts)   # tokens.count_messages(msgs), from the counts kept for the figures
+            users = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "user"]
+            replies = [c for m, c in zip(msgs, counts, strict=True) if m["role"] == "assistant"]
         else:
             n_tokens = example_tokens(record)
-            n = count(record["prompt"])
+            users = [tokens.count(record["prompt"])]
+            replies = [tokens.count(record.get("chosen", record.get("completion", "")))]
+            if "rejected" in record:
+                self.rejected_tokens += tokens.count(record["rejected"])
+        for n in users:
             self.user_msgs += 1
             self.user_tokens += n
             self.query_hist[bin_of(n)] += 1
-            n = count(record.get("chosen", record.get("completion", "")))
+        for n in replies:
             self.reply_msgs += 1
             self.reply_tokens += n
             self.reply_hist[bin_of(n)] += 1
-            if "rejected" in record:
-                self.rejected_tokens += count(record["rejected"])
-            turns = 1
-        if turns > 1:
+        if user_turns(record) > 1:
             self.multi_turn += 1
         else:
             self.single_turn += 1
