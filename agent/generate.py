@@ -603,7 +603,10 @@ class Engine:
                 raised = [e for e in (t.exception() for t in done if not t.cancelled()) if e is not None]
                 if raised:
                     raise raised[0]
-                outs = [task.result() for task in done]
+                # in dispatch order (a call's ledger row is numbered at dispatch): `done` is a set, whose order
+                # follows the tasks' addresses, so calls that finished together were recorded in an order that
+                # changed from run to run, and with it which examples a run accepted
+                outs = sorted((task.result() for task in done), key=lambda out: out.pending)
                 for out in outs:   # every finished call is recorded before any stop is decided
                     self.record(out)
                 for out in outs:

@@ -502,3 +502,29 @@ def test_the_collectors_first_threshold_is_raised_for_the_run_and_restored(tmp_p
         assert len(seen) >= 30 and gc.get_threshold() == (700, 9, 11)
     finally:
         gc.set_threshold(*before)
+
+
+def test_calls_that_finish_together_are_recorded_in_dispatch_order(tmp_path):
+    """Several calls in flight on the instant simulated provider finish in the same turn of the loop; their
+    rows are recorded in the order they were sent (the call ids), not in the done set's order, which follows
+    the tasks' addresses and so changed which examples a run accepted from one run to the next."""
+    from agent.generate import Engine
+
+    waves: list[int] = []
+
+    class CountsWaves(Engine):
+        def record(self, out):
+            waves.append(out.pending)
+            return super().record(out)
+
+    plan_path = small_plan(tmp_path, total=200)
+    data = yaml.safe_load(plan_path.read_text())
+    data["generation"]["concurrency"] = 8
+    plan_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result, db = _run_engine(tmp_path, "run", CountsWaves, plan_path)
+    assert result.accepted == 200 and len(waves) > 20
+    con = sqlite3.connect(db)
+    call_of_example = [c for c, in con.execute("SELECT call_id FROM examples ORDER BY id")]
+    con.close()
+    assert waves == sorted(waves)
+    assert call_of_example == sorted(call_of_example)
