@@ -317,7 +317,24 @@ def test_a_version_2_ledger_gains_the_passage_column_and_table(tmp_path):
         ledger.close()
 
 
-def test_with_the_judge_on_it_rates_faithfulness_and_low_ratings_are_rejected(tmp_path, run_cli):
+def test_with_the_judge_on_it_rates_faithfulness_and_low_ratings_are_rejected(tmp_path, run_cli, monkeypatch):
+    from agent.providers.simulated import SimulatedProvider
+
+    # The simulated judge rates ~1 % of items 2, and whether one of them reaches the faithfulness check (past
+    # the near-duplicate, quota and grounding checks) was luck of the run. Every fourth item rated 2 makes the
+    # rule meet many examples; each spec's last rating is kept to check it against what was accepted.
+    last_rating: dict[str, int] = {}
+    judge = SimulatedProvider._judge
+
+    def harsh_judge(self, rng, request):
+        out = judge(self, rng, request)
+        for i, item in enumerate(out):
+            if i % 4 == 0:
+                item["faithful"] = 2
+            last_rating[item["id"]] = item["faithful"]
+        return out
+
+    monkeypatch.setattr(SimulatedProvider, "_judge", harsh_judge)
     plan_path = grounded_copy(tmp_path, total=150)
     data = yaml.safe_load(plan_path.read_text())
     data["audit"] = {"judge": True}
@@ -327,6 +344,8 @@ def test_with_the_judge_on_it_rates_faithfulness_and_low_ratings_are_rejected(tm
     con = sqlite3.connect(out / "grounded" / "ledger.sqlite")
     details = [d for d, in con.execute("SELECT detail FROM examples WHERE reason = 'unfaithful'")]
     assert details and all("rated faithfulness" in d and "/5" in d for d in details)
+    accepted = [s for s, in con.execute("SELECT spec_id FROM examples WHERE status = 'accepted'")]
+    assert len(accepted) == 150 and all(last_rating[s] >= 3 for s in accepted)
     summary = json.loads(con.execute("SELECT summary FROM batches ORDER BY id DESC LIMIT 1").fetchone()[0])
     run = summary["grounding"]["run"]
     assert 2 <= run["judge_faithfulness"] <= 5
