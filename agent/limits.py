@@ -188,10 +188,6 @@ class Limiter:
     def tokens_per_second(self) -> float | None:
         return self._tps
 
-    @property
-    def mean_latency(self) -> float | None:
-        return self._latency
-
     def attempt_timeout(self, timeout: float, max_tokens: int) -> float:
         """An attempt's timeout: the plan's, or more where the server is measured (or, being local, assumed)
         to write slower than max_tokens needs; a slow server writing a long reply is not a hang."""
