@@ -1,15 +1,16 @@
 """The whole `datagen generate` loop against the loopback server, beside the raw SDK ceiling, in one run.
 
     .venv/bin/python bench/bench_engine.py [--examples 2500] [--window 10]
-    .venv/bin/python bench/bench_engine.py --cpu [--examples 10000] [--profile out.prof] [--floor]
+    .venv/bin/python bench/bench_engine.py --cpu [--examples 10000] [--profile out.prof] [--floor | --without PARTS]
 
 `--cpu`: the client CPU of the whole loop per accepted example, at zero latency and no rate limit, the
 engine pinned to one core (the server runs in its own process). CPU = the engine process's user+system
 time (its rusage, i.e. what time.process_time() would say inside it), not wall time: the machine is
 shared. `--profile FILE` runs the engine under cProfile as well (a separate run: the profiler's own
-overhead stays out of the figure) and prints the top functions by cumulative time. `--floor` runs the same loop with the near-duplicate index and the
-diversity tracker made no-ops (bench/floor.py): what everything else costs, the least the whole loop can cost
-without changing those other parts.
+overhead stays out of the figure) and prints the top functions by cumulative time. `--without PARTS` runs the
+same loop with parts removed or replaced (bench/whatif.py lists them: what each decision about the 1 ms target
+would buy); `--floor` is `--without dedup,tracker`, the near-duplicate index and the diversity tracker made
+no-ops: what everything else costs, the least the whole loop can cost without changing those other parts.
 
 The server (its own process) has 1 s latency and a 600 requests/min limit, and answers with the simulated
 provider's examples read from each prompt, so the engine's draw, audit, ledger and export all do their
@@ -109,7 +110,7 @@ def _near_duplicates(ledger: Path) -> tuple[int, int]:
         con.close()
 
 
-def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = None, floor: bool = False) -> dict:
+def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = None, without: str = "") -> dict:
     """`datagen generate` on one core, its CPU and accepted count sampled once a second. The run is expected
     to finish (the simulated provider writes new text for a re-asked spec, and the progress brake stops a run
     whose calls stop yielding examples). As a safety net, a run whose accepted count stops growing for STALL_S
@@ -120,7 +121,7 @@ def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = N
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    entry = [str(ROOT / "bench" / "floor.py")] if floor else ["-m", "agent"]
+    entry = [str(ROOT / "bench" / "whatif.py"), without] if without else ["-m", "agent"]
     proc = subprocess.Popen([sys.executable, *prof, *entry, "generate", "--plan", str(plan), "--outputs",
                              str(work / "out"), "--quiet"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_pin_to_one_core)
@@ -153,14 +154,14 @@ def cpu_engine_run(url: str, examples: int, work: Path, profile: Path | None = N
             "loop_ms": 1000 * last[1] / last[0] if last[0] else 0.0}
 
 
-def cpu_run(examples: int, profile: Path | None, floor: bool = False) -> None:
+def cpu_run(examples: int, profile: Path | None, without: str = "") -> None:
     """Client CPU per accepted example at zero latency, one core, whole loop (start-up and export included)."""
     from bench_throughput import server_process
 
     with server_process(0.0, None, 10.0, 3600, simulated=True) as url, tempfile.TemporaryDirectory() as tmp:
-        r = cpu_engine_run(url, examples, Path(tmp) / "cpu", floor=floor)
-        if floor:
-            print("FLOOR run: near-duplicate index and diversity tracker made no-ops (bench/floor.py)")
+        r = cpu_engine_run(url, examples, Path(tmp) / "cpu", without=without)
+        if without:
+            print(f"WITHOUT {without} (bench/whatif.py): not the product's loop, a measure of what those parts cost")
         how = (f"STALLED at {r['accepted']}/{examples} (no progress for {STALL_S:.0f} s: an engine bug; CPU taken at "
                "the last accepted example, no export)") if r["stalled"] else "finished (start-up and export included)"
         print(f"datagen generate, zero latency, one core: {r['accepted']}/{examples} accepted, {how}, "
@@ -172,7 +173,7 @@ def cpu_run(examples: int, profile: Path | None, floor: bool = False) -> None:
         print(f"generation loop alone (CPU sampled at the last accepted example, before any export): "
               f"{r['loop_ms']:.3f} ms per accepted example", flush=True)
         if profile:
-            p = cpu_engine_run(url, examples, Path(tmp) / "prof", profile=profile, floor=floor)
+            p = cpu_engine_run(url, examples, Path(tmp) / "prof", profile=profile, without=without)
             import pstats
 
             print(f"profiled run (cProfile overhead included): {p['per_example_ms']:.3f} ms per accepted example; "
@@ -183,6 +184,7 @@ def cpu_run(examples: int, profile: Path | None, floor: bool = False) -> None:
 
 def main() -> None:
     from bench_throughput import raw_phase, server_process
+    from whatif import PARTS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=None, help="default 2500, with --cpu 10000")
@@ -190,12 +192,16 @@ def main() -> None:
     ap.add_argument("--raw-seconds", type=float, default=30.0)
     ap.add_argument("--cpu", action="store_true", help="client CPU per accepted example only (see above)")
     ap.add_argument("--profile", type=Path, default=None, help="with --cpu: also a cProfile run, written here")
-    ap.add_argument("--floor", action="store_true", help="with --cpu: near-duplicate index and tracker made no-ops")
+    ap.add_argument("--floor", action="store_true", help="with --cpu: --without dedup,tracker")
+    ap.add_argument("--without", default="", help=f"with --cpu: parts to remove, comma-separated ({', '.join(PARTS)})")
     args = ap.parse_args()
-    if args.floor and not args.cpu:
-        ap.error("--floor goes with --cpu")
+    without = ",".join(filter(None, ["dedup,tracker" if args.floor else "", args.without]))
+    if without and not args.cpu:
+        ap.error("--floor and --without go with --cpu")
+    if set(without.split(",")) - {"", *PARTS}:
+        ap.error(f"--without takes {', '.join(PARTS)}")
     if args.cpu:
-        cpu_run(args.examples or 10_000, args.profile, args.floor)
+        cpu_run(args.examples or 10_000, args.profile, without)
         return
     args.examples = args.examples or 2500
     with server_process(1.0, 600, args.window, 900, simulated=True) as url, tempfile.TemporaryDirectory() as tmp:
