@@ -50,7 +50,8 @@ def remove(parts: set[str]) -> None:
 if __name__ == "__main__":
     asked = set(sys.argv.pop(1).split(","))
     if asked - set(PARTS):
-        sys.exit(f"whatif.py: unknown parts {sorted(asked - set(PARTS))}; choose from {', '.join(PARTS)}")
+        print(f"whatif.py: unknown parts {sorted(asked - set(PARTS))}; choose from {', '.join(PARTS)}", file=sys.stderr)
+        sys.exit(2)
     remove(asked)
     from agent.cli import main
 
