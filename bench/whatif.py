@@ -19,17 +19,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agent.audit import dedup, overlap  # noqa: E402
-from agent.audit.diversity import DiversityTracker  # noqa: E402
 
 PARTS = ("dedup", "tracker", "lsh", "nn", "tokens")
 
 
+def parts(text: str) -> set[str]:
+    """The parts a comma list names; ValueError for one that is not in PARTS."""
+    asked = set(filter(None, text.split(",")))
+    if asked - set(PARTS):
+        raise ValueError(f"unknown parts {sorted(asked - set(PARTS))}; choose from {', '.join(PARTS)}")
+    return asked
+
+
 def remove(parts: set[str]) -> None:
+    """Patch this process's modules (imported here: bench_engine.py only needs PARTS and parts())."""
+    import numpy as np
+
+    from agent.audit import dedup, overlap
+    from agent.audit.diversity import DiversityTracker
+
     if "dedup" in parts:
         dedup.NearDupIndex.find = lambda self, text: None                     # type: ignore[method-assign]
         dedup.NearDupIndex.add = lambda self, key, text: None                 # type: ignore[method-assign]
@@ -48,9 +57,10 @@ def remove(parts: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    asked = set(sys.argv.pop(1).split(","))
-    if asked - set(PARTS):
-        print(f"whatif.py: unknown parts {sorted(asked - set(PARTS))}; choose from {', '.join(PARTS)}", file=sys.stderr)
+    try:
+        asked = parts(sys.argv.pop(1))
+    except ValueError as e:
+        print(f"whatif.py: {e}", file=sys.stderr)
         sys.exit(2)
     remove(asked)
     from agent.cli import main
